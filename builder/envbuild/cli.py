@@ -1,0 +1,166 @@
+"""The ``envbuild`` command: parse options, call one library function, map errors to exit codes.
+
+Logs and progress go to stderr; data (JSON, digests) to stdout, so
+``envbuild --json lock | jq`` works.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from envbuild import __version__
+from envbuild.errors import EnvbuildError, StaleLockError
+from envbuild.init import init_spec
+from envbuild.lock import LockOptions, check, lock
+from envbuild.spec import load_spec
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class Context:
+    """Options every command shares."""
+
+    directory: Path
+    json: bool
+    verbosity: int
+
+    def say(self, text: str) -> None:
+        """A human line on stderr, unless --quiet."""
+        if self.verbosity >= 0:
+            err.print(escape(text))
+
+    def emit(self, data: Any) -> None:
+        """Machine-readable output on stdout."""
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="envbuild")
+@click.option("-C", "directory", type=click.Path(file_okay=False, path_type=Path), default=".", envvar="ENVBUILD_DIR", show_envvar=True, help="Run as if started in DIR.")
+@click.option("--json", "as_json", is_flag=True, envvar="ENVBUILD_JSON", show_envvar=True, help="Machine-readable output on stdout.")
+@click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv: every tool command).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@click.pass_context
+def cli(click_ctx: click.Context, directory: Path, as_json: bool, verbose: int, quiet: bool) -> None:
+    """Lock, build, sign and verify reproducible images for an ML project."""
+    if not directory.is_dir():
+        raise click.BadParameter(f"{directory} is not a directory", param_hint="-C")
+    verbosity = -1 if quiet else verbose
+    logging.basicConfig(
+        level=logging.DEBUG if verbosity >= 2 else logging.INFO if verbosity == 1 else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    click_ctx.obj = Context(directory=directory, json=as_json, verbosity=verbosity)
+
+
+@cli.command("init")
+@click.option("--force", is_flag=True, help="Overwrite an existing envbuild.toml.")
+@pass_ctx
+def init_command(ctx: Context, force: bool) -> None:
+    """Write a starter envbuild.toml for the Python project in this directory."""
+    path = init_spec(ctx.directory, force=force)
+    if ctx.json:
+        ctx.emit({"spec": str(path)})
+    ctx.say(f"wrote {path}: review it, then run 'envbuild lock'")
+
+
+@cli.command("lock")
+@click.option("--check", "check_only", is_flag=True, help="Exit 1 if any lock is stale against the spec (offline).")
+@click.option("--upgrade", "-U", is_flag=True, help="Move every package to its newest version before the cutoff.")
+@click.option("--upgrade-package", "-P", "upgrade_packages", multiple=True, metavar="NAME", help="Move one package (repeatable).")
+@click.option("--resolver", type=click.Choice(["uv", "pip-tools"]), default="uv", envvar="ENVBUILD_RESOLVER", show_envvar=True, show_default=True, help="Which resolver to run.")
+@pass_ctx
+def lock_command(ctx: Context, check_only: bool, upgrade: bool, upgrade_packages: tuple[str, ...], resolver: str) -> None:
+    """Resolve and hash-pin every variant into lockfiles/."""
+    spec = load_spec(ctx.directory)
+    if check_only:
+        stale = check(spec)
+        if ctx.json:
+            ctx.emit({"stale": [{"target": s.target, "reasons": list(s.reasons)} for s in stale]})
+        if stale:
+            raise StaleLockError(
+                "stale locks:\n" + "\n".join(f"  {s}" for s in stale),
+                hint="run 'envbuild lock' and commit lockfiles/",
+            )
+        ctx.say("all locks are current")
+        return
+    with _progress(ctx) as report:
+        result = lock(spec, LockOptions(resolver=resolver, upgrade=upgrade, upgrade_packages=upgrade_packages), progress=report)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
+    if ctx.json:
+        ctx.emit(
+            {
+                "locks": {e.name: {"file": f"lockfiles/{e.file}", "sha256": e.sha256, "packages": len(e.packages)} for e in result.lockset.entries},
+                "changed": [str(p.relative_to(spec.root)) for p in result.changed],
+                "warnings": list(result.warnings),
+            }
+        )
+    for entry in result.lockset.entries:
+        ctx.say(f"{entry.name:<24} {len(entry.packages):>3} packages  lockfiles/{entry.file}")
+    ctx.say(f"{len(result.changed)} file(s) written, {len(result.unchanged)} unchanged")
+
+
+@contextmanager
+def _progress(ctx: Context) -> Iterator[Callable[[str, str], None]]:
+    """A live per-target status on stderr; silent with --quiet or when stderr is not a terminal."""
+    if ctx.verbosity < 0 or not err.is_terminal:
+        yield lambda target, status: None
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def report(target: str, status: str) -> None:
+            if target not in tasks:
+                tasks[target] = bar.add_task(f"{target}: {status}", total=1)
+            bar.update(tasks[target], description=f"{target}: {status}", completed=1 if status == "resolved" else 0)
+
+        yield report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code (tests call this in-process)."""
+    try:
+        cli.main(args=argv, prog_name="envbuild", standalone_mode=False)
+    except EnvbuildError as exc:
+        _print_error(exc)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        err.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    return 0
+
+
+def _print_error(exc: EnvbuildError) -> None:
+    err.print(f"[bold red]error:[/] {escape(exc.message)}")
+    if exc.details:
+        for line in exc.details.splitlines():
+            err.print(f"  {line}", markup=False)
+    if exc.hint:
+        err.print(f"[bold]hint:[/] {escape(exc.hint)}")
+

@@ -1,0 +1,133 @@
+"""The uv adapter: ``uv pip compile --generate-hashes`` for one variant and platform.
+
+Per-package index routing is what the uv PyTorch guide does with
+``[tool.uv.sources]`` + explicit ``[[tool.uv.index]]``; ``uv pip compile``
+honours both when its input is a pyproject.toml, so the adapter writes one
+into its scratch directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from envbuild.errors import ResolutionError, ToolError, redact
+from envbuild.proc import run, secrets_in
+from envbuild.resolvers.base import Resolution, ResolveRequest, parse_requirements
+
+# Environment variables uv may keep: credentials for named indexes, the cache,
+# TLS and timeouts. Every other UV_* (UV_INDEX_URL, UV_EXCLUDE_NEWER, ...) would
+# change what gets resolved behind the spec's back, so it is dropped.
+_KEEP_UV = re.compile(
+    r"^UV_(INDEX_[A-Z0-9_]+_(USERNAME|PASSWORD)|CACHE_DIR|NATIVE_TLS|HTTP_TIMEOUT|"
+    r"CONCURRENT_DOWNLOADS|CONCURRENT_BUILDS|CONCURRENT_INSTALLS|OFFLINE|INSECURE_HOST)$"
+)
+INPUT_PROJECT = "envbuild-variant"
+
+
+def uv_binary() -> str:
+    """The uv that envbuild pins: the one installed beside this Python, else uv on PATH."""
+    beside = Path(sys.executable).parent / "uv"
+    if beside.is_file():
+        return str(beside)
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        return "uv"
+
+
+def uv_env() -> dict[str, str]:
+    """The process environment, minus UV_* settings that would bypass the spec."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or _KEEP_UV.match(k)}
+    env["UV_PYTHON_DOWNLOADS"] = "never"  # the resolution targets --python-version; never fetch an interpreter
+    env["UV_NO_PROGRESS"] = "1"
+    return env
+
+
+class UvResolver:
+    """Resolve with ``uv pip compile``."""
+
+    name = "uv"
+
+    def version(self) -> str:
+        """uv's version, e.g. ``0.13.9``."""
+        out = run([uv_binary(), "--version"], tool="uv", timeout=60).stdout
+        return out.split()[1]
+
+    def resolve(self, request: ResolveRequest, *, workdir: Path) -> Resolution:
+        """Resolve ``request``; raise :class:`ResolutionError` with uv's explanation on failure."""
+        (workdir / "pyproject.toml").write_text(input_project(request), encoding="utf-8")
+        output = workdir / "requirements.txt"
+        # uv prefers the pins already in the output file, so an unchanged spec keeps its lock.
+        output.write_text(request.previous or "", encoding="utf-8")
+        args = [
+            uv_binary(), "pip", "compile", "pyproject.toml",
+            "--output-file", output.name,
+            "--generate-hashes", "--no-header", "--quiet",
+            "--no-config", "--only-binary", ":all:",
+            "--python-version", request.python,
+            "--python-platform", request.wheel_platform,
+            "--exclude-newer", request.exclude_newer,
+        ]  # fmt: skip
+        if request.index_url:
+            args += ["--index-url", request.index_url]
+        for index in request.indexes:
+            if not index.exclude_newer:  # index publishes no upload times: its pins are the cutoff
+                args += [f"--exclude-newer-package={p}=false" for p in index.packages]
+        if request.constraints:
+            (workdir / "constraints.txt").write_text("\n".join(request.constraints) + "\n", encoding="utf-8")
+            args += ["--constraint", "constraints.txt"]
+        if request.upgrade:
+            args.append("--upgrade")
+        args += [f"--upgrade-package={p}" for p in request.upgrade_packages]
+        env = uv_env()
+        try:
+            run(args, tool="uv", cwd=workdir, env=env, timeout=900)
+        except ToolError as exc:
+            raise explain_failure(exc.details or "", request, secrets_in(env)) from None
+        text = output.read_text(encoding="utf-8")
+        return Resolution(pins=parse_requirements(text, source="uv output"), resolver=self.name, resolver_version=self.version())
+
+
+def input_project(request: ResolveRequest) -> str:
+    """A pyproject.toml holding the requirements and the explicit per-package index routing."""
+    lines = [
+        "[project]",
+        f'name = "{INPUT_PROJECT}"',
+        'version = "0"',
+        f'requires-python = ">={".".join(request.python.split(".")[:2])}"',
+        f"dependencies = {json.dumps(list(request.requirements))}",
+    ]
+    for index in request.indexes:
+        lines += ["", "[[tool.uv.index]]", f"name = {json.dumps(index.name)}", f"url = {json.dumps(index.url)}", "explicit = true"]
+    routes = {p: i.name for i in request.indexes for p in i.packages}
+    if routes:
+        lines += ["", "[tool.uv.sources]"] + [f"{json.dumps(p)} = {{ index = {json.dumps(n)} }}" for p, n in sorted(routes.items())]
+    return "\n".join(lines) + "\n"
+
+
+def explain_failure(stderr: str, request: ResolveRequest, secrets: list[str]) -> ResolutionError:
+    """Turn uv's stderr into an error that says what failed and what to do."""
+    text = redact(stderr, secrets)
+    if "No solution found" in text or "unsatisfiable" in text:
+        return ResolutionError(
+            "the requirements cannot be satisfied together",
+            details=text,
+            hint="loosen the conflicting requirements named above, or move the cutoff (exclude-newer)",
+        )
+    if re.search(r"\b401\b|\b403\b|Unauthorized|Forbidden|missing credentials", text):
+        return ResolutionError(
+            "an index refused access",
+            details=text,
+            hint="set UV_INDEX_<NAME>_USERNAME and UV_INDEX_<NAME>_PASSWORD (NAME as in [[indexes]]) or add the host to ~/.netrc",
+        )
+    url = re.search(r"(https?|file)://[^\s`'\")]+", text)
+    if re.search(r"Failed to fetch|error sending request|dns error|Connection refused|timed out|tcp connect", text):
+        where = f" ({url.group(0)})" if url else ""
+        return ResolutionError(f"an index is unreachable{where}", details=text, hint="check the index URL and your network or proxy settings")
+    return ResolutionError("uv could not resolve the requirements", details=text)
