@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from envbuild.errors import ResolutionError, ToolError, redact
+from envbuild.errors import ResolutionError, ToolError, redact, strip_url_credentials
 from envbuild.proc import run, secrets_in
 from envbuild.resolvers.base import Resolution, ResolveRequest, parse_requirements
 
@@ -114,6 +114,17 @@ def input_project(request: ResolveRequest) -> str:
 def explain_failure(stderr: str, request: ResolveRequest, secrets: list[str]) -> ResolutionError:
     """Turn uv's stderr into an error that says what failed and what to do."""
     text = redact(stderr, secrets)
+    for index in request.indexes:
+        for package in index.packages:
+            # uv reports an index that answers 401 without credentials as "not found".
+            if f"{package} was not found in the package registry" in text:
+                env_name = re.sub(r"[^A-Z0-9]", "_", index.name.upper())
+                return ResolutionError(
+                    f"{package} was not found on index {index.name!r} ({strip_url_credentials(index.url)})",
+                    details=text,
+                    hint=f"check the package name; if the index needs credentials, set UV_INDEX_{env_name}_USERNAME "
+                    f"and UV_INDEX_{env_name}_PASSWORD or add its host to ~/.netrc",
+                )
     if "No solution found" in text or "unsatisfiable" in text:
         return ResolutionError(
             "the requirements cannot be satisfied together",

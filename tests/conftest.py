@@ -1,0 +1,46 @@
+"""Shared fixtures: the demo project in a scratch directory, and the in-process CLI."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from envbuild.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class CliResult:
+    """Exit code and captured output of one in-process ``envbuild`` run."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def envbuild(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run the CLI in-process: ``envbuild("-C", dir, "lock")``."""
+
+    def run(*argv: str | Path) -> CliResult:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return CliResult(code=code, out=captured.out, err=captured.err)
+
+    return run
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    """A copy of the embedded demo project (spec + demo/), without lockfiles."""
+    root = tmp_path / "demo-project"
+    root.mkdir()
+    shutil.copy(REPO / "envbuild.toml", root / "envbuild.toml")
+    shutil.copytree(REPO / "demo", root / "demo", ignore=shutil.ignore_patterns("__pycache__"))
+    return root

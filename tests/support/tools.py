@@ -1,0 +1,19 @@
+"""Tests that need an external tool fail, not skip, when it is missing under CI=true."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def require_tool(name: str) -> str:
+    """The path of ``name``; a missing tool fails the test under CI, skips it elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed; .ci/run installs it"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
