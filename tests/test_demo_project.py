@@ -28,7 +28,7 @@ COMMITTED_MODEL = DEMO_DIR / "iris_demo" / "model" / "iris.onnx"
 
 def test_predict_with_committed_model() -> None:
     """The committed model classifies a typical setosa and virginica correctly."""
-    assert DEFAULT_MODEL_PATH == COMMITTED_MODEL.resolve()
+    assert COMMITTED_MODEL.resolve() == DEFAULT_MODEL_PATH
     samples = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
     assert predict(samples, model_path=COMMITTED_MODEL) == ["setosa", "virginica"]
 
@@ -54,7 +54,5 @@ def test_predict_module_needs_no_training_deps() -> None:
         "assert not loaded, loaded\n"
     )
     env = {**os.environ, "PYTHONPATH": str(DEMO_DIR)}
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr

@@ -21,14 +21,21 @@ _INDEX_MANIFEST_TYPES = {
 
 def pin_bases(spec: Spec) -> dict[str, dict[str, Any]]:
     """Each accelerator's base, resolved to something immutable: a digest or a content-hashed recipe."""
-    return {accel.name: pin_base(accel.base, spec.root, where=f"accelerators.{accel.name}.base") for accel in spec.accelerators}
+    return {
+        accel.name: pin_base(accel.base, spec.root, where=f"accelerators.{accel.name}.base")
+        for accel in spec.accelerators
+    }
 
 
 def pin_base(base: Base, root: Path, *, where: str) -> dict[str, Any]:
     """One base, pinned."""
     if base.debian:
         recipe = {"suite": base.debian, "packages": sorted(set(base.packages))}
-        return {"kind": "debian", **recipe, "recipe-sha256": hashlib.sha256(canonical_json(recipe).encode()).hexdigest()}
+        return {
+            "kind": "debian",
+            **recipe,
+            "recipe-sha256": hashlib.sha256(canonical_json(recipe).encode()).hexdigest(),
+        }
     if base.image:
         if "@sha256:" not in base.image:
             raise UsageError(
@@ -48,11 +55,19 @@ def layout_digest(layout: Path, *, where: str) -> str:
         index = json.loads(index_file.read_text(encoding="utf-8"))
         manifests = [m for m in index["manifests"] if m.get("mediaType") in _INDEX_MANIFEST_TYPES]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"{where}: {layout} is not a readable OCI layout ({exc})", hint="point oci-layout at a directory holding index.json and blobs/") from exc
+        raise UsageError(
+            f"{where}: {layout} is not a readable OCI layout ({exc})",
+            hint="point oci-layout at a directory holding index.json and blobs/",
+        ) from exc
     if len(manifests) != 1:
-        raise UsageError(f"{where}: {layout} holds {len(manifests)} images, expected exactly one", hint="export a layout with just the base image")
+        raise UsageError(
+            f"{where}: {layout} holds {len(manifests)} images, expected exactly one",
+            hint="export a layout with just the base image",
+        )
     digest = str(manifests[0]["digest"])
     blob = layout / "blobs" / Path(*digest.split(":", 1))
     if not blob.is_file():
-        raise UsageError(f"{where}: {layout} lacks the blob of {digest}", hint="the layout is incomplete; export it again")
+        raise UsageError(
+            f"{where}: {layout} lacks the blob of {digest}", hint="the layout is incomplete; export it again"
+        )
     return digest

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from envbuild import __version__
-from envbuild.errors import EnvbuildError, StaleLockError
+from envbuild.errors import EnvbuildError, StaleLockError, redact
 from envbuild.init import init_spec
 from envbuild.lock import LockOptions, check, lock
 from envbuild.spec import load_spec
@@ -52,8 +52,23 @@ pass_ctx = click.make_pass_decorator(Context)
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="envbuild")
-@click.option("-C", "directory", type=click.Path(file_okay=False, path_type=Path), default=".", envvar="ENVBUILD_DIR", show_envvar=True, help="Run as if started in DIR.")
-@click.option("--json", "as_json", is_flag=True, envvar="ENVBUILD_JSON", show_envvar=True, help="Machine-readable output on stdout.")
+@click.option(
+    "-C",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    envvar="ENVBUILD_DIR",
+    show_envvar=True,
+    help="Run as if started in DIR.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="ENVBUILD_JSON",
+    show_envvar=True,
+    help="Machine-readable output on stdout.",
+)
 @click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv: every tool command).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 @click.pass_context
@@ -84,10 +99,22 @@ def init_command(ctx: Context, force: bool) -> None:
 @cli.command("lock")
 @click.option("--check", "check_only", is_flag=True, help="Exit 1 if any lock is stale against the spec (offline).")
 @click.option("--upgrade", "-U", is_flag=True, help="Move every package to its newest version before the cutoff.")
-@click.option("--upgrade-package", "-P", "upgrade_packages", multiple=True, metavar="NAME", help="Move one package (repeatable).")
-@click.option("--resolver", type=click.Choice(["uv", "pip-tools"]), default="uv", envvar="ENVBUILD_RESOLVER", show_envvar=True, show_default=True, help="Which resolver to run.")
+@click.option(
+    "--upgrade-package", "-P", "upgrade_packages", multiple=True, metavar="NAME", help="Move one package (repeatable)."
+)
+@click.option(
+    "--resolver",
+    type=click.Choice(["uv", "pip-tools"]),
+    default="uv",
+    envvar="ENVBUILD_RESOLVER",
+    show_envvar=True,
+    show_default=True,
+    help="Which resolver to run.",
+)
 @pass_ctx
-def lock_command(ctx: Context, check_only: bool, upgrade: bool, upgrade_packages: tuple[str, ...], resolver: str) -> None:
+def lock_command(
+    ctx: Context, check_only: bool, upgrade: bool, upgrade_packages: tuple[str, ...], resolver: str
+) -> None:
     """Resolve and hash-pin every variant into lockfiles/."""
     spec = load_spec(ctx.directory)
     if check_only:
@@ -102,13 +129,18 @@ def lock_command(ctx: Context, check_only: bool, upgrade: bool, upgrade_packages
         ctx.say("all locks are current")
         return
     with _progress(ctx) as report:
-        result = lock(spec, LockOptions(resolver=resolver, upgrade=upgrade, upgrade_packages=upgrade_packages), progress=report)
+        result = lock(
+            spec, LockOptions(resolver=resolver, upgrade=upgrade, upgrade_packages=upgrade_packages), progress=report
+        )
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}")
     if ctx.json:
         ctx.emit(
             {
-                "locks": {e.name: {"file": f"lockfiles/{e.file}", "sha256": e.sha256, "packages": len(e.packages)} for e in result.lockset.entries},
+                "locks": {
+                    e.name: {"file": f"lockfiles/{e.file}", "sha256": e.sha256, "packages": len(e.packages)}
+                    for e in result.lockset.entries
+                },
                 "changed": [str(p.relative_to(spec.root)) for p in result.changed],
                 "warnings": list(result.warnings),
             }
@@ -124,7 +156,9 @@ def _progress(ctx: Context) -> Iterator[Callable[[str, str], None]]:
     if ctx.verbosity < 0 or not err.is_terminal:
         yield lambda target, status: None
         return
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True) as bar:
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
+    ) as bar:
         tasks: dict[str, Any] = {}
 
         def report(target: str, status: str) -> None:
@@ -157,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_error(exc: EnvbuildError) -> None:
-    err.print(f"[bold red]error:[/] {escape(exc.message)}")
+    # Messages quote user input back (a bad URL, a requirement): strip credentials once more here.
+    err.print(f"[bold red]error:[/] {escape(redact(exc.message))}")
     if exc.details:
-        for line in exc.details.splitlines():
+        for line in redact(exc.details).splitlines():
             err.print(f"  {line}", markup=False)
     if exc.hint:
-        err.print(f"[bold]hint:[/] {escape(exc.hint)}")
-
+        err.print(f"[bold]hint:[/] {escape(redact(exc.hint))}")

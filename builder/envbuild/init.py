@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
 from envbuild.errors import SpecError, UsageError
 from envbuild.fsutil import atomic_write
 from envbuild.spec import DEBIAN_PYTHON, PYPROJECT, SPEC_FILE
@@ -34,7 +36,9 @@ def init_spec(directory: Path, *, force: bool = False, today: datetime | None = 
         except tomllib.TOMLDecodeError as exc:
             raise SpecError(f"{pyproject}: not valid TOML: {exc}", hint="fix pyproject.toml first") from exc
         if "envbuild" in project.get("tool", {}):
-            raise UsageError(f"{pyproject} already has [tool.envbuild]", hint="that is this project's spec: edit it there")
+            raise UsageError(
+                f"{pyproject} already has [tool.envbuild]", hint="that is this project's spec: edit it there"
+            )
     atomic_write(target, render_starter(directory, project, today or datetime.now(UTC)))
     return target
 
@@ -47,7 +51,12 @@ def render_starter(directory: Path, pyproject: dict[str, Any], today: datetime) 
     python = _python_from(meta.get("requires-python"))
     # The oldest suite whose Python satisfies the project (bookworm 3.11, trixie 3.13).
     wanted = tuple(int(x) for x in python.split("."))
-    suite = next((s for s, v in DEBIAN_PYTHON.items() if tuple(int(x) for x in v.split(".")) >= wanted), "trixie")
+    suite = next((s for s, v in DEBIAN_PYTHON.items() if tuple(int(x) for x in v.split(".")) >= wanted), None)
+    if suite is None:
+        raise UsageError(
+            f"the project needs Python {python}, which no supported Debian suite ships",
+            hint='write envbuild.toml by hand with an image base, base = { image = "REF@sha256:..." } (docs/spec.md)',
+        )
     python = DEBIAN_PYTHON[suite]
     module = name.replace("-", "_").replace(".", "_")
     cutoff = today.astimezone(UTC).strftime("%Y-%m-%dT00:00:00Z")
@@ -94,12 +103,17 @@ def _image_name(text: str) -> str:
 
 
 def _python_from(requires: object) -> str:
-    """The lowest X.Y a requires-python admits, if it names one."""
-    if isinstance(requires, str):
-        match = re.search(r">=?\s*(3\.\d+)", requires)
-        if match:
-            return match.group(1)
-    return "3.11"
+    """The lowest Python X.Y (from 3.8) that a requires-python admits; 3.11 when it says nothing."""
+    if not isinstance(requires, str):
+        return "3.11"
+    try:
+        allowed = SpecifierSet(requires)
+    except InvalidSpecifier as exc:
+        raise SpecError(f"pyproject.toml: project.requires-python: {requires!r} is invalid ({exc})") from exc
+    for minor in range(8, 20):
+        if allowed.contains(f"3.{minor}.0"):
+            return f"3.{minor}"
+    raise SpecError(f"pyproject.toml: project.requires-python {requires!r} admits no Python 3 release")
 
 
 def _source_dir(directory: Path, module: str) -> str:

@@ -30,7 +30,7 @@ from envbuild.lockfile import (
     sha256_text,
 )
 from envbuild.resolvers import get_resolver
-from envbuild.resolvers.base import Pin, Resolution, Resolver, ResolveRequest, parse_requirements
+from envbuild.resolvers.base import Pin, Resolution, ResolveRequest, parse_requirements
 from envbuild.spec import Spec
 from envbuild.variants import LockTarget, indexes, requirements, targets
 
@@ -67,7 +67,9 @@ class Staleness:
         return f"{self.target}: " + "; ".join(self.reasons)
 
 
-def request_for(spec: Spec, target: LockTarget, *, previous: str | None = None, options: LockOptions | None = None) -> ResolveRequest:
+def request_for(
+    spec: Spec, target: LockTarget, *, previous: str | None = None, options: LockOptions | None = None
+) -> ResolveRequest:
     """The resolution request of one lock target."""
     options = options or LockOptions()
     return ResolveRequest(
@@ -93,7 +95,8 @@ def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress |
     lock_dir = spec.root / LOCK_DIR
     all_targets = targets(spec)
     requests = {
-        t.name: request_for(spec, t, previous=_previous_pins(lock_dir / t.filename), options=options) for t in all_targets
+        t.name: request_for(spec, t, previous=_previous_pins(lock_dir / t.filename), options=options)
+        for t in all_targets
     }
 
     def resolve(target: LockTarget, request: ResolveRequest) -> Resolution:
@@ -158,10 +161,7 @@ def _entry(target: LockTarget, request: ResolveRequest, resolution: Resolution, 
         file=target.filename,
         sha256=sha256_text(text),
         inputs=request_inputs(request, resolver),
-        packages={
-            p.name: {"version": p.version, "index": routes.get(p.name, "default")}
-            for p in resolution.pins
-        },
+        packages={p.name: {"version": p.version, "index": routes.get(p.name, "default")} for p in resolution.pins},
     )
 
 
@@ -175,7 +175,7 @@ def _check_cuda(spec: Spec, all_targets: tuple[LockTarget, ...], resolutions: di
                 raise LockGuardError(
                     f"{target.name}: the CPU lock contains CUDA packages: {', '.join(map(str, leaked))}",
                     hint="a GPU build was resolved for a CPU image: route the framework to its CPU index "
-                    "([[indexes]] with accelerators = [\"cpu\"]) or move the package to [accelerators.gpu]",
+                    '([[indexes]] with accelerators = ["cpu"]) or move the package to [accelerators.gpu]',
                 )
             continue
         cuda = spec.accelerator("gpu").cuda
@@ -184,7 +184,8 @@ def _check_cuda(spec: Spec, all_targets: tuple[LockTarget, ...], resolutions: di
         if wrong:
             raise LockGuardError(
                 f"{target.name}: the spec says CUDA {cuda}, but the lock has {', '.join(map(str, wrong))}",
-                hint=f"pin packages built for CUDA {cuda.split('.')[0]} (route them to the matching index), or change cuda in the spec",
+                hint=f"pin packages built for CUDA {cuda.split('.')[0]} (route them to the matching index), "
+                "or change cuda in the spec",
             )
         if not any_cuda:
             warnings.append(f"{target.name}: no CUDA library in the lock; the base image must provide CUDA {cuda}")
@@ -200,7 +201,13 @@ def _align_train_and_infer(
     """Make every package shared by train and infer one version, taking training's as the reference."""
     for infer in (t for t in all_targets if t.variant.role == "infer"):
         train = next(
-            (t for t in all_targets if t.variant.role == "train" and t.variant.accelerator == infer.variant.accelerator and t.platform == infer.platform),
+            (
+                t
+                for t in all_targets
+                if t.variant.role == "train"
+                and t.variant.accelerator == infer.variant.accelerator
+                and t.platform == infer.platform
+            ),
             None,
         )
         if train is None:
@@ -275,7 +282,8 @@ def check(spec: Spec) -> tuple[Staleness, ...]:
                 pins[target.name] = parse_requirements(text, source=str(path))
         accel = target.variant.accelerator
         if bases.get(accel) != lockset.bases.get(accel):
-            reasons.append(f"the {accel} base changed: {_describe_base(lockset.bases.get(accel))} -> {_describe_base(bases.get(accel))}")
+            was, now = _describe_base(lockset.bases.get(accel)), _describe_base(bases.get(accel))
+            reasons.append(f"the {accel} base changed: {was} -> {now}")
         if reasons:
             stale.append(Staleness(target=target.name, reasons=tuple(reasons)))
     for name in sorted({e.name for e in lockset.entries} - {t.name for t in all_targets}):
@@ -287,7 +295,11 @@ def check(spec: Spec) -> tuple[Staleness, ...]:
         if train in pins:
             found = skew(pins[train], pins[target.name])
             if found:
-                stale.append(Staleness(target=target.name, reasons=(f"versions differ from {train}: {', '.join(map(str, found))}",)))
+                stale.append(
+                    Staleness(
+                        target=target.name, reasons=(f"versions differ from {train}: {', '.join(map(str, found))}",)
+                    )
+                )
     return tuple(stale)
 
 

@@ -67,9 +67,9 @@ def render_lockfile(*, title: str, request: ResolveRequest, pins: tuple[Pin, ...
     # Routed packages come from these; the hashes below keep any other index from substituting a file.
     lines += [f"--extra-index-url {strip_url_credentials(i.url)}" for i in request.indexes]
     lines.append("")
-    for pin in pins:
+    for pin in sorted(pins, key=lambda p: p.name):
         lines.append(f"{pin.name}=={pin.version} \\")
-        hashes = [f"    --hash={h}" for h in pin.hashes]
+        hashes = [f"    --hash={h}" for h in sorted(set(pin.hashes))]
         lines += [h + " \\" for h in hashes[:-1]] + hashes[-1:]
         if pin.via:
             lines.append("    # via " + ", ".join(pin.via))
@@ -78,7 +78,9 @@ def render_lockfile(*, title: str, request: ResolveRequest, pins: tuple[Pin, ...
 
 def pins_only(text: str) -> str:
     """Just the ``name==version`` lines of a lockfile: the preferences handed to a resolver."""
-    return "".join(line.split(" ")[0] + "\n" for line in text.splitlines() if "==" in line and not line.startswith((" ", "#")))
+    return "".join(
+        line.split(" ")[0] + "\n" for line in text.splitlines() if "==" in line and not line.startswith((" ", "#"))
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,7 +178,9 @@ class LockSet:
                 entries=entries,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StaleLockError(f"{source}: unreadable lock metadata ({exc})", hint="run 'envbuild lock' to write it anew") from exc
+            raise StaleLockError(
+                f"{source}: unreadable lock metadata ({exc})", hint="run 'envbuild lock' to write it anew"
+            ) from exc
 
 
 def read_lockset(root: Path) -> LockSet | None:

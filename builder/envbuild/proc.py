@@ -80,7 +80,11 @@ def run(
             errors="replace",
         )
     except FileNotFoundError as exc:
+        if cwd is not None and not Path(cwd).is_dir():
+            raise ToolError(f"cannot run {tool}: working directory {cwd} does not exist") from exc
         raise ToolMissingError(f"{tool} is not installed ({argv[0]} not found)") from exc
+    except OSError as exc:
+        raise ToolError(f"cannot run {tool} ({argv[0]}): {exc.strerror}") from exc
 
     stderr_lines: deque[str] = deque()
     stdout_chunks: list[str] = []
@@ -104,7 +108,7 @@ def run(
         proc.kill()
         proc.wait()
         raise ToolError(
-            f"{tool} did not finish within {timeout:.0f} s and was stopped",
+            f"{tool} did not finish within {timeout:g} s and was stopped",
             hint="check network access, or raise the timeout",
         ) from exc
     finally:

@@ -182,7 +182,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _project_file(table: Table, root: Path, *, default: Path | None) -> Path | None:
     """The pyproject.toml whose [project] and [dependency-groups] the spec reuses."""
-    rel = table.str("project", example="path/to/python/project")
+    rel = table.text("project", example="path/to/python/project")
     if rel is None:
         return default
     path = (root / rel / PYPROJECT).resolve()
@@ -196,7 +196,7 @@ def _parse(t: Table, *, file: Path, root: Path, project_file: Path | None) -> Sp
     project_table = project.get("project", {})
     groups: dict[str, Any] = project.get("dependency-groups", {})
 
-    python = t.str("python", example="3.11")
+    python = t.text("python", example="3.11")
     if python is None:
         t.fail("python", "missing", 'state the Python version of the images, e.g. python = "3.11"')
     if not re.fullmatch(r"3\.\d{1,2}(\.\d{1,2})?", python):
@@ -209,13 +209,17 @@ def _parse(t: Table, *, file: Path, root: Path, project_file: Path | None) -> Sp
     if len(set(platforms)) != len(platforms):
         t.fail("platforms", "lists a platform twice", "list each platform once")
 
-    glibc = t.str("glibc", default="2.28", example="2.28")
+    glibc = t.text("glibc", default="2.28", example="2.28")
     assert glibc is not None
     if not re.fullmatch(r"2\.\d{2}", glibc):
-        t.fail("glibc", f"{glibc!r} is not a glibc version like 2.28", 'write glibc = "2.28" (the oldest glibc of your bases)')
+        t.fail(
+            "glibc",
+            f"{glibc!r} is not a glibc version like 2.28",
+            'write glibc = "2.28" (the oldest glibc of your bases)',
+        )
 
     exclude_newer = _parse_cutoff(t)
-    index_url = t.str("index-url", example="https://mirror.example/simple")
+    index_url = t.text("index-url", example="https://mirror.example/simple")
     if index_url is not None:
         _check_url(t, "index-url", index_url)
 
@@ -228,10 +232,9 @@ def _parse(t: Table, *, file: Path, root: Path, project_file: Path | None) -> Sp
     accelerators = _parse_accelerators(t, groups, project_file, python)
     indexes = _parse_indexes(t, accelerators)
     image = _parse_image(t)
-    name = t.str("name", example="my-model") or project_table.get("name") or root.name
+    name = t.text("name", example="my-model") or project_table.get("name") or root.name
     if not re.fullmatch(r"[a-z0-9]+([._-][a-z0-9]+)*", name):
         t.fail("name", f"{name!r} is not a valid image name", "use lower-case letters, digits, '.', '_' and '-'")
-    t.finish()
 
     spec = Spec(
         file=file,
@@ -267,7 +270,9 @@ def _parse_cutoff(t: Table) -> str:
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            t.fail("exclude-newer", f"{raw!r} is not an absolute date or time (relative spans are not reproducible)", hint)
+            t.fail(
+                "exclude-newer", f"{raw!r} is not an absolute date or time (relative spans are not reproducible)", hint
+            )
     else:
         t.fail("exclude-newer", f"expected a date string, got {type(raw).__name__}", hint)
     if moment.tzinfo is None:
@@ -317,7 +322,11 @@ def _group_requirements(t: Table, groups: dict[str, Any], project_file: Path | N
         if group not in groups:
             where = f"[dependency-groups] of {project_file}" if project_file else "no pyproject.toml"
             known = ", ".join(groups) or "none"
-            t.fail("groups", f"unknown dependency group {group!r} ({where}; known: {known})", "add the group to [dependency-groups] or fix the name")
+            t.fail(
+                "groups",
+                f"unknown dependency group {group!r} ({where}; known: {known})",
+                "add the group to [dependency-groups] or fix the name",
+            )
         entries = [e for e in groups[group] if isinstance(e, str)]  # skip {include-group = ...}
         out.extend(_requirement_list(entries, t, f"dependency-groups.{group}", file=project_file))
     return tuple(out)
@@ -333,15 +342,19 @@ def _parse_roles(t: Table, groups: dict[str, Any], project_file: Path | None) ->
         if role is None:
             continue
         deps = _requirements(role, "dependencies") + _group_requirements(role, groups, project_file)
-        roles.append(RoleSpec(name=name, dependencies=deps, entrypoint=role.strings("entrypoint", example='"python", "-m", "app"')))
-        role.finish()
-    table.finish()
+        roles.append(
+            RoleSpec(
+                name=name, dependencies=deps, entrypoint=role.strings("entrypoint", example='"python", "-m", "app"')
+            )
+        )
     if not roles:
         t.fail("roles", "defines no role", "add [roles.train] or [roles.infer]")
     return tuple(roles)
 
 
-def _parse_accelerators(t: Table, groups: dict[str, Any], project_file: Path | None, python: str) -> tuple[AcceleratorSpec, ...]:
+def _parse_accelerators(
+    t: Table, groups: dict[str, Any], project_file: Path | None, python: str
+) -> tuple[AcceleratorSpec, ...]:
     table = t.table("accelerators", ACCELERATORS)
     if table is None:
         t.fail("accelerators", "missing", "add [accelerators.cpu] (and [accelerators.gpu]) with a base image")
@@ -354,9 +367,13 @@ def _parse_accelerators(t: Table, groups: dict[str, Any], project_file: Path | N
         replace = []
         for old, new in sorted(accel.mapping("replace").items()):
             if not isinstance(new, str):
-                accel.fail("replace", f"{old!r} must map to a requirement string", 'write replace = { onnxruntime = "onnxruntime-gpu" }')
+                accel.fail(
+                    "replace",
+                    f"{old!r} must map to a requirement string",
+                    'write replace = { onnxruntime = "onnxruntime-gpu" }',
+                )
             replace.append((canonicalize_name(old), _requirement_list([new], accel, f"replace.{old}")[0]))
-        cuda = accel.str("cuda", example="12")
+        cuda = accel.text("cuda", example="12")
         if name == "cpu" and cuda is not None:
             accel.fail("cuda", "a CPU image has no CUDA", "move cuda to [accelerators.gpu]")
         if name == "gpu":
@@ -365,9 +382,7 @@ def _parse_accelerators(t: Table, groups: dict[str, Any], project_file: Path | N
             if not re.fullmatch(r"\d{2}(\.\d)?", cuda):
                 accel.fail("cuda", f"{cuda!r} is not a CUDA version like 12 or 12.8", 'write cuda = "12"')
         base = _parse_base(accel, python)
-        accel.finish()
         out.append(AcceleratorSpec(name=name, dependencies=deps, replace=tuple(replace), cuda=cuda, base=base))
-    table.finish()
     if not out:
         t.fail("accelerators", "defines no accelerator", "add [accelerators.cpu]")
     return tuple(out)
@@ -378,22 +393,29 @@ def _parse_base(accel: Table, python: str) -> Base:
     hint = 'write base = { debian = "bookworm", packages = ["python3"] } or base = { image = "REF@sha256:..." }'
     if table is None:
         accel.fail("base", "missing", hint)
-    debian = table.str("debian", example="bookworm")
-    image = table.str("image", example="registry.example/python@sha256:...")
-    layout = table.str("oci-layout", example="path/to/layout")
+    debian = table.text("debian", example="bookworm")
+    image = table.text("image", example="registry.example/python@sha256:...")
+    layout = table.text("oci-layout", example="path/to/layout")
     packages = table.strings("packages", example='"python3"')
-    table.finish()
     chosen = [k for k, v in (("debian", debian), ("image", image), ("oci-layout", layout)) if v]
     if len(chosen) != 1:
         problem = "names no base" if not chosen else f"names {' and '.join(chosen)}: conflicting"
         table.fail(chosen[-1] if chosen else "debian", problem, "choose exactly one of debian, image, oci-layout")
     if packages and not debian:
-        table.fail("packages", "only a debian base takes a package list", "remove packages, or build the base with debian = \"bookworm\"")
+        table.fail(
+            "packages",
+            "only a debian base takes a package list",
+            'remove packages, or build the base with debian = "bookworm"',
+        )
     if debian:
         if debian not in DEBIAN_PYTHON:
             table.fail("debian", f"unknown suite {debian!r}", f"use one of: {', '.join(DEBIAN_PYTHON)}")
         if DEBIAN_PYTHON[debian] != ".".join(python.split(".")[:2]):
-            table.fail("debian", f"{debian} ships Python {DEBIAN_PYTHON[debian]}, but python = {python!r}", "make python and the suite agree")
+            table.fail(
+                "debian",
+                f"{debian} ships Python {DEBIAN_PYTHON[debian]}, but python = {python!r}",
+                "make python and the suite agree",
+            )
     if image and not _DIGEST_REF.search(image) and not re.search(r":[\w][\w.-]*$", image.rsplit("/", 1)[-1]):
         table.fail("image", f"{image!r} has neither a tag nor a digest", "write REF:TAG or REF@sha256:DIGEST")
     return Base(debian=debian, packages=packages, image=image, oci_layout=layout)
@@ -402,8 +424,8 @@ def _parse_base(accel: Table, python: str) -> Base:
 def _parse_indexes(t: Table, accelerators: tuple[AcceleratorSpec, ...]) -> tuple[Index, ...]:
     out: list[Index] = []
     for table in t.tables("indexes", _INDEX_KEYS):
-        name = table.str("name", example="pytorch")
-        url = table.str("url", example="https://host/simple")
+        name = table.text("name", example="pytorch")
+        url = table.text("url", example="https://host/simple")
         if name is None or url is None:
             table.fail("name" if name is None else "url", "missing", "each [[indexes]] entry needs name and url")
         if not _INDEX_NAME.fullmatch(name):
@@ -413,15 +435,24 @@ def _parse_indexes(t: Table, accelerators: tuple[AcceleratorSpec, ...]) -> tuple
         _check_url(table, "url", url)
         packages = tuple(canonicalize_name(p) for p in table.strings("packages", example='"torch"'))
         if not packages:
-            table.fail("packages", "routes no package", 'list the packages that come from this index, e.g. packages = ["torch"]')
+            table.fail(
+                "packages",
+                "routes no package",
+                'list the packages that come from this index, e.g. packages = ["torch"]',
+            )
         declared = tuple(a.name for a in accelerators)
-        accels = table.strings("accelerators", example='"gpu"') or declared
-        for accel in accels:
-            if accel not in declared:
-                table.fail("accelerators", f"{accel!r} is not a declared accelerator", f"use one of: {', '.join(declared)}")
-        exclude_newer = table.bool("exclude-newer", default=True)
-        table.finish()
-        out.append(Index(name=name, url=url, packages=packages, accelerators=accels, exclude_newer=exclude_newer))  # type: ignore[arg-type]
+        accels: list[Accelerator] = []
+        for accel in table.strings("accelerators", example='"gpu"') or declared:
+            match = next((a for a in declared if a == accel), None)
+            if match is None:
+                table.fail(
+                    "accelerators", f"{accel!r} is not a declared accelerator", f"use one of: {', '.join(declared)}"
+                )
+            accels.append(match)
+        exclude_newer = table.flag("exclude-newer", default=True)
+        out.append(
+            Index(name=name, url=url, packages=packages, accelerators=tuple(accels), exclude_newer=exclude_newer)
+        )
     for accel in ACCELERATORS:
         seen: dict[str, str] = {}
         for index in out:
@@ -429,7 +460,11 @@ def _parse_indexes(t: Table, accelerators: tuple[AcceleratorSpec, ...]) -> tuple
                 continue
             for package in index.packages:
                 if package in seen:
-                    t.fail("indexes", f"{package!r} is routed to both {seen[package]!r} and {index.name!r} for {accel}", "route each package to one index per accelerator")
+                    t.fail(
+                        "indexes",
+                        f"{package!r} is routed to both {seen[package]!r} and {index.name!r} for {accel}",
+                        "route each package to one index per accelerator",
+                    )
                 seen[package] = index.name
     return tuple(out)
 
@@ -442,8 +477,8 @@ def _parse_image(t: Table) -> ImageSpec:
     for f in files:
         if f.startswith("/") or ".." in Path(f).parts:
             table.fail("files", f"{f!r} is outside the project", "list paths relative to the spec's directory")
-    workdir = table.str("workdir", default="/app", example="/app")
-    user = table.str("user", default="app", example="app")
+    workdir = table.text("workdir", default="/app", example="/app")
+    user = table.text("user", default="app", example="app")
     assert workdir is not None and user is not None
     if not workdir.startswith("/"):
         table.fail("workdir", f"{workdir!r} is not absolute", 'write workdir = "/app"')
@@ -453,7 +488,6 @@ def _parse_image(t: Table) -> ImageSpec:
     for key, value in env.items():
         if not isinstance(value, str):
             table.fail("env", f"{key} must be a string", f'write env = {{ {key} = "{value}" }}')
-    table.finish()
     return ImageSpec(files=files, workdir=workdir, user=user, env=tuple(sorted(env.items())))
 
 
@@ -465,4 +499,8 @@ def _check_replacements(t: Table, spec: Spec) -> None:
     for accel in spec.accelerators:
         for old, _ in accel.replace:
             if old not in names:
-                t.fail(f"accelerators.{accel.name}.replace", f"replaces {old!r}, which no role or shared dependency names", "fix the package name, or remove the replacement")
+                t.fail(
+                    f"accelerators.{accel.name}.replace",
+                    f"replaces {old!r}, which no role or shared dependency names",
+                    "fix the package name, or remove the replacement",
+                )

@@ -1,8 +1,8 @@
 """Typed reading of a TOML table, with errors that name the file, the key and the fix.
 
-The spec parser reads every table through :class:`Table`, which remembers which
-keys were read, so :meth:`Table.finish` can reject unknown keys and suggest the
-nearest valid one ("did you mean 'exclude-newer'?").
+The spec parser reads every table through :class:`Table`, which rejects unknown
+keys as soon as it is made, suggesting the nearest valid one ("did you mean
+'exclude-newer'?"), before any "missing key" error could hide the typo.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ class Table:
         self.file = file
         self.path = path
         self._allowed = allowed
+        # Unknown keys first: a misspelt required key should read "did you mean", not "missing".
+        self._reject_unknown()
 
     def key(self, name: str) -> str:
         """The dotted name of ``name`` in this table, for messages."""
@@ -32,7 +34,7 @@ class Table:
         """Raise a :class:`SpecError` about key ``name``."""
         raise SpecError(f"{self.file}: {self.key(name)}: {problem}", hint=hint)
 
-    def finish(self) -> None:
+    def _reject_unknown(self) -> None:
         """Reject keys this table does not know, suggesting the nearest known one."""
         for name in self._data:
             if name in self._allowed:
@@ -51,7 +53,7 @@ class Table:
         assert name in self._allowed, name
         return self._data.get(name)
 
-    def str(self, name: str, *, default: str | None = None, example: str = "...") -> str | None:
+    def text(self, name: str, *, default: str | None = None, example: str = "...") -> str | None:
         """A string value."""
         value = self.raw(name)
         if value is None:
@@ -60,7 +62,7 @@ class Table:
             self.fail(name, f"expected a non-empty string, got {_show(value)}", f'write {name} = "{example}"')
         return value.strip()
 
-    def bool(self, name: str, *, default: bool) -> bool:
+    def flag(self, name: str, *, default: bool) -> bool:
         """A boolean value."""
         value = self.raw(name)
         if value is None:
@@ -93,7 +95,7 @@ class Table:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.fail(name, f"expected a table, got {_show(value)}", f"write it as {name} = {{ key = \"value\" }}")
+            self.fail(name, f"expected a table, got {_show(value)}", f'write it as {name} = {{ key = "value" }}')
         return dict(value)
 
     def tables(self, name: str, allowed: tuple[str, ...]) -> Iterator[Table]:
@@ -102,7 +104,9 @@ class Table:
         if value is None:
             return
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            self.fail(name, f"expected an array of tables, got {_show(value)}", f"write each entry as [[{self.key(name)}]]")
+            self.fail(
+                name, f"expected an array of tables, got {_show(value)}", f"write each entry as [[{self.key(name)}]]"
+            )
         for i, item in enumerate(value):
             yield Table(item, file=self.file, path=f"{self.key(name)}[{i}]", allowed=allowed)
 

@@ -45,7 +45,7 @@ class LockTarget:
 
     @property
     def name(self) -> str:
-        """``cpu-infer``, or ``cpu-infer (linux/arm64)`` for a multi-platform spec."""
+        """``cpu-infer``, or ``cpu-infer-aarch64`` for a multi-platform spec."""
         return self.filename.removesuffix(".txt")
 
 

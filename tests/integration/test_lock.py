@@ -11,9 +11,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from support.index import make_wheel, serve_index
 
 from envbuild.resolvers.base import parse_requirements
+from support.index import make_wheel, serve_index
 
 pytestmark = pytest.mark.network
 
@@ -27,9 +27,11 @@ def write_spec(root: Path, body: str) -> Path:
     return root
 
 
-def small_spec(root: Path, *, cpu: str = "", gpu: str = "", train: str = "", infer: str = '"numpy"', extra: str = "") -> Path:
+def small_spec(
+    root: Path, *, cpu: str = "", gpu: str = "", train: str = "", infer: str = '"numpy"', extra: str = ""
+) -> Path:
     """A one- or two-accelerator spec with configurable dependencies."""
-    gpu_table = f"[accelerators.gpu]\n{gpu}\nbase = {{ debian = \"bookworm\" }}\n" if gpu else ""
+    gpu_table = f'[accelerators.gpu]\n{gpu}\nbase = {{ debian = "bookworm" }}\n' if gpu else ""
     train_table = f"[roles.train]\ndependencies = [{train}]\n" if train else ""
     return write_spec(
         root,
@@ -110,7 +112,9 @@ def test_check_says_which_variant_is_stale_and_why_offline(demo: Path, envbuild)
 
     demo_pyproject = demo / "demo" / "pyproject.toml"
     spec.write_text(original)
-    demo_pyproject.write_text(demo_pyproject.read_text().replace('"skl2onnx>=1.17",', '"skl2onnx>=1.17",\n    "joblib",'))
+    demo_pyproject.write_text(
+        demo_pyproject.read_text().replace('"skl2onnx>=1.17",', '"skl2onnx>=1.17",\n    "joblib",')
+    )
     result = envbuild("-C", demo, "lock", "--check")
     assert result.code == 1
     assert "cpu-train: requirement added: joblib" in result.err
@@ -125,7 +129,13 @@ def test_check_says_which_variant_is_stale_and_why_offline(demo: Path, envbuild)
     # The check needs no network: point every proxy at a dead port.
     lockfile.unlink()
     env = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
-    proc = subprocess.run([sys.executable, "-m", "envbuild", "-C", demo, "lock", "--check"], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "envbuild", "-C", demo, "lock", "--check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1 and "cpu-infer.txt is missing" in proc.stderr
 
 
@@ -142,7 +152,9 @@ def test_lockfile_installs_with_pip_require_hashes_and_uv_pip_sync(tmp_path: Pat
 
     uv = str(Path(sys.executable).parent / "uv")
     subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, tmp_path / "venv"], check=True, timeout=120)
-    subprocess.run([uv, "pip", "sync", "--quiet", "--require-hashes", "--python", tmp_path / "venv", lock], check=True, timeout=600)
+    subprocess.run(
+        [uv, "pip", "sync", "--quiet", "--require-hashes", "--python", tmp_path / "venv", lock], check=True, timeout=600
+    )
     out = subprocess.run(
         [tmp_path / "venv" / "bin" / "python", "-c", "import onnxruntime, numpy; print(numpy.__version__)"],
         capture_output=True, text=True, check=True, timeout=120,
@@ -160,10 +172,16 @@ def test_cpu_lock_with_cuda_packages_is_refused(tmp_path: Path, envbuild) -> Non
 
 
 def test_gpu_lock_with_another_cuda_major_is_refused(tmp_path: Path, envbuild) -> None:
-    root = small_spec(tmp_path / "p", infer='"onnxruntime"', gpu='cuda = "12"\nreplace = { onnxruntime = "onnxruntime-gpu[cuda,cudnn]" }')
+    root = small_spec(
+        tmp_path / "p",
+        infer='"onnxruntime"',
+        gpu='cuda = "12"\nreplace = { onnxruntime = "onnxruntime-gpu[cuda,cudnn]" }',
+    )
     result = envbuild("-C", root, "lock")
     assert result.code == 1
-    assert re.search(r"gpu-infer: the spec says CUDA 12, but the lock has .*nvidia-cudnn-cu13==[\d.]+ \(CUDA 13\)", result.err)
+    assert re.search(
+        r"gpu-infer: the spec says CUDA 12, but the lock has .*nvidia-cudnn-cu13==[\d.]+ \(CUDA 13\)", result.err
+    )
 
 
 def test_train_and_infer_share_versions(tmp_path: Path, envbuild) -> None:
@@ -179,7 +197,9 @@ def test_train_and_infer_that_cannot_share_versions_fail_naming_the_package(tmp_
     root = small_spec(tmp_path / "p", train='"numpy<2.3"', infer='"numpy>=2.3"')
     result = envbuild("-C", root, "lock")
     assert result.code == 1
-    assert re.search(r"cpu-infer cannot use the versions cpu-train was locked with: numpy: train 2\.2\.\d+, infer 2\.\d+", result.err)
+    assert re.search(
+        r"cpu-infer cannot use the versions cpu-train was locked with: numpy: train 2\.2\.\d+, infer 2\.\d+", result.err
+    )
     assert "served with the library versions it was trained with" in result.err
 
 
@@ -203,7 +223,9 @@ def test_failed_lock_leaves_the_previous_lock_intact(tmp_path: Path, envbuild) -
     assert envbuild("-C", root, "lock").code == 0
     before = snapshot(root / "lockfiles")
     spec = root / "envbuild.toml"
-    spec.write_text(spec.read_text().replace('dependencies = ["numpy"]', 'dependencies = ["numpy", "envbuild-no-such-package-xyz"]'))
+    spec.write_text(
+        spec.read_text().replace('dependencies = ["numpy"]', 'dependencies = ["numpy", "envbuild-no-such-package-xyz"]')
+    )
     assert envbuild("-C", root, "lock").code == 1
     assert snapshot(root / "lockfiles") == before
     assert not [p for p in (root / "lockfiles").iterdir() if p.name.endswith(".tmp")]
@@ -244,7 +266,8 @@ def test_private_index_routing_and_credentials(tmp_path: Path, envbuild, monkeyp
         root = small_spec(
             tmp_path / "p",
             infer='"numpy", "envbuild-private-pkg"',
-            extra=f'[[indexes]]\nname = "private"\nurl = "{index.url}"\npackages = ["envbuild-private-pkg"]\nexclude-newer = false',
+            extra=f'[[indexes]]\nname = "private"\nurl = "{index.url}"\n'
+            'packages = ["envbuild-private-pkg"]\nexclude-newer = false',
         )
         denied = envbuild("-C", root, "lock")
         assert denied.code == 1

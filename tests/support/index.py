@@ -46,7 +46,9 @@ class IndexServer:
 
 
 @contextmanager
-def serve_index(wheels: list[Path], *, username: str | None = None, password: str | None = None) -> Iterator[IndexServer]:
+def serve_index(
+    wheels: list[Path], *, username: str | None = None, password: str | None = None
+) -> Iterator[IndexServer]:
     """Serve ``wheels`` as a simple index at http://127.0.0.1:PORT/simple/ until the block ends."""
     by_project: dict[str, list[Path]] = {}
     for wheel in wheels:
@@ -79,7 +81,9 @@ def serve_index(wheels: list[Path], *, username: str | None = None, password: st
                 self._send(200, f"<html><body>\n{links}</body></html>\n".encode(), "text/html")
             elif len(parts) == 2 and parts[0] == "files":
                 match = [w for ws in by_project.values() for w in ws if w.name == parts[1]]
-                self._send(200, match[0].read_bytes(), "application/octet-stream") if match else self._send(404, b"", "text/plain")
+                self._send(200, match[0].read_bytes(), "application/octet-stream") if match else self._send(
+                    404, b"", "text/plain"
+                )
             else:
                 self._send(404, b"not found", "text/plain")
 

@@ -70,7 +70,10 @@ class Resolver(Protocol):
 
 def _replace_via(pin: Pin) -> Pin:
     """Name the spec, not the resolver's scratch input file, as the origin of direct requirements."""
-    via = {"spec" if v.startswith(("envbuild-variant", "-r ")) else "constraint" if v.startswith("-c ") else v for v in pin.via}
+    via = {
+        "spec" if v.startswith(("envbuild-variant", "-r ")) else "constraint" if v.startswith("-c ") else v
+        for v in pin.via
+    }
     return Pin(name=pin.name, version=pin.version, hashes=pin.hashes, via=tuple(sorted(via)))
 
 
@@ -108,19 +111,23 @@ def parse_requirements(text: str, *, source: str) -> tuple[Pin, ...]:
         if line.startswith(("-", "#")):  # options and comments outside a pin
             continue
         if current is None:
-            raise ResolutionError(f"{source}: cannot read line {line!r}", hint="this is a bug in envbuild: please report it")
+            raise ResolutionError(
+                f"{source}: cannot read line {line!r}", hint="this is a bug in envbuild: please report it"
+            )
         for h in _HASH.finditer(line):
             current["hashes"].append(f"{h['algo']}:{h['hex']}")  # type: ignore[attr-defined]
         via_match = _VIA.match(line)
         if via_match:
             in_via = True
-            if via_match["rest"]:
-                via.append(via_match["rest"].strip())
+            if via_match["rest"]:  # "# via a, b" (envbuild's one-line form) or "# via a" (uv, pip-compile)
+                via.extend(v.strip() for v in via_match["rest"].split(", "))
         elif in_via and line.strip().startswith("#"):
             via.append(line.strip().lstrip("#").strip())
     flush()
     pins = {name: _replace_via(pin) for name, pin in pins.items()}
     for pin in pins.values():
         if not pin.hashes:
-            raise ResolutionError(f"{source}: {pin.name}=={pin.version} has no hash", hint="the index must publish sha256 hashes")
+            raise ResolutionError(
+                f"{source}: {pin.name}=={pin.version} has no hash", hint="the index must publish sha256 hashes"
+            )
     return tuple(sorted(pins.values(), key=lambda p: p.name))

@@ -88,7 +88,15 @@ class PipToolsResolver:
             if "No module named piptools" in text:
                 raise ToolMissingError("pip-tools is not installed", hint="pip install 'envbuild[pip-tools]'") from None
             if "ResolutionImpossible" in text or "Could not find a version" in text or "conflict" in text.lower():
-                raise ResolutionError("the requirements cannot be satisfied together", details=text, hint="loosen the conflicting requirements named above") from None
+                raise ResolutionError(
+                    "the requirements cannot be satisfied together",
+                    details=text,
+                    hint="loosen the conflicting requirements named above",
+                ) from None
             raise ResolutionError("pip-compile could not resolve the requirements", details=text) from None
         text = output.read_text(encoding="utf-8")
-        return Resolution(pins=parse_requirements(text, source="pip-compile output"), resolver=self.name, resolver_version=tool_version)
+        return Resolution(
+            pins=parse_requirements(text, source="pip-compile output"),
+            resolver=self.name,
+            resolver_version=tool_version,
+        )

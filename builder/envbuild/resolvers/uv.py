@@ -91,7 +91,9 @@ class UvResolver:
         except ToolError as exc:
             raise explain_failure(exc.details or "", request, secrets_in(env)) from None
         text = output.read_text(encoding="utf-8")
-        return Resolution(pins=parse_requirements(text, source="uv output"), resolver=self.name, resolver_version=self.version())
+        return Resolution(
+            pins=parse_requirements(text, source="uv output"), resolver=self.name, resolver_version=self.version()
+        )
 
 
 def input_project(request: ResolveRequest) -> str:
@@ -104,10 +106,18 @@ def input_project(request: ResolveRequest) -> str:
         f"dependencies = {json.dumps(list(request.requirements))}",
     ]
     for index in request.indexes:
-        lines += ["", "[[tool.uv.index]]", f"name = {json.dumps(index.name)}", f"url = {json.dumps(index.url)}", "explicit = true"]
+        lines += [
+            "",
+            "[[tool.uv.index]]",
+            f"name = {json.dumps(index.name)}",
+            f"url = {json.dumps(index.url)}",
+            "explicit = true",
+        ]
     routes = {p: i.name for i in request.indexes for p in i.packages}
     if routes:
-        lines += ["", "[tool.uv.sources]"] + [f"{json.dumps(p)} = {{ index = {json.dumps(n)} }}" for p, n in sorted(routes.items())]
+        lines += ["", "[tool.uv.sources]"] + [
+            f"{json.dumps(p)} = {{ index = {json.dumps(n)} }}" for p, n in sorted(routes.items())
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -135,10 +145,15 @@ def explain_failure(stderr: str, request: ResolveRequest, secrets: list[str]) ->
         return ResolutionError(
             "an index refused access",
             details=text,
-            hint="set UV_INDEX_<NAME>_USERNAME and UV_INDEX_<NAME>_PASSWORD (NAME as in [[indexes]]) or add the host to ~/.netrc",
+            hint="set UV_INDEX_<NAME>_USERNAME and UV_INDEX_<NAME>_PASSWORD (NAME as in [[indexes]]) "
+            "or add the host to ~/.netrc",
         )
     url = re.search(r"(https?|file)://[^\s`'\")]+", text)
     if re.search(r"Failed to fetch|error sending request|dns error|Connection refused|timed out|tcp connect", text):
         where = f" ({url.group(0)})" if url else ""
-        return ResolutionError(f"an index is unreachable{where}", details=text, hint="check the index URL and your network or proxy settings")
+        return ResolutionError(
+            f"an index is unreachable{where}",
+            details=text,
+            hint="check the index URL and your network or proxy settings",
+        )
     return ResolutionError("uv could not resolve the requirements", details=text)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian machine (as root) or a developer checkout: system packages,
+# the pinned uv, and .venv with envbuild and its locked dev toolchain (uv.lock).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+UV_VERSION=0.13.9  # keep equal to the uv pin in pyproject.toml
+
+missing=()
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v git >/dev/null || missing+=(git)
+command -v curl >/dev/null || missing+=(ca-certificates)
+if ((${#missing[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing Debian packages: ${missing[*]}; run as root or install them" >&2
+    exit 2
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# uv itself comes from its PyPI wheel, into a private tools venv.
+if [ ! -x .tools/bin/uv ] || [ "$(.tools/bin/uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
+  python3 -m venv .tools
+  PIP_CONFIG_FILE=/dev/null .tools/bin/pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+fi
+
+# The project venv, exactly as locked; never download an interpreter.
+UV_PYTHON_DOWNLOADS=never .tools/bin/uv sync --frozen --quiet --python python3
