@@ -8,6 +8,7 @@ into its scratch directory.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -49,6 +50,12 @@ def uv_env() -> dict[str, str]:
     return env
 
 
+@functools.cache
+def uv_version(binary: str) -> str:
+    """The version of the uv at ``binary`` (asked once per process)."""
+    return run([binary, "--version"], tool="uv", timeout=60).stdout.split()[1]
+
+
 class UvResolver:
     """Resolve with ``uv pip compile``."""
 
@@ -56,8 +63,7 @@ class UvResolver:
 
     def version(self) -> str:
         """uv's version, e.g. ``0.13.9``."""
-        out = run([uv_binary(), "--version"], tool="uv", timeout=60).stdout
-        return out.split()[1]
+        return uv_version(uv_binary())
 
     def resolve(self, request: ResolveRequest, *, workdir: Path) -> Resolution:
         """Resolve ``request``; raise :class:`ResolutionError` with uv's explanation on failure."""
