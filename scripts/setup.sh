@@ -6,11 +6,22 @@ cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.9  # keep equal to the uv pin in pyproject.toml
 
+# --with-test-tools: also the real components the tests start and check against.
+want_test_tools=false
+[ "${1:-}" = "--with-test-tools" ] && want_test_tools=true
+
 missing=()
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v git >/dev/null || missing+=(git)
-command -v curl >/dev/null || missing+=(ca-certificates)
+[ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+if $want_test_tools; then
+  command -v docker-registry >/dev/null || missing+=(docker-registry)
+  command -v skopeo >/dev/null || missing+=(skopeo)
+  command -v umoci >/dev/null || missing+=(umoci)
+  command -v htpasswd >/dev/null || missing+=(apache2-utils)
+  command -v openssl >/dev/null || missing+=(openssl)
+fi
 if ((${#missing[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing Debian packages: ${missing[*]}; run as root or install them" >&2

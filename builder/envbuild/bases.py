@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envbuild.errors import UsageError
+from envbuild.errors import EnvbuildError, UsageError
 from envbuild.lockfile import canonical_json
+from envbuild.registry.ref import ImageRef
 from envbuild.spec import Base, Spec
+
+if TYPE_CHECKING:
+    from envbuild.registry.options import RegistryOptions
 
 _INDEX_MANIFEST_TYPES = {
     "application/vnd.oci.image.manifest.v1+json",
@@ -19,16 +23,41 @@ _INDEX_MANIFEST_TYPES = {
 }
 
 
-def pin_bases(spec: Spec) -> dict[str, dict[str, Any]]:
-    """Each accelerator's base, resolved to something immutable: a digest or a content-hashed recipe."""
+def pin_bases(spec: Spec, registry: RegistryOptions | None = None) -> dict[str, dict[str, Any]]:
+    """Each accelerator's base, resolved to something immutable: a digest or a content-hashed recipe.
+
+    A registry tag is resolved to the digest it points at now (the registry is
+    reached with ``registry`` options); a reference with a digest is kept as is.
+    """
     return {
-        accel.name: pin_base(accel.base, spec.root, where=f"accelerators.{accel.name}.base")
+        accel.name: pin_base(accel.base, spec.root, where=f"accelerators.{accel.name}.base", registry=registry)
         for accel in spec.accelerators
     }
 
 
-def pin_base(base: Base, root: Path, *, where: str) -> dict[str, Any]:
+def pin_base(base: Base, root: Path, *, where: str, registry: RegistryOptions | None = None) -> dict[str, Any]:
     """One base, pinned."""
+    pinned = describe_base(base)
+    if base.image:
+        ref = ImageRef.parse(base.image)
+        if ref.digest is None:
+            from envbuild.registry.client import RegistryClient  # only bases given by tag need the network
+
+            try:
+                digest = RegistryClient(ref.registry, registry).resolve(ref.repository, ref.reference)
+            except EnvbuildError as exc:
+                exc.message = f"{where}: cannot pin {base.image} to a digest: {exc.message}"
+                raise
+            pinned["digest"] = str(digest)
+        else:
+            pinned["digest"] = str(ref.digest)
+    elif base.oci_layout:
+        pinned["digest"] = layout_digest(root / base.oci_layout, where=where)
+    return pinned
+
+
+def describe_base(base: Base) -> dict[str, Any]:
+    """What the spec says about a base, without any network: kind and reference or recipe."""
     if base.debian:
         recipe = {"suite": base.debian, "packages": sorted(set(base.packages))}
         return {
@@ -37,15 +66,8 @@ def pin_base(base: Base, root: Path, *, where: str) -> dict[str, Any]:
             "recipe-sha256": hashlib.sha256(canonical_json(recipe).encode()).hexdigest(),
         }
     if base.image:
-        if "@sha256:" not in base.image:
-            raise UsageError(
-                f"{where}: {base.image!r} is a tag; envbuild locks bases by digest",
-                hint="write the reference with its digest (REF@sha256:...); "
-                "`skopeo inspect --format '{{.Digest}}' docker://REF` prints it",
-            )
-        return {"kind": "image", "ref": base.image, "digest": base.image.rsplit("@", 1)[1]}
-    assert base.oci_layout is not None
-    return {"kind": "oci-layout", "path": base.oci_layout, "digest": layout_digest(root / base.oci_layout, where=where)}
+        return {"kind": "image", "ref": base.image}
+    return {"kind": "oci-layout", "path": base.oci_layout}
 
 
 def layout_digest(layout: Path, *, where: str) -> str:

@@ -18,12 +18,11 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from envbuild import __version__
-from envbuild.errors import EnvbuildError, StaleLockError, redact
-from envbuild.init import init_spec
+from envbuild import __version__, options
+from envbuild.errors import EnvbuildError, StaleLockError, UsageError, redact
 from envbuild.lock import LockOptions, check, lock
+from envbuild.registry.ref import ImageRef
 from envbuild.spec import load_spec
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -90,6 +89,8 @@ def cli(click_ctx: click.Context, directory: Path, as_json: bool, verbose: int, 
 @pass_ctx
 def init_command(ctx: Context, force: bool) -> None:
     """Write a starter envbuild.toml for the Python project in this directory."""
+    from envbuild.init import init_spec
+
     path = init_spec(ctx.directory, force=force)
     if ctx.json:
         ctx.emit({"spec": str(path)})
@@ -150,12 +151,111 @@ def lock_command(
     ctx.say(f"{len(result.changed)} file(s) written, {len(result.unchanged)} unchanged")
 
 
+@cli.command("push")
+@click.argument("layout", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("ref")
+@click.option(
+    "--name", help="Which image of the layout (its org.opencontainers.image.ref.name); default: the only one."
+)
+@options.registry_options
+@options.jobs
+@pass_ctx
+def push_command(
+    ctx: Context, layout: Path, ref: str, name: str | None, insecure: bool, ca_file: Path | None, jobs: int
+) -> None:
+    """Push an OCI image layout to REF (REGISTRY/REPO[:TAG]); print REF@DIGEST."""
+    from envbuild.registry.layout import Layout
+    from envbuild.registry.transfer import push_layout
+
+    target = ImageRef.parse(ref)
+    client = options.client_for(target, insecure=insecure, ca_file=ca_file)
+    result = push_layout(Layout.open(layout), target, client, name=name, jobs=jobs)
+    if ctx.json:
+        ctx.emit({
+            "ref": str(result.ref), "digest": str(result.digest), "bytes_uploaded": result.bytes_uploaded,
+            "uploaded": len(result.uploaded), "existed": len(result.existed), "mounted": len(result.mounted),
+        })  # fmt: skip
+    else:
+        click.echo(str(result.ref))
+    ctx.say(
+        f"{len(result.uploaded)} blob(s) uploaded ({result.bytes_uploaded} bytes), {len(result.existed)} already there"
+    )
+
+
+@cli.command("pull")
+@click.argument("ref")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The OCI layout to write.",
+)
+@options.registry_options
+@options.jobs
+@pass_ctx
+def pull_command(ctx: Context, ref: str, output: Path, insecure: bool, ca_file: Path | None, jobs: int) -> None:
+    """Pull REF@DIGEST with every blob into an OCI layout, checking every digest."""
+    from envbuild.registry.transfer import pull_image
+
+    source = ImageRef.parse(ref)
+    top = pull_image(source, options.client_for(source, insecure=insecure, ca_file=ca_file), output, jobs=jobs)
+    if ctx.json:
+        ctx.emit({"ref": str(source), "digest": str(top.digest), "layout": str(output)})
+    else:
+        click.echo(str(top.digest))
+
+
+@cli.group("registry")
+def registry_group() -> None:
+    """Resolve tags, list tags, delete images."""
+
+
+@registry_group.command("resolve")
+@click.argument("ref")
+@options.registry_options
+@pass_ctx
+def resolve_command(ctx: Context, ref: str, insecure: bool, ca_file: Path | None) -> None:
+    """Print REF's digest (REF@sha256:...): what the tag points at now."""
+    source = ImageRef.parse(ref)
+    digest = options.client_for(source, insecure=insecure, ca_file=ca_file).resolve(source.repository, source.reference)
+    pinned = source.with_digest(digest)
+    ctx.emit({"ref": str(pinned), "digest": str(digest)}) if ctx.json else click.echo(str(pinned))
+
+
+@registry_group.command("tags")
+@click.argument("repository")
+@options.registry_options
+@pass_ctx
+def tags_command(ctx: Context, repository: str, insecure: bool, ca_file: Path | None) -> None:
+    """List the tags of REGISTRY/REPO."""
+    source = ImageRef.parse(repository)
+    tags = options.client_for(source, insecure=insecure, ca_file=ca_file).list_tags(source.repository)
+    ctx.emit({"tags": tags}) if ctx.json else click.echo("\n".join(tags)) if tags else None
+
+
+@registry_group.command("delete")
+@click.argument("ref")
+@options.registry_options
+@pass_ctx
+def delete_command(ctx: Context, ref: str, insecure: bool, ca_file: Path | None) -> None:
+    """Delete the manifest REF@DIGEST (the registry must allow deletes)."""
+    source = ImageRef.parse(ref)
+    if source.digest is None:
+        raise UsageError(f"{ref} has no digest: deletes are by digest", hint=f"envbuild registry resolve {ref}")
+    options.client_for(source, insecure=insecure, ca_file=ca_file).delete_manifest(source.repository, source.digest)
+    ctx.say(f"deleted {source}")
+
+
 @contextmanager
 def _progress(ctx: Context) -> Iterator[Callable[[str, str], None]]:
     """A live per-target status on stderr; silent with --quiet or when stderr is not a terminal."""
     if ctx.verbosity < 0 or not err.is_terminal:
         yield lambda target, status: None
         return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
     ) as bar:

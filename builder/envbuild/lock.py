@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from envbuild import __version__
-from envbuild.bases import pin_bases
-from envbuild.errors import EnvbuildError, LockGuardError, ResolutionError, strip_url_credentials
+from envbuild.bases import describe_base, pin_bases
+from envbuild.errors import LockGuardError, ResolutionError, strip_url_credentials
 from envbuild.fsutil import atomic_write
 from envbuild.guards import cpu_violations, gpu_violations, skew
 from envbuild.lockfile import (
@@ -29,6 +29,7 @@ from envbuild.lockfile import (
     request_inputs,
     sha256_text,
 )
+from envbuild.registry.options import RegistryOptions
 from envbuild.resolvers import get_resolver
 from envbuild.resolvers.base import Pin, Resolution, ResolveRequest, parse_requirements
 from envbuild.spec import Spec
@@ -44,6 +45,7 @@ class LockOptions:
     resolver: str = "uv"
     upgrade: bool = False
     upgrade_packages: tuple[str, ...] = ()
+    registry: RegistryOptions | None = None  # how to reach registries of base images given by tag
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,7 +93,7 @@ def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress |
     options = options or LockOptions()
     report = progress or (lambda target, status: None)
     resolver = get_resolver(options.resolver)
-    bases = pin_bases(spec)
+    bases = pin_bases(spec, options.registry)
     lock_dir = spec.root / LOCK_DIR
     all_targets = targets(spec)
     requests = {
@@ -259,10 +261,8 @@ def check(spec: Spec) -> tuple[Staleness, ...]:
         return tuple(Staleness(target=t.name, reasons=("never locked",)) for t in all_targets)
     stale: list[Staleness] = []
     pins: dict[str, tuple[Pin, ...]] = {}
-    try:
-        bases = pin_bases(spec)
-    except EnvbuildError as exc:
-        bases = {"error": {"message": exc.message}}
+    # Offline: compare what the spec says (kind, reference or recipe, layout path), not resolved digests.
+    bases = {a.name: describe_base(a.base) for a in spec.accelerators}
     for target in all_targets:
         reasons = []
         entry = lockset.entry(target.name)
@@ -281,8 +281,9 @@ def check(spec: Spec) -> tuple[Staleness, ...]:
             else:
                 pins[target.name] = parse_requirements(text, source=str(path))
         accel = target.variant.accelerator
-        if bases.get(accel) != lockset.bases.get(accel):
-            was, now = _describe_base(lockset.bases.get(accel)), _describe_base(bases.get(accel))
+        recorded = {k: v for k, v in lockset.bases.get(accel, {}).items() if k != "digest"}
+        if bases.get(accel) != recorded:
+            was, now = _describe_base(recorded), _describe_base(bases.get(accel))
             reasons.append(f"the {accel} base changed: {was} -> {now}")
         if reasons:
             stale.append(Staleness(target=target.name, reasons=tuple(reasons)))
@@ -306,11 +307,9 @@ def check(spec: Spec) -> tuple[Staleness, ...]:
 def _describe_base(base: dict[str, Any] | None) -> str:
     if base is None:
         return "none"
-    if "message" in base:
-        return str(base["message"])
     if base.get("kind") == "debian":
         return f"debian {base['suite']} [{', '.join(base['packages'])}]"
-    return f"{base.get('kind')} {base.get('digest')}"
+    return f"{base.get('kind')} {base.get('ref') or base.get('path')}"
 
 
 def _input_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -1,0 +1,137 @@
+"""Push an OCI layout to a registry, and pull an image by digest into a layout.
+
+Order is what keeps a failed push harmless: every blob first (in parallel,
+skipping those the registry has), then each manifest by digest, and the tag
+last, so no tag ever points at an image whose parts are not all there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envbuild.errors import UsageError
+from envbuild.registry.client import RegistryClient
+from envbuild.registry.layout import Descriptor, Layout, blob_size, children
+from envbuild.registry.ref import Digest, ImageRef
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+@dataclass
+class PushResult:
+    """What a push did: the pushed digest and what each blob needed."""
+
+    ref: ImageRef
+    digest: Digest
+    uploaded: list[Digest] = field(default_factory=list)
+    existed: list[Digest] = field(default_factory=list)
+    mounted: list[Digest] = field(default_factory=list)
+    bytes_uploaded: int = 0
+
+
+def push_layout(
+    layout: Layout,
+    ref: ImageRef,
+    client: RegistryClient,
+    *,
+    name: str | None = None,
+    jobs: int = 4,
+    mount_from: str | None = None,
+    progress: Progress | None = None,
+) -> PushResult:
+    """Push the image ``name`` (or the only image) of ``layout`` to ``ref``; tag it if ``ref`` has a tag."""
+    if ref.digest is not None:
+        raise UsageError(
+            f"push target {ref} carries a digest", hint="push to REGISTRY/REPO[:TAG]; the digest is the result"
+        )
+    top = layout.select(name)
+    result = PushResult(ref=ref, digest=top.digest)
+    _push_manifest(
+        layout, top, ref, client, result, jobs=jobs, mount_from=mount_from, progress=progress or (lambda _: None)
+    )
+    if ref.tag:
+        client.put_manifest(ref.repository, ref.tag, layout.read_blob(top.digest), top.media_type)
+    result.ref = ref.with_digest(top.digest)
+    return result
+
+
+def _push_manifest(
+    layout: Layout,
+    descriptor: Descriptor,
+    ref: ImageRef,
+    client: RegistryClient,
+    result: PushResult,
+    *,
+    jobs: int,
+    mount_from: str | None,
+    progress: Progress,
+) -> None:
+    data = layout.read_blob(descriptor.digest)
+    blobs, subs = children(json.loads(data))
+    for sub in subs:
+        _push_manifest(layout, sub, ref, client, result, jobs=jobs, mount_from=mount_from, progress=progress)
+
+    def push_one(blob: Descriptor) -> None:
+        path = layout.blob_path(blob.digest)
+        if not path.is_file():
+            raise UsageError(f"{layout.path} lacks blob {blob.digest}", hint="the layout is incomplete; write it again")
+        if blob_size(path) != blob.size:
+            raise UsageError(
+                f"{layout.path}: blob {blob.digest} has {blob_size(path)} bytes, its descriptor says {blob.size}"
+            )
+        outcome = client.push_blob(
+            ref.repository, blob.digest, blob.size, lambda: path.open("rb"), mount_from=mount_from
+        )
+        getattr(result, outcome if outcome != "exists" else "existed").append(blob.digest)
+        if outcome == "uploaded":
+            result.bytes_uploaded += blob.size
+        progress(f"{outcome} {blob.digest.hex[:12]} ({blob.size} bytes)")
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for future in [pool.submit(push_one, b) for b in _unique(blobs)]:
+            future.result()
+    client.put_manifest(ref.repository, str(descriptor.digest), data, descriptor.media_type)
+
+
+def _unique(blobs: list[Descriptor]) -> list[Descriptor]:
+    seen: dict[Digest, Descriptor] = {}
+    for blob in blobs:
+        seen.setdefault(blob.digest, blob)
+    return list(seen.values())
+
+
+def pull_image(
+    ref: ImageRef, client: RegistryClient, dest: Path, *, name: str | None = None, jobs: int = 4
+) -> Descriptor:
+    """Pull ``ref`` (which must carry a digest) with everything it references into the layout ``dest``."""
+    if ref.digest is None:
+        raise UsageError(
+            f"{ref} has no digest: pulls are by digest", hint=f"resolve the tag first: envbuild registry resolve {ref}"
+        )
+    layout = Layout.create(dest)
+    top = _pull_manifest(ref, ref.digest, client, layout, jobs=jobs)
+    layout.add_manifest(top, name=name or ref.tag)
+    return top
+
+
+def _pull_manifest(ref: ImageRef, digest: Digest, client: RegistryClient, layout: Layout, *, jobs: int) -> Descriptor:
+    manifest = client.get_manifest(ref.repository, str(digest))
+    blobs, subs = children(manifest.json())
+    for sub in subs:
+        _pull_manifest(ref, sub.digest, client, layout, jobs=jobs)
+
+    def fetch(blob: Descriptor) -> None:
+        if not layout.has_blob(blob.digest):
+            client.download_blob(ref.repository, blob.digest, layout.blob_path(blob.digest))
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for future in [pool.submit(fetch, b) for b in _unique(blobs)]:
+            future.result()
+    layout.write_blob(manifest.data)
+    return Descriptor(media_type=manifest.media_type, digest=manifest.digest, size=len(manifest.data))
