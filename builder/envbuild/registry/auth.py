@@ -65,6 +65,8 @@ def find_credentials(host: str) -> Credentials | None:
         return None
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: unreadable docker config ({exc})", hint="fix or remove the file") from exc
+    if not isinstance(config, dict):
+        raise UsageError(f"{path}: docker config is not a JSON object", hint="fix or remove the file")
     helper = config.get("credHelpers", {}).get(host)
     if helper:
         return _from_helper(helper, host)

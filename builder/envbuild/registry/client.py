@@ -391,7 +391,9 @@ class RegistryClient:
         )
         data = response.content
         digest = Digest.of(data)
-        if reference.startswith("sha256:") and str(digest) != reference:
+        claimed = response.headers.get("Docker-Content-Digest")
+        expected = reference if reference.startswith("sha256:") else claimed
+        if expected and str(digest) != expected:
             raise DigestMismatchError(
                 f"registry {self.host} served other bytes for manifest {reference} of {repository}",
                 hint="the registry's storage is corrupt or tampered with",

@@ -139,12 +139,14 @@ class Layout:
             annotations=tuple(sorted(annotations.items())),
             artifact_type=descriptor.artifact_type,
         )
-        kept = [
-            m
-            for m in index.get("manifests", [])
-            if not (name and (m.get("annotations") or {}).get(REF_NAME) == name)
-            and m.get("digest") != str(descriptor.digest)
-        ]
+
+        def replaced(m: dict[str, Any]) -> bool:
+            entry_name = (m.get("annotations") or {}).get(REF_NAME)
+            if name:  # a named entry replaces only the entry of that name
+                return bool(entry_name == name)
+            return m.get("digest") == str(descriptor.digest) and entry_name is None
+
+        kept = [m for m in index.get("manifests", []) if not replaced(m)]
         index["manifests"] = [*kept, entry.to_json()]
         atomic_write(self.path / "index.json", json.dumps(index, separators=(",", ":")))
 

@@ -11,7 +11,7 @@ from envbuild.errors import UsageError
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 # distribution/reference grammar, simplified: lower-case path components separated by / and [._-].
 _REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 @dataclass(frozen=True, order=True)
@@ -23,7 +23,7 @@ class Digest:
     @classmethod
     def parse(cls, text: str) -> Digest:
         """Validate ``text`` as a sha256 digest."""
-        if not _DIGEST.match(text):
+        if not _DIGEST.fullmatch(text):
             raise UsageError(f"{text!r} is not a sha256 digest", hint="a digest looks like sha256:<64 hex digits>")
         return cls(text)
 
@@ -64,9 +64,9 @@ class ImageRef:
         tag = None
         if ":" in path.rsplit("/", 1)[-1]:
             path, tag = path.rsplit(":", 1)
-            if not _TAG.match(tag):
+            if not _TAG.fullmatch(tag):
                 raise UsageError(f"{text!r}: {tag!r} is not a valid tag", hint=hint)
-        if not _REPO.match(path):
+        if not _REPO.fullmatch(path):
             raise UsageError(
                 f"{text!r}: {path!r} is not a valid repository name",
                 hint="use lower-case letters, digits, '/', '.', '_' and '-'",
