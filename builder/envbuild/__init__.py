@@ -3,11 +3,7 @@
 The package is a library first; :mod:`envbuild.cli` is a thin layer over it.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("envbuild")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+source"
+# The single source of the version (pyproject.toml reads it through hatch).
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]

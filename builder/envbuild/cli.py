@@ -21,9 +21,7 @@ from rich.markup import escape
 
 from envbuild import __version__, options
 from envbuild.errors import EnvbuildError, StaleLockError, UsageError, redact
-from envbuild.lock import LockOptions, check, lock
 from envbuild.registry.ref import ImageRef
-from envbuild.spec import load_spec
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -117,6 +115,9 @@ def lock_command(
     ctx: Context, check_only: bool, upgrade: bool, upgrade_packages: tuple[str, ...], resolver: str
 ) -> None:
     """Resolve and hash-pin every variant into lockfiles/."""
+    from envbuild.lock import LockOptions, check, lock
+    from envbuild.spec import load_spec
+
     spec = load_spec(ctx.directory)
     if check_only:
         stale = check(spec)
