@@ -11,6 +11,8 @@ import pytest
 
 from envbuild.cli import main
 
+pytest_plugins = ["support.registry_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 
 

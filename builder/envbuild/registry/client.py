@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,6 +49,10 @@ class RegistryAuthError(RegistryError):
 
 class RegistryUnreachableError(RegistryError):
     """The registry could not be reached (DNS, refused, timed out)."""
+
+
+class RegistryNameError(RegistryUnreachableError):
+    """The registry's host name does not resolve."""
 
 
 class RegistryTLSError(RegistryError):
@@ -133,6 +138,8 @@ class RegistryClient:
         for attempt in range(attempts):
             try:
                 response = self._send(method, path, scope=scope, headers=headers, data=data, stream=stream)
+            except RegistryNameError:
+                raise  # a name that does not resolve will not resolve in a few seconds either
             except RegistryUnreachableError:
                 if attempt + 1 >= attempts:
                     raise
@@ -161,13 +168,18 @@ class RegistryClient:
         data: bytes | IO[bytes] | Iterator[bytes] | None,
         stream: bool,
     ) -> requests.Response:
-        for _ in range(2):  # at most one auth round trip
+        for _ in range(3):  # anonymous, then after one challenge, then after a token refresh
             if hasattr(data, "seek"):
                 data.seek(0)  # type: ignore[union-attr]
-            all_headers = {**(headers or {}), **self._auth_header(scope)}
+            auth = self._auth_header(scope)
             try:
                 response = self._session.request(
-                    method, self.url(path), headers=all_headers, data=data, stream=stream, timeout=self.options.timeout
+                    method,
+                    self.url(path),
+                    headers={**(headers or {}), **auth},
+                    data=data,
+                    stream=stream,
+                    timeout=self.options.timeout,
                 )
             except requests.exceptions.SSLError as exc:
                 raise RegistryTLSError(
@@ -176,14 +188,17 @@ class RegistryClient:
                     hint="pass --ca-file with the registry's CA certificate (or ENVBUILD_REGISTRY_CA_FILE)",
                 ) from None
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-                raise RegistryUnreachableError(
-                    f"registry {self.host} is unreachable",
+                kind = RegistryNameError if _is_name_failure(exc) else RegistryUnreachableError
+                raise kind(
+                    f"registry {self.host} is unreachable"
+                    + (" (its name does not resolve)" if kind is RegistryNameError else ""),
                     details=_short(exc),
                     hint="check the host name and port, and that the registry is running",
                 ) from None
-            if response.status_code != 401 or not self._authenticate(response, scope):
+            if response.status_code != 401:
                 return response
-        return response
+            self._answer_challenge(response, scope, sent=auth.get("Authorization"))
+        raise self._auth_error(response)
 
     def _auth_header(self, scope: str | None) -> dict[str, str]:
         with self._lock:
@@ -194,23 +209,27 @@ class RegistryClient:
                 return {"Authorization": self._credentials.basic()}
         return {}
 
-    def _authenticate(self, response: requests.Response, scope: str | None) -> bool:
-        """Answer a 401 challenge; False when there is nothing new to try."""
+    def _answer_challenge(self, response: requests.Response, scope: str | None, *, sent: str | None) -> None:
+        """Prepare credentials for the retry of a request answered 401, or raise when none will do.
+
+        Judged by what *this* request carried, not by shared state: parallel
+        requests that went out anonymously before another thread switched the
+        client to basic auth must retry, not fail.
+        """
         challenge = Challenge.parse(response.headers.get("WWW-Authenticate", ""))
         if challenge.scheme == "basic":
-            if self._credentials is None or self._basic:
+            if self._credentials is None or (sent or "").startswith("Basic "):
                 raise self._auth_error(response)
             with self._lock:
                 self._basic = True
-            return True
+            return
         if challenge.scheme == "bearer":
+            token = self._fetch_token(challenge, scope)  # first token, or a fresh one for an expired token
             with self._lock:
-                if (scope or "") in self._tokens:  # a token we already used was refused
+                if sent == f"Bearer {token}":  # the registry refuses a token its own service just issued
                     raise self._auth_error(response)
-            token = self._fetch_token(challenge, scope)
-            with self._lock:
                 self._tokens[scope or ""] = token
-            return True
+            return
         raise self._auth_error(response)
 
     def _fetch_token(self, challenge: Challenge, scope: str | None) -> str:
@@ -389,6 +408,9 @@ class RegistryClient:
             scope=_scope(repository, "pull"),
             headers={"Accept": ", ".join(accept)},
         )
+        return self._checked_manifest(response, repository, reference)
+
+    def _checked_manifest(self, response: requests.Response, repository: str, reference: str) -> Manifest:
         data = response.content
         digest = Digest.of(data)
         claimed = response.headers.get("Docker-Content-Digest")
@@ -400,6 +422,16 @@ class RegistryClient:
             )
         media_type = response.headers.get("Content-Type", "").split(";")[0] or _media_type_of(data)
         return Manifest(data=data, media_type=media_type, digest=digest)
+
+    def find_manifest(self, repository: str, reference: str) -> Manifest | None:
+        """A manifest, or None when the registry answers 404 (a tag that does not exist, or not yet)."""
+        response = self.request(
+            "GET", f"/v2/{repository}/manifests/{reference}", scope=_scope(repository, "pull"), ok=(200, 404),
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+        )  # fmt: skip
+        if response.status_code == 404:
+            return None
+        return self._checked_manifest(response, repository, reference)
 
     def resolve(self, repository: str, reference: str) -> Digest:
         """The digest a tag (or digest) points at, from the manifest bytes themselves."""
@@ -423,10 +455,20 @@ class RegistryClient:
         (the OCI-Subject header of registries with the referrers API).
         """
         digest = Digest.of(data)
-        response = self.request(
-            "PUT", f"/v2/{repository}/manifests/{reference}", scope=_scope(repository, "pull,push"), ok=(201,),
-            headers={"Content-Type": media_type}, data=data,
-        )  # fmt: skip
+        scope = _scope(repository, "pull,push")
+        for attempt in range(4):
+            try:
+                response = self.request(
+                    "PUT", f"/v2/{repository}/manifests/{reference}", scope=scope, ok=(201,),
+                    headers={"Content-Type": media_type}, data=data,
+                )  # fmt: skip
+                break
+            except RegistryError as exc:
+                # distribution rewrites a blob's link file without locking; a manifest PUT racing
+                # a concurrent upload of the same blob briefly sees it as unknown.
+                if "MANIFEST_BLOB_UNKNOWN" not in exc.message or attempt == 3:
+                    raise
+                self._sleep(attempt, f"PUT manifest {digest}: a referenced blob is not visible yet")
         claimed = response.headers.get("Docker-Content-Digest")
         if claimed and claimed != str(digest):
             raise DigestMismatchError(f"registry {self.host} stored manifest {digest} as {claimed}")
@@ -512,6 +554,21 @@ def _path_only(path: str) -> str:
 
 def _short(exc: Exception) -> str:
     return str(exc)[:300]
+
+
+def _is_name_failure(exc: BaseException) -> bool:
+    """Whether a connection error was a failed DNS lookup (urllib3 wraps socket.gaierror)."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, socket.gaierror) or type(item).__name__ == "NameResolutionError":
+            return True
+        stack += [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
+    return False
 
 
 def _is_loopback(host: str) -> bool:

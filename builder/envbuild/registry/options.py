@@ -14,7 +14,7 @@ class RegistryOptions:
 
     insecure: bool = False  # plain HTTP; meant for loopback registries
     ca_file: Path | None = None
-    retries: int = 6  # attempts after the first, with exponential backoff
-    backoff: float = 0.5  # first wait, doubled each attempt (0.5 s ... 16 s)
+    retries: int = 5  # attempts after the first, with exponential backoff
+    backoff: float = 0.5  # first wait, doubled each attempt: 0.5 + 1 + 2 + 4 + 8 = 15.5 s at most
     chunk_size: int = CHUNK
     timeout: float = 120

@@ -133,7 +133,10 @@ def _fallback_view(client: RegistryClient, repository: str, subject: Digest) -> 
     for tag in client.list_tags(repository):
         if not tag.startswith(prefix) or any(d.hex.startswith(tag[len(prefix) :]) for d in entries):
             continue
-        manifest = client.get_manifest(repository, tag)
+        # distribution lists a tag a moment before it resolves: a 404 here is a writer mid-push.
+        manifest = client.find_manifest(repository, tag)
+        if manifest is None:
+            continue
         body = manifest.json()
         if (body.get("subject") or {}).get("digest") != str(subject):
             continue
@@ -146,17 +149,21 @@ def _fallback_view(client: RegistryClient, repository: str, subject: Digest) -> 
 
 
 def _read_fallback(client: RegistryClient, repository: str, subject: Digest) -> list[Descriptor]:
-    tag = fallback_tag(subject)
-    if not client.manifest_exists(repository, tag):
+    index = client.find_manifest(repository, fallback_tag(subject))
+    if index is None:
         return []
-    index = client.get_manifest(repository, tag).json()
-    return [Descriptor.from_json(m) for m in index.get("manifests", [])]
+    return [Descriptor.from_json(m) for m in index.json().get("manifests", [])]
 
 
 def _merge_into_fallback(client: RegistryClient, repository: str, subject: Digest, mine: Descriptor) -> None:
-    """Read, merge, write, re-read; until the fallback index holds ``mine`` and all it held."""
+    """Read, merge, write, re-read: until the index holds ``mine`` and every referrer there is.
+
+    The re-read looks at the whole view (index and backstop tags), not only at our
+    own entry: a writer that read the index before another writer's attach and
+    wrote after it would otherwise drop that entry for good.
+    """
+    entries = _fallback_view(client, repository, subject)
     for attempt in range(MERGE_ATTEMPTS):
-        entries = _fallback_view(client, repository, subject)
         entries[mine.digest] = mine
         index = {
             "schemaVersion": 2,
@@ -166,11 +173,14 @@ def _merge_into_fallback(client: RegistryClient, repository: str, subject: Diges
         client.put_manifest(
             repository, fallback_tag(subject), json.dumps(index, separators=(",", ":")).encode(), OCI_INDEX
         )
-        # Let racing writers land, then check our entry survived them.
+        # Let racing writers land, then check nothing is missing.
         time.sleep(random.uniform(0.02, 0.1 + 0.05 * attempt))
-        if mine.digest in {d.digest for d in _read_fallback(client, repository, subject)}:
+        indexed = {d.digest for d in _read_fallback(client, repository, subject)}
+        view = _fallback_view(client, repository, subject)
+        if mine.digest in indexed and set(view) <= indexed:
             return
-        log.info("referrers index of %s lost our entry to a concurrent writer; merging again", subject)
+        entries = {**view, **entries}
+        log.info("referrers index of %s is missing entries after a concurrent write; merging again", subject)
     raise RegistryError(
         f"could not add {mine.digest} to the referrers index of {subject} after {MERGE_ATTEMPTS} attempts",
         hint="many writers are updating it at once; the referrer is pushed and tagged, so run the command again",

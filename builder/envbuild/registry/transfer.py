@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -93,10 +94,29 @@ def _push_manifest(
             result.bytes_uploaded += blob.size
         progress(f"{outcome} {blob.digest.hex[:12]} ({blob.size} bytes)")
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for future in [pool.submit(push_one, b) for b in _unique(blobs)]:
-            future.result()
+    _run_all(push_one, _unique(blobs), jobs)
     client.put_manifest(ref.repository, str(descriptor.digest), data, descriptor.media_type)
+
+
+def _run_all(work: Callable[[Descriptor], None], blobs: list[Descriptor], jobs: int) -> None:
+    """Run ``work`` on every blob, ``jobs`` at a time; after the first failure, start no more."""
+    failed = threading.Event()
+
+    def guarded(blob: Descriptor) -> None:
+        if failed.is_set():  # a worker may pick up queued work before shutdown() can cancel it
+            return
+        try:
+            work(blob)
+        except BaseException:
+            failed.set()
+            raise
+
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        for future in [pool.submit(guarded, b) for b in blobs]:
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _unique(blobs: list[Descriptor]) -> list[Descriptor]:
@@ -130,8 +150,6 @@ def _pull_manifest(ref: ImageRef, digest: Digest, client: RegistryClient, layout
         if not layout.has_blob(blob.digest):
             client.download_blob(ref.repository, blob.digest, layout.blob_path(blob.digest))
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for future in [pool.submit(fetch, b) for b in _unique(blobs)]:
-            future.result()
+    _run_all(fetch, _unique(blobs), jobs)
     layout.write_blob(manifest.data)
     return Descriptor(media_type=manifest.media_type, digest=manifest.digest, size=len(manifest.data))
