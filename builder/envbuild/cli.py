@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from envbuild import __version__, options
 from envbuild.errors import EnvbuildError, StaleLockError, UsageError, redact
+from envbuild.registry.options import RegistryOptions
 from envbuild.registry.ref import ImageRef
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -110,9 +111,16 @@ def init_command(ctx: Context, force: bool) -> None:
     show_default=True,
     help="Which resolver to run.",
 )
+@options.registry_options
 @pass_ctx
 def lock_command(
-    ctx: Context, check_only: bool, upgrade: bool, upgrade_packages: tuple[str, ...], resolver: str
+    ctx: Context,
+    check_only: bool,
+    upgrade: bool,
+    upgrade_packages: tuple[str, ...],
+    resolver: str,
+    insecure: bool,
+    ca_file: Path | None,
 ) -> None:
     """Resolve and hash-pin every variant into lockfiles/."""
     from envbuild.lock import LockOptions, check, lock
@@ -131,9 +139,13 @@ def lock_command(
         ctx.say("all locks are current")
         return
     with _progress(ctx) as report:
-        result = lock(
-            spec, LockOptions(resolver=resolver, upgrade=upgrade, upgrade_packages=upgrade_packages), progress=report
+        settings = LockOptions(
+            resolver=resolver,
+            upgrade=upgrade,
+            upgrade_packages=upgrade_packages,
+            registry=RegistryOptions(insecure=insecure, ca_file=ca_file),  # for base images given by tag
         )
+        result = lock(spec, settings, progress=report)
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}")
     if ctx.json:
