@@ -23,16 +23,24 @@ _INDEX_MANIFEST_TYPES = {
 }
 
 
-def pin_bases(spec: Spec, registry: RegistryOptions | None = None) -> dict[str, dict[str, Any]]:
+def pin_bases(
+    spec: Spec, registry: RegistryOptions | None = None, *, keep: dict[str, dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
     """Each accelerator's base, resolved to something immutable: a digest or a content-hashed recipe.
 
     A registry tag is resolved to the digest it points at now (the registry is
-    reached with ``registry`` options); a reference with a digest is kept as is.
+    reached with ``registry`` options), unless ``keep`` (the previous lock's bases)
+    already pinned the same reference: like package pins, a base moves only on upgrade.
     """
-    return {
-        accel.name: pin_base(accel.base, spec.root, where=f"accelerators.{accel.name}.base", registry=registry)
-        for accel in spec.accelerators
-    }
+    pinned: dict[str, dict[str, Any]] = {}
+    for accel in spec.accelerators:
+        before = (keep or {}).get(accel.name, {})
+        if accel.base.image and before.get("ref") == accel.base.image and before.get("digest"):
+            pinned[accel.name] = {**describe_base(accel.base), "digest": before["digest"]}
+        else:
+            where = f"accelerators.{accel.name}.base"
+            pinned[accel.name] = pin_base(accel.base, spec.root, where=where, registry=registry)
+    return pinned
 
 
 def pin_base(base: Base, root: Path, *, where: str, registry: RegistryOptions | None = None) -> dict[str, Any]:

@@ -93,7 +93,8 @@ def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress |
     options = options or LockOptions()
     report = progress or (lambda target, status: None)
     resolver = get_resolver(options.resolver)
-    bases = pin_bases(spec, options.registry)
+    previous = read_lockset(spec.root)
+    bases = pin_bases(spec, options.registry, keep=None if options.upgrade or previous is None else previous.bases)
     lock_dir = spec.root / LOCK_DIR
     all_targets = targets(spec)
     requests = {

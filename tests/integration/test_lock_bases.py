@@ -7,14 +7,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from support.layouts import make_layout
-from support.registry import Registry
 
 from envbuild.registry.client import RegistryClient
 from envbuild.registry.layout import Layout
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.ref import ImageRef
 from envbuild.registry.transfer import push_layout
+from support.layouts import make_layout
+from support.registry import Registry
 
 pytestmark = [pytest.mark.network, pytest.mark.registry]
 
@@ -46,9 +46,20 @@ def test_base_tag_is_pinned_to_its_digest(registry: Registry, tmp_path: Path, en
     base = json.loads((root / "lockfiles" / "envbuild.lock.json").read_text())["bases"]["cpu"]
     assert base == {"kind": "image", "ref": f"{registry.host}/bases/python:3.11", "digest": str(pushed.digest)}
 
-    # The tag moves: the lock keeps the digest it pinned, and --check (offline) does not care.
+    # The tag moves: --check (offline) does not care, a relock keeps the pinned digest, --upgrade moves it.
     moved = make_layout(tmp_path / "base2", seed="base-v2")
-    push_layout(Layout.open(moved.path), ImageRef.parse(f"{registry.host}/bases/python:3.11"), client)
+    moved_digest = push_layout(
+        Layout.open(moved.path), ImageRef.parse(f"{registry.host}/bases/python:3.11"), client
+    ).digest
+    assert envbuild("-C", root, "lock", "--check").code == 0
+    assert envbuild("-C", root, "lock", "--insecure").code == 0
+    assert json.loads((root / "lockfiles" / "envbuild.lock.json").read_text())["bases"]["cpu"]["digest"] == str(
+        pushed.digest
+    )
+    assert envbuild("-C", root, "lock", "--insecure", "--upgrade").code == 0
+    assert json.loads((root / "lockfiles" / "envbuild.lock.json").read_text())["bases"]["cpu"]["digest"] == str(
+        moved_digest
+    )
     registry.stop()
     assert envbuild("-C", root, "lock", "--check").code == 0
 
