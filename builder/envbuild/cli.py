@@ -164,6 +164,37 @@ def lock_command(
     ctx.say(f"{len(result.changed)} file(s) written, {len(result.unchanged)} unchanged")
 
 
+@cli.command("dockerfile")
+@click.option(
+    "--check", "check_only", is_flag=True, help="Exit 1 if images/ or .dockerignore differ from a fresh render."
+)
+@pass_ctx
+def dockerfile_command(ctx: Context, check_only: bool) -> None:
+    """Render images/<variant>.Dockerfile and .dockerignore from the spec and the locks."""
+    from envbuild.lockfile import read_lockset
+    from envbuild.render import render, stale_rendered, write_rendered
+    from envbuild.spec import load_spec
+
+    spec = load_spec(ctx.directory)
+    rendered = render(spec, read_lockset(spec.root))
+    if check_only:
+        stale = stale_rendered(spec, rendered)
+        if stale:
+            raise StaleLockError(
+                f"out of date: {', '.join(stale)}", hint="run 'envbuild dockerfile' and commit the result"
+            )
+        ctx.say("Dockerfiles are current")
+        return
+    changed = write_rendered(spec, rendered)
+    if ctx.json:
+        ctx.emit(
+            {"files": [rel for rel, _ in rendered.files], "changed": [str(p.relative_to(spec.root)) for p in changed]}
+        )
+    for rel, _ in rendered.files:
+        ctx.say(rel)
+    ctx.say(f"{len(changed)} file(s) written")
+
+
 @cli.command("push")
 @click.argument("layout", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.argument("ref")

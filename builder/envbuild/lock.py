@@ -32,7 +32,8 @@ from envbuild.lockfile import (
 from envbuild.registry.options import RegistryOptions
 from envbuild.resolvers import get_resolver
 from envbuild.resolvers.base import Pin, Resolution, ResolveRequest, parse_requirements
-from envbuild.spec import Spec
+from envbuild.resolvers.uv import UvResolver
+from envbuild.spec import PLATFORMS, Spec
 from envbuild.variants import LockTarget, indexes, requirements, targets
 
 Progress = Callable[[str, str], None]
@@ -113,9 +114,18 @@ def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress |
         report(target.name, "resolved")
         return resolution
 
-    with ThreadPoolExecutor(max_workers=max(1, len(all_targets))) as pool:
+    uv = UvResolver()  # the builder stage installs with uv, whatever resolved the project
+    tool_requests = {platform: tools_request(spec, platform, uv.version()) for platform in spec.platforms}
+
+    def resolve_tools(platform: str) -> Resolution:
+        with tempfile.TemporaryDirectory(prefix="envbuild-lock-") as tmp:
+            return uv.resolve(tool_requests[platform], workdir=Path(tmp))
+
+    with ThreadPoolExecutor(max_workers=max(1, len(all_targets) + len(spec.platforms))) as pool:
         futures = {t.name: pool.submit(resolve, t, requests[t.name]) for t in all_targets}
+        tool_futures = {p: pool.submit(resolve_tools, p) for p in spec.platforms}
         resolutions = {name: f.result() for name, f in futures.items()}
+        tool_resolutions = {p: f.result() for p, f in tool_futures.items()}
 
     _align_train_and_infer(all_targets, requests, resolutions, resolve)
     warnings = _check_cuda(spec, all_targets, resolutions)
@@ -128,6 +138,19 @@ def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress |
         text = render_lockfile(title=title, request=request, pins=resolution.pins)
         texts[target.filename] = text
         entries.append(_entry(target, request, resolution, text, resolver.name))
+
+    tools = []
+    for platform, tool_request in tool_requests.items():
+        filename = tools_filename(spec, platform)
+        text = render_lockfile(title=f"tools ({platform})", request=tool_request, pins=tool_resolutions[platform].pins)
+        texts[filename] = text
+        tools.append(
+            LockEntry(
+                name=filename.removesuffix(".txt"), variant="tools", platform=platform, file=filename,
+                sha256=sha256_text(text), inputs=request_inputs(tool_request, uv.name),
+                packages={p.name: {"version": p.version, "index": "default"} for p in tool_resolutions[platform].pins},
+            )
+        )  # fmt: skip
 
     first = next(iter(resolutions.values()))
     lockset = LockSet(
@@ -142,10 +165,33 @@ def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress |
         indexes=request_inputs(requests[all_targets[0].name], resolver.name)["indexes"] if spec.indexes else [],
         bases=bases,
         entries=tuple(entries),
+        tools=tuple(tools),
     )
     texts[META_FILE] = lockset.to_json()
     changed, unchanged = _write_all(lock_dir, texts)
     return LockResult(lockset=lockset, changed=changed, unchanged=unchanged, warnings=tuple(warnings))
+
+
+def tools_request(spec: Spec, platform: str, uv_version: str) -> ResolveRequest:
+    """The request that hash-locks envbuild's build tools (uv) for one platform.
+
+    The spec's cutoff does not apply: the version is envbuild's exact pin, not a choice.
+    """
+    return ResolveRequest(
+        requirements=(f"uv=={uv_version}",),
+        python=spec.python,
+        platform=platform,
+        glibc=spec.glibc,
+        exclude_newer=spec.exclude_newer,
+        index_url=spec.index_url,
+        indexes=(),
+        exempt=("uv",),
+    )
+
+
+def tools_filename(spec: Spec, platform: str) -> str:
+    """``tools.txt``, or ``tools-<arch>.txt`` for a multi-platform spec."""
+    return "tools.txt" if len(spec.platforms) == 1 else f"tools-{PLATFORMS[platform]}.txt"
 
 
 def _previous_pins(path: Path) -> str | None:
@@ -288,6 +334,7 @@ def check(spec: Spec) -> tuple[Staleness, ...]:
             reasons.append(f"the {accel} base changed: {was} -> {now}")
         if reasons:
             stale.append(Staleness(target=target.name, reasons=tuple(reasons)))
+    stale += _check_tools(spec, lockset, lock_dir)
     for name in sorted({e.name for e in lockset.entries} - {t.name for t in all_targets}):
         stale.append(Staleness(target=name, reasons=("locked, but no longer in the spec",)))
     for target in all_targets:
@@ -303,6 +350,27 @@ def check(spec: Spec) -> tuple[Staleness, ...]:
                     )
                 )
     return tuple(stale)
+
+
+def _check_tools(spec: Spec, lockset: LockSet, lock_dir: Path) -> list[Staleness]:
+    """The tools lock must exist per platform, be unedited, and pin the uv envbuild runs."""
+    out = []
+    uv_version = UvResolver().version()
+    for platform in spec.platforms:
+        name = tools_filename(spec, platform).removesuffix(".txt")
+        entry = lockset.tool(platform)
+        if entry is None:
+            out.append(Staleness(target=name, reasons=("not in the lock",)))
+            continue
+        reasons = _input_changes(entry.inputs, request_inputs(tools_request(spec, platform, uv_version), "uv"))
+        path = lock_dir / entry.file
+        if not path.is_file():
+            reasons.append(f"{LOCK_DIR}/{entry.file} is missing")
+        elif sha256_text(path.read_text(encoding="utf-8")) != entry.sha256:
+            reasons.append(f"{LOCK_DIR}/{entry.file} was edited since it was locked")
+        if reasons:
+            out.append(Staleness(target=name, reasons=tuple(reasons)))
+    return out
 
 
 def _describe_base(base: dict[str, Any] | None) -> str:

@@ -114,6 +114,7 @@ class Spec:
     root: Path
     digest: str  # sha256 of the spec file's bytes
     name: str
+    version: str  # the project's [project].version, "0" when it has none
     python: str
     platforms: tuple[str, ...]
     glibc: str
@@ -241,6 +242,7 @@ def _parse(t: Table, *, file: Path, root: Path, project_file: Path | None) -> Sp
         root=root,
         digest=hashlib.sha256(file.read_bytes()).hexdigest(),
         name=name,
+        version=str(project_table.get("version") or "0"),
         python=python,
         platforms=platforms,
         glibc=glibc,

@@ -28,6 +28,7 @@ class ResolveRequest:
     upgrade: bool = False
     upgrade_packages: tuple[str, ...] = ()
     previous: str | None = None  # the current lock's text: its pins are preferred
+    exempt: tuple[str, ...] = ()  # packages the cutoff does not apply to (envbuild's own exact-pinned tools)
 
     @property
     def wheel_platform(self) -> str:

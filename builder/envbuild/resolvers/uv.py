@@ -85,6 +85,7 @@ class UvResolver:
         for index in request.indexes:
             if not index.exclude_newer:  # index publishes no upload times: its pins are the cutoff
                 args += [f"--exclude-newer-package={p}=false" for p in index.packages]
+        args += [f"--exclude-newer-package={p}=false" for p in request.exempt]
         if request.constraints:
             (workdir / "constraints.txt").write_text("\n".join(request.constraints) + "\n", encoding="utf-8")
             args += ["--constraint", "constraints.txt"]

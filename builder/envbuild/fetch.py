@@ -1,0 +1,274 @@
+"""``fetch``: every wheel a build installs, downloaded on the host and hash-checked before the build.
+
+Wheels land in a content-addressed cache (``~/.cache/envbuild/wheels/<sha256>/<file>``)
+and are staged, by hard link, into ``.envbuild/stage/<variant>/wheels/`` for the build
+context. For each pin the file is chosen among those whose sha256 the lock lists, by
+the target's wheel tags (Python, ABI, manylinux platform), so the build never needs
+the network and can only install what the lock allows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import zipfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urldefrag, urljoin
+
+import requests
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from envbuild.errors import EnvbuildError, UsageError, strip_url_credentials
+from envbuild.fsutil import atomic_write
+from envbuild.render import STAGE_DIR
+from envbuild.resolvers.base import Pin, parse_requirements
+from envbuild.spec import PLATFORMS, Index
+
+# The resolvers' default index; a spec's index-url replaces it.
+DEFAULT_INDEX = "https://pypi.org/simple"
+JSON_API = "application/vnd.pypi.simple.v1+json"
+Progress = Callable[[str], None]
+
+
+class FetchError(EnvbuildError):
+    """A locked file could not be found or downloaded, or its bytes did not match the lock."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Wheel:
+    """A wheel chosen for one pin: where it came from and what it is."""
+
+    name: str
+    version: str
+    filename: str
+    url: str  # credentials stripped
+    sha256: str
+    path: Path  # in the cache
+
+    def to_json(self) -> dict[str, str]:
+        """The record provenance and audits use."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "filename": self.filename,
+            "url": self.url,
+            "sha256": self.sha256,
+        }
+
+
+def cache_dir() -> Path:
+    """envbuild's cache: ``$ENVBUILD_CACHE_DIR``, else ``$XDG_CACHE_HOME/envbuild``, else ``~/.cache/envbuild``."""
+    if os.environ.get("ENVBUILD_CACHE_DIR"):
+        return Path(os.environ["ENVBUILD_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "envbuild"
+
+
+def target_tags(python: str, platform: str, glibc: str) -> list[Tag]:
+    """The wheel tags a CPython ``python`` on ``platform`` with ``glibc`` accepts, best first."""
+    major, minor = (int(x) for x in python.split(".")[:2])
+    arch = PLATFORMS[platform]
+    glibc_minor = int(glibc.split(".")[1])
+    platforms = [f"manylinux_2_{m}_{arch}" for m in range(glibc_minor, 4, -1)]
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    platforms += [
+        f"{legacy[m]}_{arch}" for m in (17, 12, 5) if m <= glibc_minor and ((m != 12 and m != 5) or arch == "x86_64")
+    ]
+    tags = list(cpython_tags((major, minor), abis=[f"cp{major}{minor}", "abi3", "none"], platforms=platforms))
+    tags += list(compatible_tags((major, minor), f"cp{major}{minor}", platforms))
+    return tags
+
+
+def choose_file(files: list[dict[str, Any]], pin: Pin, tags: list[Tag]) -> dict[str, Any]:
+    """The best wheel among ``files`` whose hash the pin lists and whose tags the target accepts."""
+    rank = {tag: i for i, tag in enumerate(tags)}
+    allowed = {h.split(":", 1)[1] for h in pin.hashes}
+    best: tuple[int, dict[str, Any]] | None = None
+    for file in files:
+        filename = file["filename"]
+        if not filename.endswith(".whl") or file["sha256"] not in allowed:
+            continue
+        *_, file_tags = parse_wheel_filename(filename)
+        score = min((rank[t] for t in file_tags if t in rank), default=None)
+        if score is not None and (best is None or score < best[0]):
+            best = (score, file)
+    if best is None:
+        raise FetchError(
+            f"{pin.name}=={pin.version}: none of its locked files is a wheel for this target",
+            hint="the lock and the target disagree: run 'envbuild lock' again",
+        )
+    return best[1]
+
+
+class _Links(HTMLParser):
+    """PEP 503 anchors: (href, text)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        href = dict(attrs).get("href")
+        if tag == "a" and href:
+            self.links.append(href)
+
+
+def index_files(session: requests.Session, index_url: str, name: str) -> list[dict[str, Any]]:
+    """The files of project ``name`` on a simple index: filename, absolute url, sha256."""
+    page = f"{index_url.rstrip('/')}/{canonicalize_name(name)}/"
+    try:
+        response = session.get(page, headers={"Accept": f"{JSON_API}, text/html;q=0.1"}, timeout=120)
+    except requests.RequestException as exc:
+        raise FetchError(
+            f"index {strip_url_credentials(index_url)} is unreachable ({type(exc).__name__})", hint="check the network"
+        ) from None
+    if response.status_code != 200:
+        raise FetchError(
+            f"{strip_url_credentials(page)} answered HTTP {response.status_code}",
+            hint="check the index URL and credentials",
+        )
+    files = []
+    if response.headers.get("Content-Type", "").startswith(JSON_API):
+        for f in response.json().get("files", []):
+            digest = (f.get("hashes") or {}).get("sha256")
+            if digest:
+                files.append({"filename": f["filename"], "url": urljoin(page, f["url"]), "sha256": digest})
+        return files
+    parser = _Links()
+    parser.feed(response.text)
+    for href in parser.links:
+        url, fragment = urldefrag(urljoin(page, href))
+        if fragment.startswith("sha256="):
+            files.append({"filename": url.rsplit("/", 1)[-1], "url": url, "sha256": fragment.split("=", 1)[1]})
+    return files
+
+
+def fetch_lockfile(
+    lockfile: Path,
+    *,
+    python: str,
+    platform: str,
+    glibc: str,
+    index_url: str | None,
+    indexes: tuple[Index, ...],
+    jobs: int = 4,
+    progress: Progress | None = None,
+) -> list[Wheel]:
+    """Download (or find in the cache) one wheel per pin of ``lockfile``, each checked against the lock."""
+    report = progress or (lambda _: None)
+    pins = parse_requirements(lockfile.read_text(encoding="utf-8"), source=str(lockfile))
+    tags = target_tags(python, platform, glibc)
+    routes = {p: i.url for i in indexes for p in i.packages}
+    session = _session()
+
+    def one(pin: Pin) -> Wheel:
+        index = routes.get(pin.name) or index_url or DEFAULT_INDEX
+        cached = _cached(pin, tags)
+        if cached is not None:
+            return cached
+        chosen = choose_file(index_files(session, index, pin.name), pin, tags)
+        path = cache_dir() / "wheels" / chosen["sha256"] / chosen["filename"]
+        _download(session, chosen["url"], path, chosen["sha256"])
+        report(f"fetched {chosen['filename']}")
+        return _wheel(pin, path, strip_url_credentials(chosen["url"]))
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, pins))
+
+
+def _cached(pin: Pin, tags: list[Tag]) -> Wheel | None:
+    """A wheel already in the cache for one of the pin's hashes, with its recorded URL."""
+    files = []
+    for h in pin.hashes:
+        hexdigest = h.split(":", 1)[1]
+        for path in (cache_dir() / "wheels" / hexdigest).glob("*.whl"):
+            files.append({"filename": path.name, "sha256": hexdigest, "path": path})
+    if not files:
+        return None
+    try:
+        chosen = choose_file(files, pin, tags)
+    except FetchError:
+        return None
+    path = Path(chosen["path"])
+    url_file = path.with_name("url")
+    url = url_file.read_text(encoding="utf-8").strip() if url_file.is_file() else ""
+    return _wheel(pin, path, url)
+
+
+def _wheel(pin: Pin, path: Path, url: str) -> Wheel:
+    return Wheel(name=pin.name, version=pin.version, filename=path.name, url=url, sha256=path.parent.name, path=path)
+
+
+def _session() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = True  # the index may sit behind the host's proxy and netrc, as for uv
+    return session
+
+
+def _download(session: requests.Session, url: str, path: Path, sha256: str) -> None:
+    """Stream ``url`` into ``path`` through a temporary file, refusing bytes that do not hash to ``sha256``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    hasher = hashlib.sha256()
+    try:
+        with session.get(url, stream=True, timeout=300) as response:
+            if response.status_code != 200:
+                raise FetchError(f"{strip_url_credentials(url)} answered HTTP {response.status_code}")
+            with tmp.open("wb") as f:
+                for chunk in response.iter_content(1 << 20):
+                    hasher.update(chunk)
+                    f.write(chunk)
+    except requests.RequestException as exc:
+        tmp.unlink(missing_ok=True)
+        raise FetchError(
+            f"download of {strip_url_credentials(url)} failed ({type(exc).__name__})", hint="run the command again"
+        ) from None
+    if hasher.hexdigest() != sha256:
+        tmp.unlink(missing_ok=True)
+        raise FetchError(
+            f"{strip_url_credentials(url)} has sha256 {hasher.hexdigest()}, but the lock expects {sha256}",
+            hint="the index serves other bytes than when the project was locked; do not build from it",
+        )
+    tmp.replace(path)
+    atomic_write(path.with_name("url"), strip_url_credentials(url) + "\n")
+
+
+def stage(root: Path, variant: str, wheels: list[Wheel]) -> Path:
+    """Link ``wheels`` into ``.envbuild/stage/<variant>/wheels/`` (and nothing else) and record them."""
+    directory = root / STAGE_DIR / variant / "wheels"
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    for wheel in wheels:
+        _link(wheel.path, directory / wheel.filename)
+    atomic_write(
+        root / STAGE_DIR / variant / "wheels.json",
+        json.dumps([w.to_json() for w in wheels], indent=2, sort_keys=True) + "\n",
+    )
+    return directory
+
+
+def stage_uv(root: Path, wheel: Wheel) -> Path:
+    """Extract the uv binary from its (hash-checked) wheel to ``.envbuild/stage/tools/uv``."""
+    target = root / STAGE_DIR / "tools" / "uv"
+    with zipfile.ZipFile(wheel.path) as zf:
+        member = next((n for n in zf.namelist() if n.endswith(".data/scripts/uv")), None)
+        if member is None:
+            raise UsageError(f"{wheel.filename} holds no uv binary", hint="the tools lock names the wrong package")
+        atomic_write(target, zf.read(member))
+    target.chmod(0o755)
+    return target
+
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copyfile(source, target)

@@ -1,0 +1,198 @@
+"""``render``: Dockerfiles as a pure function of the spec, the lock and the templates.
+
+No timestamps, no host paths, no commit hashes (those change with every commit
+and are given to the build as arguments), sorted inputs: the same spec and locks
+always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import jinja2
+from packaging.utils import canonicalize_name
+
+from envbuild.errors import StaleLockError, UsageError
+from envbuild.fsutil import atomic_write
+from envbuild.lockfile import LOCK_DIR, LockSet
+from envbuild.spec import Spec
+from envbuild.variants import LockTarget, Variant, targets
+
+IMAGES_DIR = "images"
+STAGE_DIR = ".envbuild/stage"  # wheels and tools, fetched and hash-checked on the host
+VENV = "/opt/venv"
+UID = 10001
+NVIDIA_ENV = (("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"), ("NVIDIA_VISIBLE_DEVICES", "all"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rendered:
+    """The rendered files: paths relative to the project root, and their text."""
+
+    files: tuple[tuple[str, str], ...]
+
+    def text(self, path: str) -> str:
+        """The text of one rendered file."""
+        return dict(self.files)[path]
+
+
+def write_rendered(spec: Spec, rendered: Rendered) -> list[Path]:
+    """Write the rendered files that changed (atomically); return their paths."""
+    changed = []
+    for rel, text in rendered.files:
+        path = spec.root / rel
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                continue
+        except OSError:
+            pass
+        atomic_write(path, text)
+        changed.append(path)
+    return changed
+
+
+def stale_rendered(spec: Spec, rendered: Rendered) -> list[str]:
+    """The rendered files whose committed text differs from a fresh render."""
+    stale = []
+    for rel, text in rendered.files:
+        try:
+            current = (spec.root / rel).read_text(encoding="utf-8")
+        except OSError:
+            current = None
+        if current != text:
+            stale.append(rel)
+    return stale
+
+
+def templates_dir() -> Path:
+    """The templates: inside the installed package, or templates/ of a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parents[1] / "templates"):
+        if (candidate / "Dockerfile.j2").is_file():
+            return candidate
+    raise UsageError("envbuild's templates are missing", hint="reinstall envbuild")
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # Dockerfiles, not HTML
+    )
+
+
+def dockerfile_path(variant: Variant) -> str:
+    """Where a variant's Dockerfile lives, relative to the project root."""
+    return f"{IMAGES_DIR}/{variant.name}.Dockerfile"
+
+
+def render(spec: Spec, lockset: LockSet | None) -> Rendered:
+    """Every variant's Dockerfile, plus the .dockerignore they share."""
+    if lockset is None:
+        raise StaleLockError("the project is not locked", hint="run 'envbuild lock' first")
+    env = _environment()
+    files: list[tuple[str, str]] = []
+    chosen = _single_platform_targets(spec)
+    for target in chosen:
+        files.append((dockerfile_path(target.variant), _render_one(env, spec, lockset, target)))
+    files.append((".dockerignore", render_dockerignore(spec, chosen)))
+    return Rendered(files=tuple(files))
+
+
+def _single_platform_targets(spec: Spec) -> tuple[LockTarget, ...]:
+    """One target per variant: Dockerfiles are per variant; the platform is a build option."""
+    seen: dict[str, LockTarget] = {}
+    for target in targets(spec):
+        seen.setdefault(target.variant.name, target)
+    return tuple(seen.values())
+
+
+def _render_one(env: jinja2.Environment, spec: Spec, lockset: LockSet, target: LockTarget) -> str:
+    variant = target.variant
+    entry = lockset.entry(target.name)
+    if entry is None:
+        raise StaleLockError(f"{target.name} is not in the lock", hint="run 'envbuild lock'")
+    base = lockset.bases.get(variant.accelerator)
+    if not base or ("digest" not in base and base.get("kind") != "debian"):
+        raise StaleLockError(f"the {variant.accelerator} base is not pinned in the lock", hint="run 'envbuild lock'")
+    role = spec.role(variant.role)
+    if not role.entrypoint:
+        raise UsageError(
+            f"{spec.file}: roles.{variant.role}.entrypoint: missing, needed to build {variant.name}",
+            hint='write entrypoint = ["python", "-m", "your_package.module"]',
+        )
+    environment = [
+        ("PATH", f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        ("PYTHONDONTWRITEBYTECODE", "1"),
+        ("PYTHONUNBUFFERED", "1"),
+        ("VIRTUAL_ENV", VENV),
+    ]
+    if variant.accelerator == "gpu":
+        environment += list(NVIDIA_ENV)
+        library_path = cuda_library_path(spec.python, entry.packages)
+        if library_path:
+            environment.append(("LD_LIBRARY_PATH", library_path))
+    environment += list(spec.image.env)
+    labels = [
+        ("org.opencontainers.image.title", f"{spec.name}-{variant.name}"),
+        ("org.opencontainers.image.version", spec.version),
+        ("dev.envbuild.variant", variant.name),
+    ]
+    return env.get_template("Dockerfile.j2").render(
+        variant=variant.name,
+        role=variant.role,
+        spec_file=spec.file.relative_to(spec.root).as_posix(),
+        lockfile=f"{LOCK_DIR}/{target.filename}",
+        base_ref=base_reference(spec.name, variant.accelerator, base),
+        python=".".join(spec.python.split(".")[:2]),
+        venv=VENV,
+        stage=STAGE_DIR,
+        user=spec.image.user,
+        uid=UID,
+        workdir=spec.image.workdir,
+        files=[(f, str(PurePosixPath(spec.image.workdir) / PurePosixPath(f).name)) for f in spec.image.files],
+        env=[f"{k}={json.dumps(v)}" for k, v in sorted(dict(environment).items())],
+        labels=[f"{k}={json.dumps(v)}" for k, v in sorted(labels)],
+        entrypoint=list(role.entrypoint),
+    )
+
+
+def base_reference(name: str, accelerator: str, base: dict[str, object]) -> str:
+    """The FROM reference: the registry image by digest, or a local name for built and layout bases."""
+    if base.get("kind") == "image":
+        ref = str(base["ref"])
+        return ref if "@" in ref else f"{ref.rsplit(':', 1)[0]}@{base['digest']}"
+    # Bases envbuild builds (debian) or reads from disk (oci-layout) are loaded into the
+    # builder under this name; with buildx, --build-context maps it to the layout.
+    return f"envbuild.local/{name}/base-{accelerator}"
+
+
+def cuda_library_path(python: str, packages: dict[str, dict[str, object]]) -> str:
+    """LD_LIBRARY_PATH for the CUDA libraries that nvidia-* wheels install under site-packages/nvidia/."""
+    site = f"{VENV}/lib/python{'.'.join(python.split('.')[:2])}/site-packages/nvidia"
+    dirs = set()
+    for name in packages:
+        name = canonicalize_name(name)
+        if not name.startswith("nvidia-"):
+            continue
+        stem = name.removeprefix("nvidia-")
+        for suffix in ("-cu11", "-cu12", "-cu13"):
+            stem = stem.removesuffix(suffix)
+        dirs.add(f"{site}/{stem.replace('-', '_')}/lib")
+    return ":".join(sorted(dirs))
+
+
+def render_dockerignore(spec: Spec, chosen: tuple[LockTarget, ...]) -> str:
+    """Only what the Dockerfiles copy enters the build context."""
+    allowed = sorted(
+        {f"{LOCK_DIR}/{t.filename}" for t in chosen} | set(spec.image.files) | {f"{STAGE_DIR}/tools/uv"}
+        | {f"{STAGE_DIR}/{t.variant.name}/wheels" for t in chosen}
+    )  # fmt: skip
+    lines = ["# Generated by 'envbuild dockerfile': the build context holds only what the Dockerfiles copy.", "*"]
+    lines += [f"!{path}" for path in allowed]
+    return "\n".join(lines) + "\n"
