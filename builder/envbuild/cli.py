@@ -195,6 +195,98 @@ def dockerfile_command(ctx: Context, check_only: bool) -> None:
     ctx.say(f"{len(changed)} file(s) written")
 
 
+@cli.command("image")
+@click.option(
+    "--variant", "variants", multiple=True, metavar="NAME", help="Build this variant (repeatable), e.g. gpu-infer."
+)
+@click.option("--gpu", is_flag=True, help="The GPU variants instead of the CPU ones.")
+@click.option("--role", type=click.Choice(["train", "infer"]), help="Only this role.")
+@click.option("--all", "all_variants", is_flag=True, help="Every variant.")
+@click.option(
+    "--builder",
+    type=click.Choice(["buildah"]),
+    default="buildah",
+    envvar="ENVBUILD_BUILDER",
+    show_envvar=True,
+    show_default=True,
+)
+@click.option(
+    "--source-date-epoch",
+    type=int,
+    envvar="SOURCE_DATE_EPOCH",
+    show_envvar=True,
+    help="Default: the commit time of the last change to the image's inputs.",
+)
+@click.option(
+    "--push",
+    "push_to",
+    metavar="REGISTRY/REPO[:PREFIX]",
+    help="Push each image as REPO:<variant> (or REPO:<PREFIX>-<variant>).",
+)
+@options.registry_options
+@options.jobs
+@pass_ctx
+def image_command(
+    ctx: Context,
+    variants: tuple[str, ...],
+    gpu: bool,
+    role: str | None,
+    all_variants: bool,
+    builder: str,
+    source_date_epoch: int | None,
+    push_to: str | None,
+    insecure: bool,
+    ca_file: Path | None,
+    jobs: int,
+) -> None:
+    """Build the images (CPU by default) reproducibly; print each manifest digest."""
+    from envbuild.image import ImageOptions, build_images
+    from envbuild.spec import load_spec
+    from envbuild.variants import variants as all_of
+
+    spec = load_spec(ctx.directory)
+    names = list(variants)
+    if not names:
+        names = [
+            v.name for v in all_of(spec)
+            if (all_variants or v.accelerator == ("gpu" if gpu else "cpu")) and (role is None or v.role == role)
+        ]  # fmt: skip
+    target = ImageRef.parse(push_to) if push_to else None
+    settings = ImageOptions(
+        variants=tuple(names), builder=builder, source_date_epoch=source_date_epoch,
+        registry=RegistryOptions(insecure=insecure, ca_file=ca_file),
+    )  # fmt: skip
+    with _progress(ctx) as report:
+        built = build_images(spec, settings, progress=report)
+    results = []
+    for image in built:
+        entry = {
+            "variant": image.variant,
+            "digest": str(image.digest),
+            "layout": str(image.layout),
+            "cached": image.cached,
+        }
+        if target is not None:
+            from envbuild.registry.layout import Layout
+            from envbuild.registry.transfer import push_layout
+
+            tag = f"{target.tag}-{image.variant}" if target.tag else image.variant
+            pushed = push_layout(
+                Layout.open(image.layout),
+                target.with_tag(tag),
+                options.client_for(target, insecure=insecure, ca_file=ca_file),
+                jobs=jobs,
+            )
+            entry["ref"] = str(pushed.ref)
+        results.append(entry)
+        ctx.say(f"{image.variant}: {image.digest}{' (unchanged)' if image.cached else ''}")
+    if ctx.json:
+        ctx.emit({"images": results})
+    else:
+        for entry in results:
+            click.echo(entry.get("ref") or f"{entry['variant']} {entry['digest']}")
+
+
 @cli.command("push")
 @click.argument("layout", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.argument("ref")

@@ -1,0 +1,18 @@
+"""Image builder adapters: each runs one tool and returns its raw output as an OCI layout."""
+
+from envbuild.builders.base import Builder, BuildRequest
+from envbuild.errors import UsageError
+
+BUILDERS = ("buildah",)
+
+
+def get_builder(name: str) -> Builder:
+    """The builder adapter called ``name``."""
+    if name == "buildah":
+        from envbuild.builders.buildah import Buildah
+
+        return Buildah()
+    raise UsageError(f"unknown builder {name!r}", hint=f"use one of: {', '.join(BUILDERS)}")
+
+
+__all__ = ["BUILDERS", "BuildRequest", "Builder", "get_builder"]

@@ -1,0 +1,259 @@
+"""``build_images``: locked spec -> Dockerfile -> builder -> canonical OCI image on disk.
+
+For each variant: the lock must be current; every input (base, wheels, uv) is
+fetched and hash-checked on the host; the build key (a digest of every input) is
+compared with the last build's, and an unchanged variant returns its digest at
+once; otherwise the builder runs with no network and envbuild writes the final
+image (:mod:`envbuild.ociimage`) into ``.envbuild/images/<variant>/``, replacing
+the previous one only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envbuild import __version__
+from envbuild.builders import BuildRequest, get_builder
+from envbuild.debian import build_debian_base, epoch_of
+from envbuild.errors import StaleLockError, UsageError
+from envbuild.fetch import cache_dir, fetch_lockfile, stage, stage_uv
+from envbuild.fsutil import atomic_write
+from envbuild.lock import check, tools_filename
+from envbuild.lockfile import LOCK_DIR, LockSet, read_lockset
+from envbuild.ociimage import assemble
+from envbuild.registry.layout import Layout
+from envbuild.registry.options import RegistryOptions
+from envbuild.registry.ref import Digest, ImageRef
+from envbuild.render import STAGE_DIR, base_reference, dockerfile_path, render, write_rendered
+from envbuild.spec import Spec
+from envbuild.tarnorm import COMPRESSOR
+from envbuild.variants import LockTarget, select, targets
+
+IMAGES_OUT = ".envbuild/images"
+Progress = Callable[[str, str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageOptions:
+    """Which variants to build, with what, and when."""
+
+    variants: tuple[str, ...] = ()  # names; empty: the CPU variants
+    builder: str = "buildah"
+    source_date_epoch: int | None = None  # default: the commit time of the last change to the inputs
+    registry: RegistryOptions | None = None  # to pull bases given as registry images
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuiltImage:
+    """One built image: where it is, its digest, and what it was built from."""
+
+    variant: str
+    digest: Digest
+    layout: Path
+    cached: bool
+    record: dict[str, Any]  # the build record (inputs), also written as build.json
+
+
+def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None = None) -> list[BuiltImage]:
+    """Build the chosen variants of ``spec`` (all or nothing per variant)."""
+    report = progress or (lambda variant, status: None)
+    lockset = _current_lock(spec)
+    builder = get_builder(options.builder)
+    rendered = render(spec, lockset)
+    write_rendered(spec, rendered)
+    chosen = (
+        select(spec, options.variants)
+        if options.variants
+        else tuple(v for v in select(spec, ()) if v.accelerator == "cpu")
+    )
+    if not chosen:
+        raise UsageError("no variant to build", hint="name one with --variant, or use --gpu / --all")
+    built = []
+    for variant in chosen:
+        target = next(t for t in targets(spec, (variant,)) if t.platform == spec.platforms[0])
+        built.append(
+            _build_one(spec, lockset, target, rendered.text(dockerfile_path(variant)), builder, options, report)
+        )
+    return built
+
+
+def _current_lock(spec: Spec) -> LockSet:
+    lockset = read_lockset(spec.root)
+    if lockset is None:
+        raise StaleLockError("the project is not locked", hint="run 'envbuild lock' first")
+    stale = check(spec)
+    if stale:
+        raise StaleLockError("stale locks:\n" + "\n".join(f"  {s}" for s in stale), hint="run 'envbuild lock' first")
+    return lockset
+
+
+def _build_one(
+    spec: Spec,
+    lockset: LockSet,
+    target: LockTarget,
+    dockerfile: str,
+    builder: Any,
+    options: ImageOptions,
+    report: Progress,
+) -> BuiltImage:
+    variant = target.variant.name
+    inputs = _input_paths(spec, target)
+    epoch, revision = _source_date(spec.root, inputs, options.source_date_epoch)
+    report(variant, "preparing the base")
+    base_layout, base_name = _base(spec, lockset, target, options)
+    report(variant, "fetching wheels")
+    routed = tuple(i for i in spec.indexes if target.variant.accelerator in i.accelerators)
+    wheels = fetch_lockfile(
+        spec.root / LOCK_DIR / target.filename, python=spec.python, platform=target.platform, glibc=spec.glibc,
+        index_url=spec.index_url, indexes=routed,
+    )  # fmt: skip
+    tools = fetch_lockfile(
+        spec.root / LOCK_DIR / tools_filename(spec, target.platform), python=spec.python, platform=target.platform,
+        glibc=spec.glibc, index_url=spec.index_url, indexes=(),
+    )  # fmt: skip
+    stage(spec.root, variant, wheels)
+    stage_uv(spec.root, tools[0])
+    base_digest = (
+        str(base_layout.select().digest) if base_layout else str(lockset.bases[target.variant.accelerator]["digest"])
+    )
+    record = {
+        "envbuild": __version__,
+        "variant": variant,
+        "platform": target.platform,
+        "builder": {"name": builder.name, "version": builder.version()},
+        "compressor": COMPRESSOR,
+        "source_date_epoch": epoch,
+        "revision": revision,
+        "base": {"name": base_name, "digest": base_digest},
+        "dockerfile_sha256": hashlib.sha256(dockerfile.encode()).hexdigest(),
+        "lockfile_sha256": hashlib.sha256((spec.root / LOCK_DIR / target.filename).read_bytes()).hexdigest(),
+        "wheels": [w.to_json() for w in wheels],
+        "tools": [w.to_json() for w in tools],
+        "files_sha256": _tree_digest(spec.root, spec.image.files),
+    }
+    key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+    out = spec.root / IMAGES_OUT / variant
+    cached = _cached(out, key)
+    if cached is not None:
+        report(variant, "unchanged")
+        return BuiltImage(variant=variant, digest=cached, layout=out, cached=True, record=record)
+
+    report(variant, f"building with {builder.name}")
+    work_root = spec.root / ".envbuild" / "work"
+    work_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work_root, prefix=f"{variant}-") as tmp:
+        work = Path(tmp)
+        dockerfile_file = work / "Dockerfile"
+        dockerfile_file.write_text(dockerfile, encoding="utf-8")
+        raw = builder.build(
+            BuildRequest(
+                context=spec.root, dockerfile=dockerfile_file, base_name=base_name,
+                base_layout=base_layout.path if base_layout else None, epoch=epoch, platform=target.platform,
+                build_args={"REVISION": revision}, workdir=work,
+            )
+        )  # fmt: skip
+        report(variant, "writing the image")
+        staged = work / "image"
+        assert base_layout is not None, "registry bases are pulled into a layout first"
+        descriptor = assemble(built=raw, base=base_layout, out=staged, epoch=epoch, name=f"{spec.name}-{variant}")
+        atomic_write(
+            staged / "build.json",
+            json.dumps({**record, "digest": str(descriptor.digest)}, indent=2, sort_keys=True) + "\n",
+        )
+        atomic_write(staged / "build-key", key + "\n")
+        _replace(staged, out)
+    report(variant, "built")
+    return BuiltImage(variant=variant, digest=descriptor.digest, layout=out, cached=False, record=record)
+
+
+def _input_paths(spec: Spec, target: LockTarget) -> list[str]:
+    """The project paths whose last change dates the image (SOURCE_DATE_EPOCH)."""
+    return sorted({spec.file.relative_to(spec.root).as_posix(), f"{LOCK_DIR}/{target.filename}", *spec.image.files})
+
+
+def _source_date(root: Path, paths: list[str], override: int | None) -> tuple[int, str]:
+    """SOURCE_DATE_EPOCH and the revision: the last commit that touched ``paths``."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "log", "-1", "--format=%ct %H", "--", *paths],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.split()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        out = []
+    if override is not None:
+        return override, out[1] if len(out) == 2 else "unknown"
+    if len(out) != 2:
+        raise UsageError(
+            f"{root} has no git history for its inputs, so SOURCE_DATE_EPOCH has no default",
+            hint="commit the project, or pass --source-date-epoch SECONDS",
+        )
+    return int(out[0]), out[1]
+
+
+def _base(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageOptions) -> tuple[Layout | None, str]:
+    """The base as a layout on disk, and the FROM name the Dockerfile gives it."""
+    pinned = lockset.bases[target.variant.accelerator]
+    name = base_reference(spec.name, target.variant.accelerator, pinned)
+    if pinned["kind"] == "debian":
+        recipe = {"suite": pinned["suite"], "packages": pinned["packages"]}
+        return build_debian_base(recipe, platform=target.platform, epoch=epoch_of(spec.exclude_newer)), name
+    if pinned["kind"] == "oci-layout":
+        layout = Layout.open(spec.root / pinned["path"])
+        if str(layout.select().digest) != pinned["digest"]:
+            raise StaleLockError(f"the base layout {pinned['path']} changed since the lock", hint="run 'envbuild lock'")
+        return layout, name
+    from envbuild.options import client_for
+    from envbuild.registry.transfer import pull_image
+
+    ref = ImageRef.parse(name)
+    destination = cache_dir() / "pulled" / Digest.parse(str(pinned["digest"])).hex
+    if not (destination / "index.json").is_file():
+        insecure = bool(options.registry and options.registry.insecure)
+        ca_file = options.registry.ca_file if options.registry else None
+        pull_image(ref, client_for(ref, insecure=insecure, ca_file=ca_file), destination, name="base")
+    return Layout.open(destination), name.split("@", 1)[0]
+
+
+def _tree_digest(root: Path, paths: tuple[str, ...]) -> str:
+    """A digest of the project files an image copies (names, executability, contents)."""
+    hasher = hashlib.sha256()
+    for rel in sorted(paths):
+        base = root / rel
+        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+        for path in files:
+            if "__pycache__" in path.parts or path.suffix == ".pyc":
+                continue
+            hasher.update(f"{path.relative_to(root).as_posix()}\0{bool(path.stat().st_mode & 0o111)}\0".encode())
+            hasher.update(hashlib.sha256(path.read_bytes()).digest())
+    return hasher.hexdigest()
+
+
+def _cached(out: Path, key: str) -> Digest | None:
+    try:
+        if (out / "build-key").read_text(encoding="utf-8").strip() != key:
+            return None
+        return Layout.open(out).select().digest
+    except (OSError, UsageError):
+        return None
+
+
+def _replace(staged: Path, out: Path) -> None:
+    """Put ``staged`` where ``out`` is, keeping the old one until the new one is in place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    shutil.move(str(staged), out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = ["IMAGES_OUT", "STAGE_DIR", "BuiltImage", "ImageOptions", "build_images"]

@@ -1,0 +1,143 @@
+"""Writing the final image: envbuild, not the builder, decides its bytes.
+
+From the builder's raw output and the base, :func:`assemble` writes an OCI layout
+whose base layers are the base's own blobs (byte for byte, so registries share
+them), whose new layers are rewritten canonically (:mod:`envbuild.tarnorm`), and
+whose config and manifest are canonical JSON with every time set from
+SOURCE_DATE_EPOCH and no builder fingerprints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from envbuild.errors import EnvbuildError
+from envbuild.registry.layout import Descriptor, Layout
+from envbuild.registry.ref import Digest
+from envbuild.tarnorm import normalize_layer
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+# Labels builders add about themselves; they are not part of what was built.
+BUILDER_LABELS = ("io.buildah.version",)
+
+
+def canonical(value: Any) -> bytes:
+    """Compact JSON with sorted keys: one value, one byte string."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def rfc3339(epoch: int) -> str:
+    """``epoch`` as the timestamp format image configs use."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def assemble(*, built: Layout, base: Layout, out: Path, epoch: int, name: str) -> Descriptor:
+    """Write the final image of ``built`` (whose first layers are ``base``'s) into the layout ``out``."""
+    base_desc = base.select()
+    base_manifest = json.loads(base.read_blob(base_desc.digest))
+    base_config = json.loads(base.read_blob(Digest.parse(base_manifest["config"]["digest"])))
+    built_desc = built.select()
+    built_manifest = json.loads(built.read_blob(built_desc.digest))
+    config = json.loads(built.read_blob(Digest.parse(built_manifest["config"]["digest"])))
+
+    base_ids = base_config["rootfs"]["diff_ids"]
+    if config["rootfs"]["diff_ids"][: len(base_ids)] != base_ids:
+        raise EnvbuildError(
+            "the builder changed the base image's layers", hint="this is a builder bug; report it with the build log"
+        )
+    layout = Layout.create(out)
+    blobs = out / "blobs" / "sha256"
+    layers = []
+    for layer in base_manifest["layers"]:
+        _link(base.blob_path(Digest.parse(layer["digest"])), blobs / layer["digest"].split(":", 1)[1])
+        layers.append(layer)
+    new_ids = []
+    for layer in built_manifest["layers"][len(base_ids) :]:
+        source = built.blob_path(Digest.parse(layer["digest"]))
+        written = normalize_layer(source, blobs, epoch=epoch, compressed=layer["mediaType"].endswith("gzip"))
+        layers.append({"mediaType": OCI_LAYER_GZIP, "digest": written.digest, "size": written.size})
+        new_ids.append(written.diff_id)
+
+    config["created"] = rfc3339(epoch)
+    config["rootfs"] = {"type": "layers", "diff_ids": [*base_ids, *new_ids]}
+    base_history = len(base_config.get("history", []))
+    for entry in config.get("history", [])[base_history:]:
+        entry["created"] = rfc3339(epoch)
+        entry.pop("author", None)
+    labels = config.get("config", {}).get("Labels") or {}
+    for label in BUILDER_LABELS:
+        labels.pop(label, None)
+    if "config" in config:
+        config["config"]["Labels"] = labels or None
+        if config["config"]["Labels"] is None:
+            del config["config"]["Labels"]
+    config_bytes = canonical(config)
+    config_digest = layout.write_blob(config_bytes)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": str(config_digest), "size": len(config_bytes)},
+        "layers": layers,
+        "annotations": {"org.opencontainers.image.base.digest": str(base_desc.digest)},
+    }
+    manifest_bytes = canonical(manifest)
+    digest = layout.write_blob(manifest_bytes)
+    descriptor = Descriptor(media_type=OCI_MANIFEST, digest=digest, size=len(manifest_bytes))
+    layout.add_manifest(descriptor, name=name)
+    return descriptor
+
+
+def _link(source: Path, target: Path) -> None:
+    if target.exists():
+        return
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def write_single_layer_image(
+    *,
+    layer_tar: Path,
+    out: Path,
+    epoch: int,
+    name: str,
+    created_by: str,
+    env: list[str],
+    architecture: str,
+    keep_owners: bool,
+) -> Descriptor:
+    """An image of one layer made from a root file system tar (used for bases envbuild builds)."""
+    layout = Layout.create(out)
+    written = normalize_layer(
+        layer_tar, out / "blobs" / "sha256", epoch=epoch, compressed=False, keep_owners=keep_owners
+    )
+    config = {
+        "architecture": architecture,
+        "os": "linux",
+        "created": rfc3339(epoch),
+        "config": {"Env": env},
+        "rootfs": {"type": "layers", "diff_ids": [written.diff_id]},
+        "history": [{"created": rfc3339(epoch), "created_by": created_by}],
+    }
+    config_bytes = canonical(config)
+    config_digest = layout.write_blob(config_bytes)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": str(config_digest), "size": len(config_bytes)},
+        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": written.digest, "size": written.size}],
+    }
+    manifest_bytes = canonical(manifest)
+    digest = layout.write_blob(manifest_bytes)
+    descriptor = Descriptor(media_type=OCI_MANIFEST, digest=digest, size=len(manifest_bytes))
+    layout.add_manifest(descriptor, name=name)
+    return descriptor

@@ -1,0 +1,139 @@
+"""Layer tars in canonical form: the same files always give the same bytes.
+
+Whatever wrote a layer (buildah, BuildKit, mmdebstrap), :func:`normalize_layer`
+rewrites it: entries sorted by name, uid/gid 0 with empty owner names, mtimes
+clamped to SOURCE_DATE_EPOCH, GNU format (no PAX headers carrying times or pids),
+hard links pointing at the first name of their group, gzip with header mtime 0,
+no file name, and one pinned compressor and level.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+import tarfile
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+GZIP_LEVEL = 6
+COMPRESSOR = f"python-zlib {zlib.ZLIB_VERSION} gzip -{GZIP_LEVEL}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layer:
+    """A written layer blob: its compressed digest and size, and its uncompressed diff_id."""
+
+    digest: str
+    size: int
+    diff_id: str
+    path: Path
+
+
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+class _HashingWriter:
+    """A write-only file that hashes and counts what passes through it."""
+
+    def __init__(self, target: _Writable):
+        self.target = target
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hasher.update(data)
+        self.size += len(data)
+        return self.target.write(data)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+def normalize_layer(
+    source: Path, blobs: Path, *, epoch: int, compressed: bool = True, keep_owners: bool = False
+) -> Layer:
+    """Rewrite the layer tar at ``source`` (gzip'ed when ``compressed``) canonically into ``blobs``.
+
+    New layers get uid/gid 0; a base root file system (``keep_owners``) keeps its
+    numeric owners (root:shadow on /etc/shadow matters), never the names.
+    """
+    with tempfile.TemporaryDirectory(dir=blobs) as tmp:
+        plain = Path(tmp) / "layer.tar"
+        if compressed:
+            with gzip.open(source, "rb") as src, plain.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        else:
+            plain = source
+        out = Path(tmp) / "layer.tar.gz"
+        with out.open("wb") as raw:
+            compressed_out = _HashingWriter(raw)
+            gzip_file = gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=compressed_out, mtime=0)
+            with gzip_file as gz:
+                uncompressed = _HashingWriter(gz)
+                _rewrite(plain, uncompressed, epoch, keep_owners)
+        digest = compressed_out.hasher.hexdigest()
+        final = blobs / digest
+        out.replace(final)
+    return Layer(
+        digest=f"sha256:{digest}",
+        size=compressed_out.size,
+        diff_id=f"sha256:{uncompressed.hasher.hexdigest()}",
+        path=final,
+    )
+
+
+def _rewrite(plain: Path, out: _HashingWriter, epoch: int, keep_owners: bool) -> None:
+    with tarfile.open(plain, "r:") as src:
+        members = src.getmembers()
+        by_name = {m.name: m for m in members}
+        # Hard-link groups: the data goes with the first name in sorted order, the rest link to it.
+        groups: dict[str, list[str]] = {}
+        for m in members:
+            if m.islnk():
+                groups.setdefault(m.linkname, [m.linkname]).append(m.name)
+        first_of: dict[str, str] = {}
+        for target, names in groups.items():
+            ordered = sorted(set(names))
+            for name in ordered:
+                first_of[name] = ordered[0]
+            del target
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as dst:  # type: ignore[call-overload]
+            for name in sorted(by_name):
+                member = by_name[name]
+                info = _clean(member, epoch, keep_owners)
+                head = first_of.get(name)
+                if head is not None and head != name:
+                    info.type, info.linkname, info.size = tarfile.LNKTYPE, head, 0
+                    dst.addfile(info)
+                elif head is not None:  # this name carries the group's data
+                    data_member = by_name[member.linkname] if member.islnk() else member
+                    info.type, info.linkname, info.size = tarfile.REGTYPE, "", data_member.size
+                    dst.addfile(info, src.extractfile(data_member))
+                elif member.isreg():
+                    dst.addfile(info, src.extractfile(member))
+                else:
+                    dst.addfile(info)
+
+
+def _clean(member: tarfile.TarInfo, epoch: int, keep_owners: bool) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(member.name)
+    info.type = member.type
+    if keep_owners:
+        info.mode = member.mode
+    else:  # new layers: the host's umask must not show, so only "executable or not" survives
+        executable = member.isdir() or member.mode & 0o111
+        info.mode = 0o777 if member.issym() else 0o755 if executable else 0o644
+    info.size = member.size if member.isreg() else 0
+    info.linkname = member.linkname
+    info.uid, info.gid = (member.uid, member.gid) if keep_owners else (0, 0)
+    info.uname = info.gname = ""
+    info.mtime = min(int(member.mtime), epoch)
+    info.devmajor, info.devminor = member.devmajor, member.devminor
+    return info
