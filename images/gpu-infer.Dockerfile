@@ -9,7 +9,7 @@ ARG SOURCE_DATE_EPOCH
 ARG REVISION=unknown
 
 # -- builder: the locked wheels, installed into /opt/venv -----------------------------------
-FROM envbuild.local/iris-demo/base-gpu AS builder
+FROM envbuild.local/iris-demo/base-gpu:ae450ce1476cab83 AS builder
 ARG SOURCE_DATE_EPOCH
 COPY .envbuild/stage/tools/uv /usr/local/bin/uv
 COPY .envbuild/stage/gpu-infer/wheels/ /tmp/wheels/
@@ -25,7 +25,7 @@ RUN \
     && rm -rf /tmp/wheels /tmp/lock.txt /usr/local/bin/uv
 
 # -- the infer image: the base, the venv, the project's files ---------------------
-FROM envbuild.local/iris-demo/base-gpu
+FROM envbuild.local/iris-demo/base-gpu:ae450ce1476cab83
 ARG SOURCE_DATE_EPOCH
 ARG REVISION
 # A fixed, non-root user, written directly: no useradd, so no date in /etc/shadow.
@@ -33,7 +33,7 @@ RUN \
     echo "app:x:10001:10001::/app:/usr/sbin/nologin" >> /etc/passwd \
     && echo "app:x:10001:" >> /etc/group
 COPY --from=builder /opt/venv /opt/venv
-COPY demo/iris_demo /app/iris_demo
+COPY .envbuild/stage/project/demo/iris_demo /app/iris_demo
 ENV LD_LIBRARY_PATH="/opt/venv/lib/python3.11/site-packages/nvidia/cublas/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cuda_nvrtc/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cuda_runtime/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cudnn/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cufft/lib:/opt/venv/lib/python3.11/site-packages/nvidia/curand/lib:/opt/venv/lib/python3.11/site-packages/nvidia/nvjitlink/lib" \
     NVIDIA_DRIVER_CAPABILITIES="compute,utility" \
     NVIDIA_VISIBLE_DEVICES="all" \

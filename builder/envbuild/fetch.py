@@ -255,6 +255,29 @@ def stage(root: Path, variant: str, wheels: list[Wheel]) -> Path:
     return directory
 
 
+def stage_project(root: Path, files: tuple[str, ...]) -> Path:
+    """Copy the project files an image takes into ``.envbuild/stage/project/``, without bytecode caches.
+
+    The build copies this snapshot, not the working tree, so what running the project
+    on the host leaves behind (__pycache__) never reaches an image.
+    """
+    directory = root / STAGE_DIR / "project"
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for rel in files:
+        source, target = root / rel, directory / rel
+        if not source.exists():
+            raise UsageError(f"image.files names {rel!r}, which does not exist", hint="fix the path in the spec")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=skip, symlinks=True)
+        else:
+            shutil.copy2(source, target)
+    return directory
+
+
 def stage_uv(root: Path, wheel: Wheel) -> Path:
     """Extract the uv binary from its (hash-checked) wheel to ``.envbuild/stage/tools/uv``."""
     target = root / STAGE_DIR / "tools" / "uv"

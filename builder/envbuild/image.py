@@ -24,7 +24,7 @@ from envbuild import __version__
 from envbuild.builders import BuildRequest, get_builder
 from envbuild.debian import build_debian_base, epoch_of
 from envbuild.errors import StaleLockError, UsageError
-from envbuild.fetch import cache_dir, fetch_lockfile, stage, stage_uv
+from envbuild.fetch import cache_dir, fetch_lockfile, stage, stage_project, stage_uv
 from envbuild.fsutil import atomic_write
 from envbuild.lock import check, tools_filename
 from envbuild.lockfile import LOCK_DIR, LockSet, read_lockset
@@ -121,6 +121,7 @@ def _build_one(
     )  # fmt: skip
     stage(spec.root, variant, wheels)
     stage_uv(spec.root, tools[0])
+    stage_project(spec.root, spec.image.files)
     base_digest = (
         str(base_layout.select().digest) if base_layout else str(lockset.bases[target.variant.accelerator]["digest"])
     )

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
+import threading
+from pathlib import Path
 
 from envbuild.builders.base import BuildRequest
 from envbuild.proc import run, which
@@ -39,12 +42,17 @@ class Buildah:
         ]  # fmt: skip
         env = _env(request.workdir)
         if request.base_layout is not None:
-            pulled = run(
-                [*common, "pull", "--quiet", f"oci:{request.base_layout}:base"],
-                tool="buildah pull",
-                env=env,
-                timeout=1800,
-            )
+            # buildah names a pulled layout after its path, which must then be a valid image
+            # name (no dots, no upper case): pull through a link with a plain name.
+            link = Path(tempfile.gettempdir()) / f"envbuild-base-{os.getpid()}-{threading.get_ident():x}"
+            link.unlink(missing_ok=True)
+            link.symlink_to(request.base_layout.resolve())
+            try:
+                pulled = run(
+                    [*common, "pull", "--quiet", f"oci:{link}:base"], tool="buildah pull", env=env, timeout=1800
+                )
+            finally:
+                link.unlink(missing_ok=True)
             # Give the base the name the Dockerfile's FROM uses.
             run([*common, "tag", pulled.stdout.split()[-1], request.base_name], tool="buildah tag", env=env)
         args = [
