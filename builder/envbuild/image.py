@@ -67,6 +67,7 @@ def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None
     report = progress or (lambda variant, status: None)
     lockset = _current_lock(spec)
     builder = get_builder(options.builder)
+    builder.version()  # a builder that is not installed fails here, before any download
     rendered = render(spec, lockset)
     write_rendered(spec, rendered)
     chosen = (

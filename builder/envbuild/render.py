@@ -7,7 +7,7 @@ always give the same bytes.
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -134,7 +134,8 @@ def _render_one(env: jinja2.Environment, spec: Spec, lockset: LockSet, target: L
     ]
     if variant.accelerator == "gpu":
         environment += list(NVIDIA_ENV)
-        library_path = cuda_library_path(spec.python, entry.packages)
+        cuda = spec.accelerator("gpu").cuda or ""
+        library_path = cuda_library_path(spec.python, entry.packages, cuda_major=cuda.split(".")[0])
         if library_path:
             environment.append(("LD_LIBRARY_PATH", library_path))
     environment += list(spec.image.env)
@@ -159,8 +160,8 @@ def _render_one(env: jinja2.Environment, spec: Spec, lockset: LockSet, target: L
             (f"{STAGE_DIR}/project/{f}", str(PurePosixPath(spec.image.workdir) / PurePosixPath(f).name))
             for f in spec.image.files
         ],
-        env=[f"{k}={json.dumps(v)}" for k, v in sorted(dict(environment).items())],
-        labels=[f"{k}={json.dumps(v)}" for k, v in sorted(labels)],
+        env=[f"{k}={dockerfile_quote(v)}" for k, v in sorted(dict(environment).items())],
+        labels=[f"{k}={dockerfile_quote(v)}" for k, v in sorted(labels)],
         entrypoint=list(role.entrypoint),
     )
 
@@ -177,8 +178,13 @@ def base_reference(name: str, accelerator: str, base: dict[str, object]) -> str:
     return f"envbuild.local/{name}/base-{accelerator}:{content[:16]}"
 
 
-def cuda_library_path(python: str, packages: dict[str, dict[str, object]]) -> str:
-    """LD_LIBRARY_PATH for the CUDA libraries that nvidia-* wheels install under site-packages/nvidia/."""
+def cuda_library_path(python: str, packages: dict[str, dict[str, object]], *, cuda_major: str) -> str:
+    """LD_LIBRARY_PATH for the CUDA libraries that nvidia-* wheels install under site-packages/nvidia/.
+
+    Wheels named for their CUDA major (nvidia-cudnn-cu13, every CUDA 12 wheel) keep
+    nvidia/<library>/lib; the un-suffixed CUDA 13 toolkit wheels (nvidia-cublas 13.x,
+    nvidia-cuda-runtime 13.x, ...) share nvidia/cu13/lib.
+    """
     site = f"{VENV}/lib/python{'.'.join(python.split('.')[:2])}/site-packages/nvidia"
     dirs = set()
     for name in packages:
@@ -186,10 +192,21 @@ def cuda_library_path(python: str, packages: dict[str, dict[str, object]]) -> st
         if not name.startswith("nvidia-"):
             continue
         stem = name.removeprefix("nvidia-")
-        for suffix in ("-cu11", "-cu12", "-cu13"):
-            stem = stem.removesuffix(suffix)
-        dirs.add(f"{site}/{stem.replace('-', '_')}/lib")
+        suffixed = re.search(r"-cu\d{2}$", stem)
+        if suffixed:
+            dirs.add(f"{site}/{stem[: suffixed.start()].replace('-', '_')}/lib")
+        else:
+            dirs.add(f"{site}/cu{cuda_major}/lib")
     return ":".join(sorted(dirs))
+
+
+def dockerfile_quote(value: str) -> str:
+    """A double-quoted Dockerfile word: backslash, quote and $ escaped; everything else literal.
+
+    (JSON is not Dockerfile syntax: json.dumps would write é as the six characters \\u00e9.)
+    """
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
 
 
 def render_dockerignore(spec: Spec, chosen: tuple[LockTarget, ...]) -> str:

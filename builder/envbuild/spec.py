@@ -12,7 +12,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -484,10 +484,24 @@ def _parse_image(t: Table) -> ImageSpec:
     assert workdir is not None and user is not None
     if not workdir.startswith("/"):
         table.fail("workdir", f"{workdir!r} is not absolute", 'write workdir = "/app"')
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+        table.fail(
+            "user", f"{user!r} is not a valid user name", "use lower-case letters, digits, '_' and '-', e.g. app"
+        )
+    names = [PurePosixPath(f).name for f in files]
+    for name in names:
+        if names.count(name) > 1:
+            table.fail(
+                "files",
+                f"two entries would both be copied to {workdir}/{name}",
+                "list each file or directory name once",
+            )
     if user in ("root", "0"):
         table.fail("user", "images run as a non-root user", 'write user = "app"')
     env = table.mapping("env")
     for key, value in env.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            table.fail("env", f"{key!r} is not a valid environment variable name", "use letters, digits and '_'")
         if not isinstance(value, str):
             table.fail("env", f"{key} must be a string", f'write env = {{ {key} = "{value}" }}')
     return ImageSpec(files=files, workdir=workdir, user=user, env=tuple(sorted(env.items())))

@@ -1,0 +1,514 @@
+"""Benchmark building the demo's cpu-infer image: ``envbuild image`` against a naive single-stage Dockerfile.
+
+Run from the repository root::
+
+    .venv/bin/python bench/build.py [--runs 3] [--json]
+
+Both rows build on the same base (the Debian base envbuild makes for the demo,
+from envbuild's cache) with the same builder (buildah, ``--isolation chroot``,
+vfs storage). The work happens in a temporary ``git clone`` of this repository
+(envbuild dates the image from git history), with the working tree's spec,
+lockfiles, Dockerfiles and demo copied over it when they differ from HEAD, so
+the repository's own ``.envbuild/`` is never touched.
+
+- envbuild: cold is ``envbuild -q image --variant cpu-infer`` after deleting
+  the copy's ``.envbuild/images/cpu-infer`` (envbuild's base and wheel caches
+  stay warm: cold means the image, not the downloads); warm is the same command
+  again, a build-key cache hit.
+- naive: a Dockerfile the bench writes: ``FROM`` the same base, then one stage
+  that pip-installs the demo's unpinned ``[project].dependencies`` from the
+  index at build time (network on), then copies the app. Cold is a build in
+  fresh buildah storage (base loaded first) with ``--layers``; warm is the same
+  build again in the same storage (buildah's layer cache). Each build is
+  exported with ``buildah push oci:DIR``.
+
+Every row gets one untimed build first (run 0); then the rows are timed in
+turn, ``--runs`` times. Each row reports the median cold and warm wall-clock
+seconds, the image's size (compressed: the layer blobs the manifest lists;
+uncompressed: the layer tars) and whether every clean build, run 0 included,
+gave the same manifest digest. Progress goes to stderr, the table (or the JSON)
+to stdout. The exit status is 0 whether the goals pass or not (it measures, it
+does not gate). See bench/README.md for what each row measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envbuild.fetch import cache_dir
+from envbuild.registry.layout import Layout
+from envbuild.registry.ref import Digest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+VARIANT = "cpu-infer"
+# What envbuild reads to build cpu-infer; copied from the working tree when it differs from HEAD.
+INPUTS = ("envbuild.toml", "lockfiles", "images", "demo")
+NAIVE_TAG = "localhost/bench/naive-cpu-infer:latest"
+# This machine reaches the package index through a TLS-intercepting proxy whose CA is
+# in the host's bundle only; the naive build copies that bundle in and points pip at it.
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+
+ENVBUILD = "envbuild image (multi-stage, locked, offline)"
+NAIVE = "naive Dockerfile (single stage, pip at build time)"
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def run(args: Sequence[str | Path], *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> str:
+    """Run one command and return its stdout; on failure, exit with its stderr so a broken row is never timed."""
+    argv = [str(a) for a in args]
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        sys.exit(f"bench: command failed ({done.returncode}): {' '.join(argv)}\n{done.stderr[-4000:]}")
+    return done.stdout
+
+
+def log(message: str) -> None:
+    """One progress line on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def envbuild_env(pycache: Path) -> dict[str, str]:
+    """The environment for envbuild: no ENVBUILD_* settings but the cache's place, and a bytecode cache.
+
+    As in bench/push.py: without ENVBUILD_* a developer's settings cannot move the
+    figures, and a private bytecode cache (filled by run 0) spares every run the
+    ~0.2 s of compiling envbuild and its dependencies that an installed envbuild
+    does not pay. ENVBUILD_CACHE_DIR stays, because that is where the warm base and
+    wheels are. SOURCE_DATE_EPOCH goes: envbuild is to date the image from git.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if (not k.startswith("ENVBUILD_") or k == "ENVBUILD_CACHE_DIR")
+        and k not in ("PYTHONDONTWRITEBYTECODE", "SOURCE_DATE_EPOCH")
+    }
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
+
+
+def pip_env() -> dict[str, str]:
+    """The environment, isolated from the pip configuration (extra indexes, find-links) here."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k == "PIP_CERT"}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    return env
+
+
+def timed(action: Any) -> tuple[float, Any]:
+    """Wall-clock seconds ``action()`` takes, and what it returned."""
+    start = time.perf_counter()
+    result = action()
+    return time.perf_counter() - start, result
+
+
+# -- the image on disk -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Image:
+    """A built image in an OCI layout: its manifest digest and its layers' sizes."""
+
+    digest: str
+    layers: tuple[int, ...]  # each layer blob's size, as the manifest lists it
+    tars: tuple[int, ...]  # each layer's uncompressed tar size
+
+    @property
+    def compressed(self) -> int:
+        """Bytes a registry stores and a pull downloads: the layer blobs."""
+        return sum(self.layers)
+
+    @property
+    def uncompressed(self) -> int:
+        """Bytes of the layer tars."""
+        return sum(self.tars)
+
+    def summary(self) -> dict[str, Any]:
+        """The image as JSON-ready figures."""
+        return {
+            "digest": self.digest,
+            "compressed_bytes": self.compressed,
+            "uncompressed_bytes": self.uncompressed,
+            "layer_bytes": list(self.layers),
+            "layer_tar_bytes": list(self.tars),
+        }
+
+
+def _gunzipped_size(path: Path) -> int:
+    """The size of a gzip file's contents, streamed (layers are too big to hold in memory)."""
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            size += len(inflate.decompress(chunk))
+    return size + len(inflate.flush())
+
+
+def read_image(path: Path) -> Image:
+    """The manifest digest and layer sizes of the only image in the layout at ``path``."""
+    layout = Layout.open(path)
+    digest = layout.select().digest
+    manifest = json.loads(layout.read_blob(digest))
+    layers, tars = [], []
+    for layer in manifest["layers"]:
+        blob = layout.blob_path(Digest.parse(layer["digest"]))
+        layers.append(int(layer["size"]))
+        if layer["mediaType"] == LAYER_GZIP:
+            tars.append(_gunzipped_size(blob))
+        elif layer["mediaType"] == LAYER_TAR:
+            tars.append(int(layer["size"]))
+        else:
+            sys.exit(f"bench: {path}: layer media type {layer['mediaType']} is not measured")
+    return Image(digest=str(digest), layers=tuple(layers), tars=tuple(tars))
+
+
+# -- the copy of the repository ----------------------------------------------------------------
+
+
+def copy_repo(dest: Path) -> Path:
+    """Clone this repository into ``dest``; bring over the working tree's build inputs if they differ from HEAD."""
+    root = dest / "repo"
+    run(["git", "clone", "--quiet", REPO, root])
+    changed = run(["git", "-C", REPO, "status", "--porcelain", "--", *INPUTS]).strip()
+    if changed:
+        log(f"copying uncommitted build inputs into the clone:\n{changed}")
+        for name in INPUTS:
+            source, target = REPO / name, root / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            elif source.exists():
+                shutil.copy2(source, target)
+    return root
+
+
+# -- envbuild ----------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class Envbuild:
+    """``envbuild image --variant cpu-infer`` in the copy."""
+
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def out(self) -> Path:
+        """Where envbuild writes the image."""
+        return self.root / ".envbuild" / "images" / VARIANT
+
+    def build(self, *, clean: bool) -> Image:
+        """Build (``clean``: after deleting the previous image, so envbuild's build-key cache misses)."""
+        if clean:
+            shutil.rmtree(self.out, ignore_errors=True)
+        printed = run([BIN / "envbuild", "-q", "image", "--variant", VARIANT], env=self.env, cwd=self.root)
+        image = read_image(self.out)
+        if printed.split()[-1] != image.digest:
+            sys.exit(f"bench: envbuild printed {printed.strip()}, but its layout holds {image.digest}")
+        return image
+
+    def base(self) -> tuple[str, Path]:
+        """The FROM name envbuild gave the base, and the base's layout in envbuild's cache."""
+        dockerfile = (self.root / "images" / f"{VARIANT}.Dockerfile").read_text(encoding="utf-8")
+        name = next(line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM "))
+        digest = json.loads((self.out / "build.json").read_text(encoding="utf-8"))["base"]["digest"]
+        for candidate in sorted((*cache_dir().glob("bases/*"), *cache_dir().glob("pulled/*"))):
+            if (candidate / "index.json").is_file() and str(Layout.open(candidate).select().digest) == digest:
+                return name, candidate
+        sys.exit(f"bench: the base {name} ({digest}) is not in {cache_dir()}")
+
+
+# -- the naive build ---------------------------------------------------------------------------
+
+
+def naive_dockerfile(*, base: str, pip_wheel: str, requirements: Sequence[str]) -> str:
+    """The single-stage Dockerfile a team without envbuild might write for the demo's inference image."""
+    install = " ".join(shlex.quote(r) for r in requirements)
+    return f"""\
+# Written by bench/build.py: the naive way, on envbuild's base.
+FROM {base}
+# This machine's quirk, not part of the naive pattern: the package index is reached through a
+# TLS-intercepting proxy whose CA is only in the host's bundle.
+COPY ca.crt /tmp/ca.crt
+# The base has python3 but neither pip nor ensurepip; pip runs from its wheel.
+COPY {pip_wheel} /tmp/{pip_wheel}
+RUN python3 -m venv --without-pip /opt/venv \\
+    && /opt/venv/bin/python /tmp/{pip_wheel}/pip install --no-cache-dir --disable-pip-version-check \\
+       --cert /tmp/ca.crt {install}
+COPY demo/iris_demo /app/iris_demo
+ENV PATH="/opt/venv/bin:$PATH" PYTHONPATH=/app PYTHONUNBUFFERED=1
+WORKDIR /app
+ENTRYPOINT ["python", "-m", "iris_demo.predict"]
+"""
+
+
+@dataclass(kw_only=True)
+class Naive:
+    """The naive Dockerfile built with plain ``buildah bud`` in private storage."""
+
+    work: Path
+    base_name: str
+    base_layout: Path
+    context: Path = field(init=False)
+    storage: Path | None = None
+    builds: int = 0
+
+    def prepare(self, root: Path) -> None:
+        """Write the build context: the Dockerfile, the host's CA bundle, pip's wheel and the app."""
+        self.context = self.work / "naive"
+        wheels = self.work / "pip-wheel"
+        args: list[str | Path] = [
+            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
+            "--dest", wheels, "pip",
+        ]  # fmt: skip
+        run(args, env=pip_env())
+        wheel = next(wheels.glob("pip-*.whl"))
+        (self.context / "demo").mkdir(parents=True)
+        shutil.copy2(wheel, self.context / wheel.name)
+        shutil.copy2(HOST_CA_BUNDLE, self.context / "ca.crt")
+        shutil.copytree(
+            root / "demo" / "iris_demo",
+            self.context / "demo" / "iris_demo",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        # The demo's unpinned inputs, as a naive build installs them: what pyproject.toml asks for.
+        project = tomllib.loads((root / "demo" / "pyproject.toml").read_text(encoding="utf-8"))
+        requirements = project["project"]["dependencies"]
+        dockerfile = naive_dockerfile(base=self.base_name, pip_wheel=wheel.name, requirements=requirements)
+        (self.context / "Dockerfile").write_text(dockerfile, encoding="utf-8")
+
+    def _buildah(self) -> list[str]:
+        assert self.storage is not None
+        return [
+            "buildah", "--root", str(self.storage / "root"), "--runroot", str(self.storage / "run"),
+            "--storage-driver", "vfs",
+        ]  # fmt: skip
+
+    def _env(self) -> dict[str, str]:
+        assert self.storage is not None
+        env = dict(os.environ)
+        env["TMPDIR"] = str(self.storage / "tmp")  # buildah's scratch files go with the storage
+        os.makedirs(env["TMPDIR"], exist_ok=True)
+        return env
+
+    def build(self, *, clean: bool) -> Image:
+        """Build and export (``clean``: in fresh storage, the base loaded first; else reuse the layer cache)."""
+        if clean:
+            if self.storage is not None:
+                shutil.rmtree(self.storage)  # vfs keeps a full copy per layer: one storage at a time
+            self.storage = self.work / f"storage-{self.builds}"
+            self._load_base()
+        self.builds += 1
+        buildah, env = self._buildah(), self._env()
+        # The naive way: the host's network, buildah's defaults for timestamps, layer cache on.
+        args = [*buildah, "bud", "--isolation", "chroot", "--layers", "--quiet", "--tag", NAIVE_TAG, str(self.context)]
+        run(args, env=env)
+        out = self.work / f"naive-image-{self.builds}"
+        run([*buildah, "push", "--quiet", NAIVE_TAG, f"oci:{out}:naive"], env=env)
+        image = read_image(out)
+        shutil.rmtree(out)
+        return image
+
+    def _load_base(self) -> None:
+        buildah, env = self._buildah(), self._env()
+        # buildah names a pulled layout after its path, which must then be a valid image name
+        # (no dots, no upper case), as envbuild's own adapter knows: pull through a plain link.
+        link = Path(tempfile.gettempdir()) / f"envbuild-bench-base-{os.getpid()}"
+        link.unlink(missing_ok=True)
+        link.symlink_to(self.base_layout.resolve())
+        try:
+            pulled = run([*buildah, "pull", "--quiet", f"oci:{link}:base"], env=env)
+        finally:
+            link.unlink(missing_ok=True)
+        run([*buildah, "tag", pulled.split()[-1], self.base_name], env=env)
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class Row:
+    """One way of building: its cold and warm timings and the images each build gave."""
+
+    name: str
+    cold: list[float] = field(default_factory=list)
+    warm: list[float] = field(default_factory=list)
+    clean_images: list[Image] = field(default_factory=list)  # run 0 included
+    warm_images: list[Image] = field(default_factory=list)
+
+    @property
+    def image(self) -> Image:
+        """The last clean build's image (the one sized)."""
+        return self.clean_images[-1]
+
+    @property
+    def reproducible(self) -> bool:
+        """Whether every clean build gave the same manifest digest."""
+        return len({i.digest for i in self.clean_images}) == 1
+
+    def summary(self) -> dict[str, Any]:
+        """The row as JSON-ready figures."""
+        return {
+            "name": self.name,
+            "cold": {"median": statistics.median(self.cold), "min": min(self.cold), "max": max(self.cold),
+                     "times": self.cold},
+            "warm": {"median": statistics.median(self.warm), "min": min(self.warm), "max": max(self.warm),
+                     "times": self.warm},
+            "image": self.image.summary(),
+            "reproducible": self.reproducible,
+            "clean_digests": [i.digest for i in self.clean_images],
+            "warm_digests": [i.digest for i in self.warm_images],
+        }  # fmt: skip
+
+
+def measure(builders: dict[str, Envbuild | Naive], runs: int, rows: dict[str, Row]) -> list[Row]:
+    """One untimed clean build per row (run 0), then ``runs`` timed rounds of cold and warm builds.
+
+    A row that already holds a clean image has had its run 0. The rows take turns
+    within each round, so drift in machine load or network latency hits both alike.
+    """
+    for i in range(runs + 1):
+        for name, builder in builders.items():
+            row = rows[name]
+            if i == 0 and row.clean_images:
+                continue
+            seconds, image = timed(lambda b=builder: b.build(clean=True))
+            row.clean_images.append(image)
+            if i == 0:
+                log(f"run 0 (untimed): {name}: {seconds:.1f} s, {image.digest}")
+                continue
+            row.cold.append(seconds)
+            seconds, image = timed(lambda b=builder: b.build(clean=False))
+            row.warm.append(seconds)
+            row.warm_images.append(image)
+            log(f"run {i}/{runs}: {name}: cold {row.cold[-1]:.1f} s, warm {seconds:.2f} s, {image.digest}")
+    return list(rows.values())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Goal:
+    """One goal and whether it was met."""
+
+    name: str
+    value: str
+    passed: bool
+
+
+def goals(envbuild: Row, naive: Row) -> list[Goal]:
+    """The three goals: smaller, reproducible where naive is not, and a near-instant no-change rebuild."""
+    warm = statistics.median(envbuild.warm)
+    return [
+        Goal(
+            name="envbuild image smaller than naive (compressed)",
+            value=f"{envbuild.image.compressed / 1e6:.1f} MB vs {naive.image.compressed / 1e6:.1f} MB",
+            passed=envbuild.image.compressed < naive.image.compressed,
+        ),
+        Goal(
+            name="envbuild reproducible, naive not",
+            value=f"{_yes(envbuild.reproducible)} / {_yes(naive.reproducible)}",
+            passed=envbuild.reproducible and not naive.reproducible,
+        ),
+        Goal(name="envbuild warm build < 2 s", value=f"{warm:.2f} s", passed=warm < 2.0),
+    ]
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _layers(image: Image) -> str:
+    return " + ".join(f"{size / 1e6:.1f}" for size in image.layers) + " MB"
+
+
+def table(rows: list[Row], checks: list[Goal]) -> str:
+    """The figures as a plain-text table."""
+    width = max(len(r.name) for r in rows)
+    head = ("cold med s", "warm med s", "compr. MB", "uncompr. MB", "reproducible")
+    lines = [f"{'row':<{width}}  " + "  ".join(f"{h:>{len(h)}}" for h in head)]
+    for r in rows:
+        cells = (
+            f"{statistics.median(r.cold):.1f}",
+            f"{statistics.median(r.warm):.2f}",
+            f"{r.image.compressed / 1e6:.1f}",
+            f"{r.image.uncompressed / 1e6:.1f}",
+            f"{_yes(r.reproducible)} ({len({i.digest for i in r.clean_images})}/{len(r.clean_images)} digests)",
+        )
+        lines.append(f"{r.name:<{width}}  " + "  ".join(f"{c:>{len(h)}}" for c, h in zip(cells, head, strict=True)))
+    lines.append("")
+    lines += [f"{r.name}: layers {_layers(r.image)}, {r.image.digest}" for r in rows]
+    lines.append("")
+    lines += [f"{g.name:<48} {g.value:<24} {'PASS' if g.passed else 'FAIL'}" for g in checks]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, run the benchmark, print the table (or JSON on stdout)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=3, help="timed rounds of cold and warm builds (default 3)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    for tool in ("buildah", "unshare", "git"):
+        if shutil.which(tool) is None:
+            sys.exit(f"bench: {tool} is not installed (.ci/run installs it)")
+
+    with tempfile.TemporaryDirectory(prefix="envbuild-bench-build-") as tmp:
+        work = Path(tmp)
+        root = copy_repo(work)
+        envbuild = Envbuild(root=root, env=envbuild_env(work / "pycache"))
+        # The base's name and layout come from envbuild's first build, so run 0 happens here.
+        log("run 0 (untimed): envbuild, to learn the base and warm envbuild's caches")
+        seconds, first = timed(lambda: envbuild.build(clean=True))
+        log(f"run 0 (untimed): {ENVBUILD}: {seconds:.1f} s, {first.digest}")
+        base_name, base_layout = envbuild.base()
+        log(f"base: {base_name} from {base_layout}")
+        naive = Naive(work=work, base_name=base_name, base_layout=base_layout)
+        naive.prepare(root)
+        seeded = {ENVBUILD: Row(name=ENVBUILD, clean_images=[first]), NAIVE: Row(name=NAIVE)}
+        rows = measure({ENVBUILD: envbuild, NAIVE: naive}, args.runs, seeded)
+        # "work" holds vfs storage with files of many owners; TemporaryDirectory removes it as root.
+
+    checks = goals(rows[0], rows[1])
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "runs": args.runs,
+                    "rows": [r.summary() for r in rows],
+                    "goals": [{"name": g.name, "value": g.value, "passed": g.passed} for g in checks],
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(table(rows, checks))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

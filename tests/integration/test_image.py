@@ -1,0 +1,205 @@
+"""``envbuild image`` with real buildah and mmdebstrap: reproducible bit for bit, and working.
+
+The demo project is copied into a fresh git repository whose one commit has a fixed
+date, so SOURCE_DATE_EPOCH is known. One envbuild cache (bases, wheels) serves the
+whole module: a clean build means clean builder storage and no previous image,
+not downloading the internet again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.tools import require_tool
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+COMMIT_DATE = "2026-11-02T12:00:00+00:00"
+PROJECT_FILES = ("envbuild.toml", "lockfiles", "images", ".dockerignore", "demo")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    for tool in ("buildah", "mmdebstrap", "umoci", "skopeo", "unshare"):
+        require_tool(tool)
+    return tmp_path_factory.mktemp("envbuild-cache")
+
+
+def make_project(path: Path, *, umask: int = 0o022) -> Path:
+    """The demo project in a new git repository with one commit at COMMIT_DATE."""
+    old = os.umask(umask)
+    try:
+        path.mkdir(parents=True)
+        for name in PROJECT_FILES:
+            source = REPO / name
+            if source.is_dir():
+                shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copy(source, path / name)
+        env = {**os.environ, "GIT_AUTHOR_DATE": COMMIT_DATE, "GIT_COMMITTER_DATE": COMMIT_DATE}
+        git = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+        subprocess.run([*git, "init", "-q"], check=True)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", "demo"], check=True, env=env)
+    finally:
+        os.umask(old)
+    return path
+
+
+def envbuild(
+    project: Path, cache: Path, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a subprocess (builds spawn tools; a separate process keeps the test honest)."""
+    environ = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}  # the commit dates the build
+    environ.update({"ENVBUILD_CACHE_DIR": str(cache), **(env or {})})
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "envbuild", "-C", str(project), "--json", *args],
+        capture_output=True, text=True, env=environ, timeout=3600,
+    )  # fmt: skip
+
+
+def built(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, object]]:
+    assert result.returncode == 0, result.stderr
+    return {i["variant"]: i for i in json.loads(result.stdout)["images"]}
+
+
+@pytest.fixture(scope="module")
+def first_build(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Iterator[tuple[Path, str]]:
+    project = make_project(tmp_path_factory.mktemp("one") / "demo")
+    image = built(envbuild(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
+    yield project, str(image["digest"])
+
+
+def unpack(layout: Path, name: str, tmp_path: Path) -> Path:
+    """Unpack the image with umoci; return the bundle."""
+    bundle = tmp_path / "bundle"
+    subprocess.run(["umoci", "unpack", "--image", f"{layout}:{name}", bundle], check=True, capture_output=True)
+    return bundle
+
+
+def run_in(bundle: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in an unpacked image as its (non-root) user, with its environment."""
+    config = json.loads((bundle / "config.json").read_text())
+    user = config["process"]["user"]
+    env = [*config["process"]["env"], "HOME=/tmp"]
+    rootfs = bundle / "rootfs"
+    subprocess.run(["mount", "-t", "proc", "proc", rootfs / "proc"], check=True)
+    try:
+        return subprocess.run(
+            ["chroot", f"--userspec={user['uid']}:{user['gid']}", rootfs, "/usr/bin/env", "-i", *env, *argv],
+            capture_output=True, text=True, timeout=600, cwd=rootfs,
+        )  # fmt: skip
+    finally:
+        subprocess.run(["umount", rootfs / "proc"], check=True)
+
+
+def test_clean_rebuild_gives_the_same_digest(first_build: tuple[Path, str], cache: Path) -> None:
+    project, digest = first_build
+    shutil.rmtree(project / ".envbuild")  # previous image, staged inputs: gone; builder storage is per build
+    again = built(envbuild(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
+    assert again["digest"] == digest and again["cached"] is False
+
+
+def test_another_directory_tz_umask_locale_and_hostname_give_the_same_digest(
+    first_build: tuple[Path, str], cache: Path, tmp_path: Path
+) -> None:
+    _, digest = first_build
+    elsewhere = make_project(tmp_path / "some" / "other place", umask=0o077)
+    env = {"TZ": "Pacific/Kiritimati", "LANG": "C", "LC_ALL": "C"}
+    result = envbuild(
+        elsewhere, cache, "image", "--variant", "cpu-infer", env=env,
+        prefix=("unshare", "--uts", "--", "sh", "-c", 'hostname envbuild-elsewhere && umask 077 && exec "$@"', "sh"),
+    )  # fmt: skip
+    assert built(result)["cpu-infer"]["digest"] == digest
+
+
+def test_image_works_and_tools_agree(first_build: tuple[Path, str], cache: Path, tmp_path: Path) -> None:
+    project, digest = first_build
+    layout = project / ".envbuild" / "images" / "cpu-infer"
+    name = "iris-demo-cpu-infer"
+
+    inspected = json.loads(
+        subprocess.run(["skopeo", "inspect", f"oci:{layout}:{name}"], capture_output=True, text=True, check=True).stdout
+    )
+    assert inspected["Digest"] == digest
+    assert inspected["Created"] == "2026-11-02T12:00:00Z"  # SOURCE_DATE_EPOCH from the commit
+    assert inspected["Labels"]["org.opencontainers.image.title"] == name
+
+    bundle = unpack(layout, name, tmp_path)
+    rootfs = bundle / "rootfs"
+    site = rootfs / "opt" / "venv" / "lib" / "python3.11" / "site-packages"
+    assert not list((rootfs / "app").rglob("*.pyc")), "host bytecode caches must not reach the image"
+    assert not (rootfs / "usr" / "bin" / "gcc").exists() and not (site / "sklearn").exists()
+    assert not (rootfs / "usr" / "local" / "bin" / "uv").exists() and not list((rootfs / "tmp").iterdir())
+    assert list(site.glob("*.dist-info/INSTALLER")) == [], "UV_NO_INSTALLER_METADATA: no INSTALLER files"
+    pyc = next((site / "numpy" / "__pycache__").glob("*.pyc"))
+    assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b11, "hash-based, checked .pyc (PEP 552)"
+
+    predicted = run_in(bundle, "python", "-m", "iris_demo.predict", "--json", "6.7", "3.0", "5.2", "2.3")
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout)["class"] == "virginica"
+
+
+def test_unchanged_inputs_are_a_cache_hit(first_build: tuple[Path, str], cache: Path) -> None:
+    project, digest = first_build
+    again = built(envbuild(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
+    assert again == {**again, "digest": digest, "cached": True}
+
+
+def test_training_image_trains(cache: Path, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "demo")
+    layout = project / ".envbuild" / "images" / "cpu-train"
+    assert built(envbuild(project, cache, "image", "--variant", "cpu-train"))["cpu-train"]["cached"] is False
+    bundle = unpack(layout, "iris-demo-cpu-train", tmp_path)
+    result = run_in(bundle, "python", "-m", "iris_demo.train", "--out", "/tmp/iris.onnx")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "bundle" / "rootfs" / "tmp" / "iris.onnx").read_bytes() == (
+        REPO / "demo" / "iris_demo" / "model" / "iris.onnx"
+    ).read_bytes()
+
+
+def test_a_failed_build_leaves_the_previous_image(first_build: tuple[Path, str], cache: Path, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "demo")
+    good = built(envbuild(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
+    # A base without python3: the builder stage's RUN fails.
+    spec = project / "envbuild.toml"
+    spec.write_text(
+        spec.read_text().replace(
+            'packages = ["python3", "ca-certificates", "libstdc++6", "libgomp1"]', 'packages = ["ca-certificates"]', 1
+        )
+    )
+    assert envbuild(project, cache, "lock").returncode == 0
+    result = envbuild(project, cache, "image", "--variant", "cpu-infer")
+    assert result.returncode == 1
+    assert "buildah bud failed" in result.stderr and "Traceback" not in result.stderr
+    index = json.loads((project / ".envbuild" / "images" / "cpu-infer" / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == good["digest"]
+
+
+def test_bad_inputs_are_refused_clearly(cache: Path, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "demo")
+    (project / "lockfiles" / "cpu-infer.txt").unlink()
+    result = envbuild(project, cache, "image", "--variant", "cpu-infer")
+    assert result.returncode == 1 and "cpu-infer.txt is missing" in result.stderr and "envbuild lock" in result.stderr
+
+    project = make_project(tmp_path / "demo2")
+    demo = project / "demo" / "pyproject.toml"
+    demo.write_text(demo.read_text().replace('"onnxruntime>=1.20",', '"onnxruntime>=1.20",\n    "packaging",'))
+    result = envbuild(project, cache, "image", "--variant", "cpu-infer")
+    assert result.returncode == 1 and "stale locks" in result.stderr and "requirement added: packaging" in result.stderr
+
+    no_buildah = {"PATH": f"{Path(sys.executable).parent}:/nonexistent"}
+    result = envbuild(make_project(tmp_path / "demo3"), cache, "image", "--variant", "cpu-infer", env=no_buildah)
+    assert result.returncode == 2 and "buildah is not installed" in result.stderr
+
+    result = envbuild(make_project(tmp_path / "demo4"), cache, "image", "--variant", "cpu-nothing")
+    assert result.returncode == 2 and "unknown variant 'cpu-nothing'" in result.stderr
