@@ -36,11 +36,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import tomllib
@@ -65,6 +67,8 @@ NAIVE_TAG = "localhost/bench/naive-cpu-infer:latest"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+# A package's metadata directory in the image's venv: opt/venv/lib/python3.X/site-packages/NAME-VERSION.dist-info
+_DIST_INFO = re.compile(r"opt/venv/lib/python[0-9.]+/site-packages/([^/]+)\.dist-info/?$")
 
 ENVBUILD = "envbuild image (multi-stage, locked, offline)"
 NAIVE = "naive Dockerfile (single stage, pip at build time)"
@@ -130,6 +134,7 @@ class Image:
     digest: str
     layers: tuple[int, ...]  # each layer blob's size, as the manifest lists it
     tars: tuple[int, ...]  # each layer's uncompressed tar size
+    packages: tuple[str, ...] = ()  # name-version of each *.dist-info in the venv, when listed
 
     @property
     def compressed(self) -> int:
@@ -149,6 +154,7 @@ class Image:
             "uncompressed_bytes": self.uncompressed,
             "layer_bytes": list(self.layers),
             "layer_tar_bytes": list(self.tars),
+            "packages": list(self.packages),
         }
 
 
@@ -162,12 +168,23 @@ def _gunzipped_size(path: Path) -> int:
     return size + len(inflate.flush())
 
 
-def read_image(path: Path) -> Image:
-    """The manifest digest and layer sizes of the only image in the layout at ``path``."""
+def _dist_infos(path: Path) -> set[str]:
+    """``name-version`` of every ``*.dist-info`` directory in the venv of a (gzipped or plain) layer tar."""
+    found = set()
+    with tarfile.open(path, "r|*") as tar:
+        for member in tar:
+            match = _DIST_INFO.match(member.name.removeprefix("./"))
+            if match:
+                found.add(match.group(1))
+    return found
+
+
+def read_image(path: Path, *, list_packages: bool = False) -> Image:
+    """The manifest digest and layer sizes of the only image in the layout at ``path`` (and its venv's packages)."""
     layout = Layout.open(path)
     digest = layout.select().digest
     manifest = json.loads(layout.read_blob(digest))
-    layers, tars = [], []
+    layers, tars, packages = [], [], set()
     for layer in manifest["layers"]:
         blob = layout.blob_path(Digest.parse(layer["digest"]))
         layers.append(int(layer["size"]))
@@ -177,7 +194,17 @@ def read_image(path: Path) -> Image:
             tars.append(int(layer["size"]))
         else:
             sys.exit(f"bench: {path}: layer media type {layer['mediaType']} is not measured")
-    return Image(digest=str(digest), layers=tuple(layers), tars=tuple(tars))
+        if list_packages:
+            packages |= _dist_infos(blob)
+    return Image(digest=str(digest), layers=tuple(layers), tars=tuple(tars), packages=tuple(sorted(packages)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Built:
+    """What one build left: the image's layout, and the seconds of each of its steps (when known)."""
+
+    layout: Path
+    phases: dict[str, float]
 
 
 # -- the copy of the repository ----------------------------------------------------------------
@@ -218,15 +245,18 @@ class Envbuild:
         """Where envbuild writes the image."""
         return self.root / ".envbuild" / "images" / VARIANT
 
-    def build(self, *, clean: bool) -> Image:
+    def build(self, *, clean: bool) -> Built:
         """Build (``clean``: after deleting the previous image, so envbuild's build-key cache misses)."""
         if clean:
             shutil.rmtree(self.out, ignore_errors=True)
         printed = run([BIN / "envbuild", "-q", "image", "--variant", VARIANT], env=self.env, cwd=self.root)
-        image = read_image(self.out)
-        if printed.split()[-1] != image.digest:
-            sys.exit(f"bench: envbuild printed {printed.strip()}, but its layout holds {image.digest}")
-        return image
+        digest = str(Layout.open(self.out).select().digest)
+        if printed.split()[-1] != digest:
+            sys.exit(f"bench: envbuild printed {printed.strip()}, but its layout holds {digest}")
+        return Built(layout=self.out, phases={})
+
+    def release(self, layout: Path) -> None:
+        """Nothing to do: the next build replaces the layout."""
 
     def base(self) -> tuple[str, Path]:
         """The FROM name envbuild gave the base, and the base's layout in envbuild's cache."""
@@ -312,23 +342,28 @@ class Naive:
         os.makedirs(env["TMPDIR"], exist_ok=True)
         return env
 
-    def build(self, *, clean: bool) -> Image:
+    def build(self, *, clean: bool) -> Built:
         """Build and export (``clean``: in fresh storage, the base loaded first; else reuse the layer cache)."""
+        phases: dict[str, float] = {}
         if clean:
             if self.storage is not None:
                 shutil.rmtree(self.storage)  # vfs keeps a full copy per layer: one storage at a time
             self.storage = self.work / f"storage-{self.builds}"
-            self._load_base()
+            phases["load base"], _ = timed(self._load_base)
         self.builds += 1
         buildah, env = self._buildah(), self._env()
         # The naive way: the host's network, buildah's defaults for timestamps, layer cache on.
         args = [*buildah, "bud", "--isolation", "chroot", "--layers", "--quiet", "--tag", NAIVE_TAG, str(self.context)]
-        run(args, env=env)
+        phases["bud"], _ = timed(lambda: run(args, env=env))
         out = self.work / f"naive-image-{self.builds}"
-        run([*buildah, "push", "--quiet", NAIVE_TAG, f"oci:{out}:naive"], env=env)
-        image = read_image(out)
-        shutil.rmtree(out)
-        return image
+        phases["push oci:"], _ = timed(
+            lambda: run([*buildah, "push", "--quiet", NAIVE_TAG, f"oci:{out}:naive"], env=env)
+        )
+        return Built(layout=out, phases=phases)
+
+    def release(self, layout: Path) -> None:
+        """Delete an exported layout once it is measured."""
+        shutil.rmtree(layout)
 
     def _load_base(self) -> None:
         buildah, env = self._buildah(), self._env()
@@ -356,11 +391,24 @@ class Row:
     warm: list[float] = field(default_factory=list)
     clean_images: list[Image] = field(default_factory=list)  # run 0 included
     warm_images: list[Image] = field(default_factory=list)
+    cold_phases: list[dict[str, float]] = field(default_factory=list)  # seconds per step, where the builder says
+    warm_phases: list[dict[str, float]] = field(default_factory=list)
+
+    def phase_medians(self, *, cold: bool) -> dict[str, float]:
+        """Median seconds of each step of the cold (or warm) builds; empty when the builder gave none."""
+        runs = self.cold_phases if cold else self.warm_phases
+        steps = dict.fromkeys(step for phases in runs for step in phases)
+        return {step: statistics.median(p[step] for p in runs if step in p) for step in steps}
 
     @property
     def image(self) -> Image:
         """The last clean build's image (the one sized)."""
         return self.clean_images[-1]
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        """The venv's packages, as listed from the first clean build."""
+        return self.clean_images[0].packages
 
     @property
     def reproducible(self) -> bool:
@@ -375,11 +423,21 @@ class Row:
                      "times": self.cold},
             "warm": {"median": statistics.median(self.warm), "min": min(self.warm), "max": max(self.warm),
                      "times": self.warm},
-            "image": self.image.summary(),
+            "image": {**self.image.summary(), "packages": list(self.packages)},
             "reproducible": self.reproducible,
             "clean_digests": [i.digest for i in self.clean_images],
             "warm_digests": [i.digest for i in self.warm_images],
+            "cold_phases": self.cold_phases,
+            "warm_phases": self.warm_phases,
         }  # fmt: skip
+
+
+def build_once(builder: Envbuild | Naive, *, clean: bool, list_packages: bool = False) -> tuple[float, Image, Built]:
+    """Time one build; then, untimed, measure its image (and list its packages) and let the builder tidy up."""
+    seconds, built = timed(lambda: builder.build(clean=clean))
+    image = read_image(built.layout, list_packages=list_packages)
+    builder.release(built.layout)
+    return seconds, image, built
 
 
 def measure(builders: dict[str, Envbuild | Naive], runs: int, rows: dict[str, Row]) -> list[Row]:
@@ -393,14 +451,16 @@ def measure(builders: dict[str, Envbuild | Naive], runs: int, rows: dict[str, Ro
             row = rows[name]
             if i == 0 and row.clean_images:
                 continue
-            seconds, image = timed(lambda b=builder: b.build(clean=True))
+            seconds, image, built = build_once(builder, clean=True, list_packages=i == 0)
             row.clean_images.append(image)
             if i == 0:
                 log(f"run 0 (untimed): {name}: {seconds:.1f} s, {image.digest}")
                 continue
             row.cold.append(seconds)
-            seconds, image = timed(lambda b=builder: b.build(clean=False))
+            row.cold_phases.append(built.phases)
+            seconds, image, built = build_once(builder, clean=False)
             row.warm.append(seconds)
+            row.warm_phases.append(built.phases)
             row.warm_images.append(image)
             log(f"run {i}/{runs}: {name}: cold {row.cold[-1]:.1f} s, warm {seconds:.2f} s, {image.digest}")
     return list(rows.values())
@@ -441,7 +501,8 @@ def _yes(value: bool) -> str:
 
 
 def _layers(image: Image) -> str:
-    return " + ".join(f"{size / 1e6:.1f}" for size in image.layers) + " MB"
+    """Each layer as ``compressed (tar)`` in MB."""
+    return " + ".join(f"{size / 1e6:.1f} ({tar / 1e6:.1f})" for size, tar in zip(image.layers, image.tars, strict=True))
 
 
 def table(rows: list[Row], checks: list[Goal]) -> str:
@@ -459,7 +520,15 @@ def table(rows: list[Row], checks: list[Goal]) -> str:
         )
         lines.append(f"{r.name:<{width}}  " + "  ".join(f"{c:>{len(h)}}" for c, h in zip(cells, head, strict=True)))
     lines.append("")
-    lines += [f"{r.name}: layers {_layers(r.image)}, {r.image.digest}" for r in rows]
+    for r in rows:
+        lines.append(f"{r.name}:")
+        lines.append(f"  layers, MB compressed (tar): {_layers(r.image)}")
+        lines.append(f"  last clean build: {r.image.digest}")
+        lines.append(f"  venv: {', '.join(r.packages) or '-'}")
+        for label, cold in (("cold", True), ("warm", False)):
+            steps = r.phase_medians(cold=cold)
+            if steps:
+                lines.append(f"  {label} steps (median s): " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()))
     lines.append("")
     lines += [f"{g.name:<48} {g.value:<24} {'PASS' if g.passed else 'FAIL'}" for g in checks]
     return "\n".join(lines)
@@ -483,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         envbuild = Envbuild(root=root, env=envbuild_env(work / "pycache"))
         # The base's name and layout come from envbuild's first build, so run 0 happens here.
         log("run 0 (untimed): envbuild, to learn the base and warm envbuild's caches")
-        seconds, first = timed(lambda: envbuild.build(clean=True))
+        seconds, first, _ = build_once(envbuild, clean=True, list_packages=True)
         log(f"run 0 (untimed): {ENVBUILD}: {seconds:.1f} s, {first.digest}")
         base_name, base_layout = envbuild.base()
         log(f"base: {base_name} from {base_layout}")
