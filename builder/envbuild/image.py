@@ -120,9 +120,6 @@ def _build_one(
         spec.root / LOCK_DIR / tools_filename(spec, target.platform), python=spec.python, platform=target.platform,
         glibc=spec.glibc, index_url=spec.index_url, indexes=(),
     )  # fmt: skip
-    stage(spec.root, variant, wheels)
-    stage_uv(spec.root, tools[0])
-    stage_project(spec.root, spec.image.files)
     base_digest = (
         str(base_layout.select().digest) if base_layout else str(lockset.bases[target.variant.accelerator]["digest"])
     )
@@ -149,6 +146,9 @@ def _build_one(
         return BuiltImage(variant=variant, digest=cached, layout=out, cached=True, record=record)
 
     report(variant, f"building with {builder.name}")
+    stage(spec.root, variant, wheels)
+    stage_uv(spec.root, tools[0])
+    stage_project(spec.root, spec.image.files)
     work_root = spec.root / ".envbuild" / "work"
     work_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_root, prefix=f"{variant}-") as tmp:

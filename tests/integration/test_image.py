@@ -203,3 +203,31 @@ def test_bad_inputs_are_refused_clearly(cache: Path, tmp_path: Path) -> None:
 
     result = envbuild(make_project(tmp_path / "demo4"), cache, "image", "--variant", "cpu-nothing")
     assert result.returncode == 2 and "unknown variant 'cpu-nothing'" in result.stderr
+
+
+def test_gpu_inference_image_carries_its_cuda_libraries(cache: Path, tmp_path: Path) -> None:
+    """Every shared library of onnxruntime's CUDA provider resolves inside the image, except the driver's."""
+    project = make_project(tmp_path / "demo")
+    image = built(envbuild(project, cache, "image", "--gpu", "--role", "infer"))["gpu-infer"]
+    bundle = unpack(project / ".envbuild" / "images" / "gpu-infer", "iris-demo-gpu-infer", tmp_path)
+    config = json.loads((bundle / "config.json").read_text())
+    env = dict(e.split("=", 1) for e in config["process"]["env"])
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "all" and env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
+    assert image["digest"].startswith("sha256:")
+
+    site = "/opt/venv/lib/python3.11/site-packages"
+    provider = f"{site}/onnxruntime/capi/libonnxruntime_providers_cuda.so"
+    libraries = [
+        provider,
+        *(
+            f"{site}/nvidia/cudnn/lib/{p.name}"
+            for p in (bundle / "rootfs" / site.lstrip("/") / "nvidia" / "cudnn" / "lib").glob("libcudnn.so.*")
+        ),
+    ]
+    for library in libraries:
+        argv = ["chroot", bundle / "rootfs", "/usr/bin/env", "-i", f"LD_LIBRARY_PATH={env['LD_LIBRARY_PATH']}"]
+        ldd = subprocess.run([*argv, "/usr/bin/ldd", library], capture_output=True, text=True, check=True).stdout
+        missing = sorted({line.split()[0] for line in ldd.splitlines() if "not found" in line})
+        assert missing in ([], ["libcuda.so.1"]), f"{library}: {missing}"
+        if library == provider:
+            assert "libcublas.so.13 => /opt/venv" in ldd and missing == ["libcuda.so.1"]
