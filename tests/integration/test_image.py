@@ -168,8 +168,11 @@ def test_training_image_trains(cache: Path, tmp_path: Path) -> None:
 
 
 def test_a_failed_build_leaves_the_previous_image(first_build: tuple[Path, str], cache: Path, tmp_path: Path) -> None:
-    project = make_project(tmp_path / "demo")
+    # A copy of the first build's project, its image included: the rebuild is a cache hit.
+    project = tmp_path / "demo"
+    shutil.copytree(first_build[0], project, symlinks=True)
     good = built(envbuild(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
+    assert good["cached"] is True
     # A base without python3: the builder stage's RUN fails.
     spec = project / "envbuild.toml"
     spec.write_text(
