@@ -25,6 +25,7 @@ if $want_test_tools; then
   command -v umoci >/dev/null || missing+=(umoci)
   command -v htpasswd >/dev/null || missing+=(apache2-utils)
   command -v openssl >/dev/null || missing+=(openssl)
+  command -v dockerd >/dev/null || missing+=(docker.io)  # the docker builder's tests start their own dockerd
 fi
 if ((${#missing[@]})); then
   if [ "$(id -u)" != 0 ]; then

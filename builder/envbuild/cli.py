@@ -204,7 +204,7 @@ def dockerfile_command(ctx: Context, check_only: bool) -> None:
 @click.option("--all", "all_variants", is_flag=True, help="Every variant.")
 @click.option(
     "--builder",
-    type=click.Choice(["buildah"]),
+    type=click.Choice(["buildah", "docker"]),
     default="buildah",
     envvar="ENVBUILD_BUILDER",
     show_envvar=True,

@@ -72,6 +72,7 @@ def assemble(*, built: Layout, base: Layout, out: Path, epoch: int, name: str) -
     for entry in config.get("history", [])[base_history:]:
         entry["created"] = rfc3339(epoch)
         entry.pop("author", None)
+        entry.pop("comment", None)  # buildah writes "FROM <local name>" here: how the base was named, not what it is
     labels = config.get("config", {}).get("Labels") or {}
     for label in BUILDER_LABELS:
         labels.pop(label, None)

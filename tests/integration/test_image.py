@@ -9,7 +9,6 @@ not downloading the internet again.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,13 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from support.demo import REPO, built, envbuild, make_project
 from support.tools import require_tool
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[2]
-COMMIT_DATE = "2026-11-02T12:00:00+00:00"
-PROJECT_FILES = ("envbuild.toml", "lockfiles", "images", ".dockerignore", "demo")
 
 
 @pytest.fixture(scope="module")
@@ -32,44 +28,6 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for tool in ("buildah", "mmdebstrap", "umoci", "skopeo", "unshare"):
         require_tool(tool)
     return tmp_path_factory.mktemp("envbuild-cache")
-
-
-def make_project(path: Path, *, umask: int = 0o022) -> Path:
-    """The demo project in a new git repository with one commit at COMMIT_DATE."""
-    old = os.umask(umask)
-    try:
-        path.mkdir(parents=True)
-        for name in PROJECT_FILES:
-            source = REPO / name
-            if source.is_dir():
-                shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-            else:
-                shutil.copy(source, path / name)
-        env = {**os.environ, "GIT_AUTHOR_DATE": COMMIT_DATE, "GIT_COMMITTER_DATE": COMMIT_DATE}
-        git = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
-        subprocess.run([*git, "init", "-q"], check=True)
-        subprocess.run([*git, "add", "-A"], check=True)
-        subprocess.run([*git, "commit", "-q", "-m", "demo"], check=True, env=env)
-    finally:
-        os.umask(old)
-    return path
-
-
-def envbuild(
-    project: Path, cache: Path, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
-) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as a subprocess (builds spawn tools; a separate process keeps the test honest)."""
-    environ = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}  # the commit dates the build
-    environ.update({"ENVBUILD_CACHE_DIR": str(cache), **(env or {})})
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "envbuild", "-C", str(project), "--json", *args],
-        capture_output=True, text=True, env=environ, timeout=3600,
-    )  # fmt: skip
-
-
-def built(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, object]]:
-    assert result.returncode == 0, result.stderr
-    return {i["variant"]: i for i in json.loads(result.stdout)["images"]}
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +192,58 @@ def test_gpu_inference_image_carries_its_cuda_libraries(cache: Path, tmp_path: P
         assert missing in ([], ["libcuda.so.1"]), f"{library}: {missing}"
         if library == provider:
             assert "libcublas.so.13 => /opt/venv" in ldd and missing == ["libcuda.so.1"]
+
+
+def use_base(project: Path, base: str) -> None:
+    """Point both accelerators of the project's spec at ``base`` (a TOML inline table) and relock."""
+    spec = project / "envbuild.toml"
+    debian = 'base = { debian = "bookworm", packages = ["python3", "ca-certificates", "libstdc++6", "libgomp1"] }'
+    assert debian in spec.read_text()
+    spec.write_text(spec.read_text().replace(debian, f"base = {base}"))
+
+
+@pytest.mark.registry
+def test_registry_and_layout_bases(first_build: tuple[Path, str], cache: Path, tmp_path: Path, registry) -> None:
+    """The same root file system as a registry image by digest, and as an OCI layout in the project."""
+    from envbuild.registry.client import RegistryClient
+    from envbuild.registry.layout import Layout
+    from envbuild.registry.options import RegistryOptions
+    from envbuild.registry.ref import ImageRef
+    from envbuild.registry.transfer import push_layout
+
+    debian_base = next(p for p in (cache / "bases").iterdir() if (p / "index.json").is_file())
+    client = RegistryClient(registry.host, RegistryOptions(insecure=True))
+    pushed = push_layout(Layout.open(debian_base), ImageRef.parse(f"{registry.host}/bases/bookworm:py3"), client)
+
+    project = make_project(tmp_path / "from-registry")
+    use_base(project, f'{{ image = "{registry.host}/bases/bookworm:py3" }}')
+    assert envbuild(project, cache, "lock", "--insecure").returncode == 0
+    image = built(envbuild(project, cache, "image", "--variant", "cpu-infer", "--insecure"))["cpu-infer"]
+    manifest = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--raw", f"oci:{project}/.envbuild/images/cpu-infer:iris-demo-cpu-infer"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert manifest["annotations"]["org.opencontainers.image.base.digest"] == str(pushed.digest)
+    assert (
+        "FROM " + f"{registry.host}/bases/bookworm@{pushed.digest}"
+        in (project / "images" / "cpu-infer.Dockerfile").read_text()
+    )
+
+    project = make_project(tmp_path / "from-layout")
+    shutil.copytree(debian_base, project / "bases" / "bookworm")
+    use_base(project, '{ oci-layout = "bases/bookworm" }')
+    assert envbuild(project, cache, "lock").returncode == 0
+    from_layout = built(envbuild(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
+    # Same base, same inputs, same commit time: the debian, registry and layout routes agree.
+    assert from_layout["digest"] == image["digest"] == first_build[1]
+
+    missing = "sha256:" + "0" * 64
+    project = make_project(tmp_path / "missing")
+    use_base(project, f'{{ image = "{registry.host}/bases/bookworm@{missing}" }}')
+    assert envbuild(project, cache, "lock").returncode == 0  # a digest needs no registry to lock
+    result = envbuild(project, cache, "image", "--variant", "cpu-infer", "--insecure")
+    assert result.returncode == 1 and missing in result.stderr and "Traceback" not in result.stderr

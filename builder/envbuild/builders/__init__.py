@@ -3,7 +3,7 @@
 from envbuild.builders.base import Builder, BuildRequest
 from envbuild.errors import UsageError
 
-BUILDERS = ("buildah",)
+BUILDERS = ("buildah", "docker")
 
 
 def get_builder(name: str) -> Builder:
@@ -12,6 +12,10 @@ def get_builder(name: str) -> Builder:
         from envbuild.builders.buildah import Buildah
 
         return Buildah()
+    if name == "docker":
+        from envbuild.builders.docker import Docker
+
+        return Docker()
     raise UsageError(f"unknown builder {name!r}", hint=f"use one of: {', '.join(BUILDERS)}")
 
 
