@@ -93,7 +93,12 @@ class Docker:
         if request.base_layout is not None:
             self._client.images.load(_docker_archive(Layout.open(request.base_layout), request.base_name))
         args = [_docker()]
-        args += ["buildx", "build", "--load"] if self._has_buildx() else ["build"]
+        if self._has_buildx():
+            # Into the daemon's image store; BuildKit >= 0.13 also clamps file times in its layers.
+            output = f"type=docker,name={BUILT}" + (",rewrite-timestamp=true" if reproducible else "")
+            args += ["buildx", "build", "--output", output]
+        else:
+            args += ["build"]
         args += [
             "--network=none", "--pull=false",
             "--build-arg", f"SOURCE_DATE_EPOCH={request.epoch}",
