@@ -362,7 +362,14 @@ def _check_tools(spec: Spec, lockset: LockSet, lock_dir: Path) -> list[Staleness
         if entry is None:
             out.append(Staleness(target=name, reasons=("not in the lock",)))
             continue
-        reasons = _input_changes(entry.inputs, request_inputs(tools_request(spec, platform, uv_version), "uv"))
+        # The tools are exact pins exempt from the cutoff: a new cutoff does not make them stale.
+        recorded = {k: v for k, v in entry.inputs.items() if k != "exclude-newer"}
+        wanted = {
+            k: v
+            for k, v in request_inputs(tools_request(spec, platform, uv_version), "uv").items()
+            if k != "exclude-newer"
+        }
+        reasons = _input_changes(recorded, wanted)
         path = lock_dir / entry.file
         if not path.is_file():
             reasons.append(f"{LOCK_DIR}/{entry.file} is missing")
