@@ -80,15 +80,24 @@ def assemble(*, built: Layout, base: Layout, out: Path, epoch: int, name: str) -
         config["config"]["Labels"] = labels or None
         if config["config"]["Labels"] is None:
             del config["config"]["Labels"]
+    annotations = {"org.opencontainers.image.base.digest": str(base_desc.digest)}
+    return write_image(layout, config=config, layers=layers, annotations=annotations, name=name)
+
+
+def write_image(
+    layout: Layout, *, config: dict[str, Any], layers: list[dict[str, Any]], annotations: dict[str, str], name: str
+) -> Descriptor:
+    """Write ``config`` and the manifest over ``layers`` as canonical JSON, and name the image in index.json."""
     config_bytes = canonical(config)
     config_digest = layout.write_blob(config_bytes)
-    manifest = {
+    manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": {"mediaType": OCI_CONFIG, "digest": str(config_digest), "size": len(config_bytes)},
         "layers": layers,
-        "annotations": {"org.opencontainers.image.base.digest": str(base_desc.digest)},
     }
+    if annotations:
+        manifest["annotations"] = annotations
     manifest_bytes = canonical(manifest)
     digest = layout.write_blob(manifest_bytes)
     descriptor = Descriptor(media_type=OCI_MANIFEST, digest=digest, size=len(manifest_bytes))
@@ -129,16 +138,5 @@ def write_single_layer_image(
         "rootfs": {"type": "layers", "diff_ids": [written.diff_id]},
         "history": [{"created": rfc3339(epoch), "created_by": created_by}],
     }
-    config_bytes = canonical(config)
-    config_digest = layout.write_blob(config_bytes)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": str(config_digest), "size": len(config_bytes)},
-        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": written.digest, "size": written.size}],
-    }
-    manifest_bytes = canonical(manifest)
-    digest = layout.write_blob(manifest_bytes)
-    descriptor = Descriptor(media_type=OCI_MANIFEST, digest=digest, size=len(manifest_bytes))
-    layout.add_manifest(descriptor, name=name)
-    return descriptor
+    layers = [{"mediaType": OCI_LAYER_GZIP, "digest": written.digest, "size": written.size}]
+    return write_image(layout, config=config, layers=layers, annotations={}, name=name)
