@@ -1,0 +1,1 @@
+"""Signing and verifying images: keys, DSSE envelopes, in-toto statements and Sigstore bundles."""
