@@ -247,3 +247,18 @@ def test_registry_and_layout_bases(first_build: tuple[Path, str], cache: Path, t
     assert envbuild(project, cache, "lock").returncode == 0  # a digest needs no registry to lock
     result = envbuild(project, cache, "image", "--variant", "cpu-infer", "--insecure")
     assert result.returncode == 1 and missing in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.registry
+def test_image_push_sends_each_variant_by_digest(first_build: tuple[Path, str], cache: Path, registry) -> None:
+    project, digest = first_build
+    result = envbuild(
+        project, cache, "image", "--variant", "cpu-infer", "--push", f"{registry.host}/team/iris:v1", "--insecure"
+    )
+    pushed = built(result)["cpu-infer"]
+    assert pushed["ref"] == f"{registry.host}/team/iris:v1-cpu-infer@{digest}" and pushed["cached"] is True
+    inspected = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.host}/team/iris:v1-cpu-infer"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(inspected.stdout)["Digest"] == digest
