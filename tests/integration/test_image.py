@@ -262,3 +262,27 @@ def test_image_push_sends_each_variant_by_digest(first_build: tuple[Path, str], 
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert json.loads(inspected.stdout)["Digest"] == digest
+
+
+def test_the_demo_images_sbom_is_valid_and_lists_its_packages(first_build: tuple[Path, str]) -> None:
+    from envbuild.registry.layout import Layout
+    from envbuild.sbom import make_sbom, validate_sbom
+
+    image = first_build[0] / ".envbuild" / "images" / "cpu-infer"
+    layout = Layout.open(image)
+    record = json.loads((image / "build.json").read_text(encoding="utf-8"))
+    data = make_sbom(
+        layout,
+        name="iris-demo-cpu-infer",
+        build_record=record,
+        envbuild_version="0.1.0",
+        image_ref_name="iris-demo-cpu-infer",
+    )
+
+    validate_sbom(data)
+    components = json.loads(data)["components"]
+    names = {(c["purl"].split("/")[0], c["name"]) for c in components}
+    assert {("pkg:pypi", "numpy"), ("pkg:pypi", "onnxruntime"), ("pkg:deb", "python3.11")} <= names
+    wheels = {w["name"]: w["sha256"] for w in record["wheels"]}
+    numpy = next(c for c in components if c["name"] == "numpy")
+    assert numpy["hashes"] == [{"alg": "SHA-256", "content": wheels["numpy"]}]
