@@ -259,6 +259,7 @@ def image_command(
     with _progress(ctx) as report:
         built = build_images(spec, settings, progress=report)
     results = []
+    client = options.client_for(target, insecure=insecure, ca_file=ca_file) if target else None
     for image in built:
         entry = {
             "variant": image.variant,
@@ -266,17 +267,12 @@ def image_command(
             "layout": str(image.layout),
             "cached": image.cached,
         }
-        if target is not None:
+        if target is not None and client is not None:
             from envbuild.registry.layout import Layout
             from envbuild.registry.transfer import push_layout
 
             tag = f"{target.tag}-{image.variant}" if target.tag else image.variant
-            pushed = push_layout(
-                Layout.open(image.layout),
-                target.with_tag(tag),
-                options.client_for(target, insecure=insecure, ca_file=ca_file),
-                jobs=jobs,
-            )
+            pushed = push_layout(Layout.open(image.layout), target.with_tag(tag), client, jobs=jobs)
             entry["ref"] = str(pushed.ref)
         results.append(entry)
         ctx.say(f"{image.variant}: {image.digest}{' (unchanged)' if image.cached else ''}")

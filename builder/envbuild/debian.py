@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -22,7 +23,6 @@ from envbuild.fetch import cache_dir
 from envbuild.ociimage import write_single_layer_image
 from envbuild.proc import run, which
 from envbuild.registry.layout import Layout
-from envbuild.spec import PLATFORMS
 
 # Documentation, manual pages and translations: large, and never read in an image.
 _PATH_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
@@ -100,12 +100,7 @@ def build_debian_base(recipe: dict[str, Any], *, platform: str, epoch: int) -> L
 
 
 def _env(epoch: int) -> dict[str, str]:
-    import os
-
     env = dict(os.environ)
     env["SOURCE_DATE_EPOCH"] = str(epoch)
     env.setdefault("TMPDIR", "/tmp")
     return env
-
-
-__all__ = ["PLATFORMS", "build_debian_base", "epoch_of"]

@@ -10,7 +10,6 @@ the network and can only install what the lock allows.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import zipfile
@@ -241,17 +240,16 @@ def _download(session: requests.Session, url: str, path: Path, sha256: str) -> N
 
 
 def stage(root: Path, variant: str, wheels: list[Wheel]) -> Path:
-    """Link ``wheels`` into ``.envbuild/stage/<variant>/wheels/`` (and nothing else) and record them."""
+    """Link ``wheels`` into ``.envbuild/stage/<variant>/wheels/``, and nothing else.
+
+    (Which wheel came from where is recorded once, in the image's build.json.)
+    """
     directory = root / STAGE_DIR / variant / "wheels"
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     for wheel in wheels:
         _link(wheel.path, directory / wheel.filename)
-    atomic_write(
-        root / STAGE_DIR / variant / "wheels.json",
-        json.dumps([w.to_json() for w in wheels], indent=2, sort_keys=True) + "\n",
-    )
     return directory
 
 

@@ -182,10 +182,9 @@ def tools_request(spec: Spec, platform: str, uv_version: str) -> ResolveRequest:
         python=spec.python,
         platform=platform,
         glibc=spec.glibc,
-        exclude_newer=spec.exclude_newer,
+        exclude_newer=None,
         index_url=spec.index_url,
         indexes=(),
-        exempt=("uv",),
     )
 
 
@@ -362,14 +361,7 @@ def _check_tools(spec: Spec, lockset: LockSet, lock_dir: Path) -> list[Staleness
         if entry is None:
             out.append(Staleness(target=name, reasons=("not in the lock",)))
             continue
-        # The tools are exact pins exempt from the cutoff: a new cutoff does not make them stale.
-        recorded = {k: v for k, v in entry.inputs.items() if k != "exclude-newer"}
-        wanted = {
-            k: v
-            for k, v in request_inputs(tools_request(spec, platform, uv_version), "uv").items()
-            if k != "exclude-newer"
-        }
-        reasons = _input_changes(recorded, wanted)
+        reasons = _input_changes(entry.inputs, request_inputs(tools_request(spec, platform, uv_version), "uv"))
         path = lock_dir / entry.file
         if not path.is_file():
             reasons.append(f"{LOCK_DIR}/{entry.file} is missing")

@@ -73,13 +73,13 @@ def assemble(*, built: Layout, base: Layout, out: Path, epoch: int, name: str) -
         entry["created"] = rfc3339(epoch)
         entry.pop("author", None)
         entry.pop("comment", None)  # buildah writes "FROM <local name>" here: how the base was named, not what it is
-    labels = config.get("config", {}).get("Labels") or {}
-    for label in BUILDER_LABELS:
-        labels.pop(label, None)
-    if "config" in config:
-        config["config"]["Labels"] = labels or None
-        if config["config"]["Labels"] is None:
-            del config["config"]["Labels"]
+    image_config = config.get("config")
+    if image_config is not None:
+        labels = {k: v for k, v in (image_config.get("Labels") or {}).items() if k not in BUILDER_LABELS}
+        if labels:
+            image_config["Labels"] = labels
+        else:
+            image_config.pop("Labels", None)
     annotations = {"org.opencontainers.image.base.digest": str(base_desc.digest)}
     return write_image(layout, config=config, layers=layers, annotations=annotations, name=name)
 

@@ -99,11 +99,10 @@ def _rewrite(plain: Path, out: _HashingWriter, epoch: int, keep_owners: bool) ->
             if m.islnk():
                 groups.setdefault(m.linkname, [m.linkname]).append(m.name)
         first_of: dict[str, str] = {}
-        for target, names in groups.items():
+        for names in groups.values():
             ordered = sorted(set(names))
             for name in ordered:
                 first_of[name] = ordered[0]
-            del target
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as dst:  # type: ignore[call-overload]
             for name in sorted(by_name):
                 member = by_name[name]

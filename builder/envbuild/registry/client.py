@@ -9,7 +9,9 @@ re-serialises what it sends or receives.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import logging
 import socket
 import threading
@@ -22,7 +24,7 @@ from urllib.parse import urlencode, urljoin
 
 import requests
 
-from envbuild.errors import EnvbuildError, UsageError
+from envbuild.errors import EnvbuildError
 from envbuild.registry.auth import Challenge, Credentials, find_credentials
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.ref import Digest
@@ -73,8 +75,6 @@ class Manifest:
 
     def json(self) -> dict[str, Any]:
         """The parsed manifest."""
-        import json
-
         value = json.loads(self.data)
         if not isinstance(value, dict):
             raise RegistryError(f"manifest {self.digest} is not a JSON object")
@@ -303,8 +303,6 @@ class RegistryClient:
 
     def download_blob(self, repository: str, digest: Digest, dest: Path) -> None:
         """Stream a blob to ``dest`` (through a temporary file), checking its digest."""
-        import hashlib
-
         response = self.request(
             "GET", f"/v2/{repository}/blobs/{digest}", scope=_scope(repository, "pull"), stream=True
         )
@@ -530,8 +528,6 @@ def _range_end(response: requests.Response) -> int:
 
 
 def _media_type_of(data: bytes) -> str:
-    import json
-
     try:
         return str(json.loads(data).get("mediaType", MANIFEST_TYPES[0]))
     except ValueError:
@@ -579,9 +575,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
-
-
-def require_digest_ref(text: str) -> None:
-    """Refuse a reference without a digest where one is required."""
-    if "@sha256:" not in text:
-        raise UsageError(f"{text!r} has no digest", hint="write REF@sha256:DIGEST")

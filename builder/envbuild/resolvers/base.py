@@ -21,14 +21,13 @@ class ResolveRequest:
     python: str
     platform: str  # OCI platform
     glibc: str
-    exclude_newer: str
+    exclude_newer: str | None  # None: exact pins of envbuild's own tools, which no cutoff bounds
     index_url: str | None
     indexes: tuple[Index, ...]
     constraints: tuple[str, ...] = ()
     upgrade: bool = False
     upgrade_packages: tuple[str, ...] = ()
     previous: str | None = None  # the current lock's text: its pins are preferred
-    exempt: tuple[str, ...] = ()  # packages the cutoff does not apply to (envbuild's own exact-pinned tools)
 
     @property
     def wheel_platform(self) -> str:

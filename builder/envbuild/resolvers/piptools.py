@@ -71,10 +71,11 @@ class PipToolsResolver:
             "--output-file", output.name,
             "--generate-hashes", "--no-header", "--allow-unsafe", "--quiet",
             "--no-emit-index-url", "--no-emit-trusted-host", "--strip-extras",
-            "--uploaded-prior-to", request.exclude_newer,
             "--pip-args", "--only-binary :all:",
             "--cache-dir", str(Path.home() / ".cache" / "envbuild" / "pip-tools"),
         ]  # fmt: skip
+        if request.exclude_newer:
+            args += ["--uploaded-prior-to", request.exclude_newer]
         if request.index_url:
             args += ["--index-url", request.index_url]
         if request.upgrade:

@@ -78,14 +78,14 @@ class UvResolver:
             "--no-config", "--only-binary", ":all:",
             "--python-version", request.python,
             "--python-platform", request.wheel_platform,
-            "--exclude-newer", request.exclude_newer,
         ]  # fmt: skip
+        if request.exclude_newer:
+            args += ["--exclude-newer", request.exclude_newer]
         if request.index_url:
             args += ["--index-url", request.index_url]
         for index in request.indexes:
             if not index.exclude_newer:  # index publishes no upload times: its pins are the cutoff
                 args += [f"--exclude-newer-package={p}=false" for p in index.packages]
-        args += [f"--exclude-newer-package={p}=false" for p in request.exempt]
         if request.constraints:
             (workdir / "constraints.txt").write_text("\n".join(request.constraints) + "\n", encoding="utf-8")
             args += ["--constraint", "constraints.txt"]
