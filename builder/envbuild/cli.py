@@ -6,6 +6,7 @@ Logs and progress go to stderr; data (JSON, digests) to stdout, so
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -20,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from envbuild import __version__, options
-from envbuild.errors import EnvbuildError, StaleLockError, UsageError, redact
+from envbuild.errors import EnvbuildError, SpecError, StaleLockError, UsageError, redact
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.ref import ImageRef
 
@@ -223,6 +224,13 @@ def dockerfile_command(ctx: Context, check_only: bool) -> None:
     metavar="REGISTRY/REPO[:PREFIX]",
     help="Push each image as REPO:<variant> (or REPO:<PREFIX>-<variant>).",
 )
+@click.option(
+    "--sign",
+    is_flag=True,
+    help="Also make the SBOM and provenance and sign them and the image (kept beside the layout, attached on push).",
+)
+@options.signing_options
+@options.source_repository
 @options.registry_options
 @options.jobs
 @pass_ctx
@@ -235,15 +243,26 @@ def image_command(
     builder: str,
     source_date_epoch: int | None,
     push_to: str | None,
+    sign: bool,
+    key_file: Path | None,
+    keyless: bool,
+    identity_token: str | None,
+    source_repository: str | None,
     insecure: bool,
     ca_file: Path | None,
     jobs: int,
 ) -> None:
     """Build the images (CPU by default) reproducibly; print each manifest digest."""
+    from envbuild.attest import find_build, make_attestations
     from envbuild.image import ImageOptions, build_images
+    from envbuild.signing.signer import signer_from_options
     from envbuild.spec import load_spec
     from envbuild.variants import variants as all_of
 
+    if not sign and (key_file or keyless or identity_token):
+        raise UsageError("--key, --keyless and --identity-token sign: they need --sign", hint="add --sign")
+    # The signer is checked before the build: a wrong key password should not cost a build.
+    signer = signer_from_options(key_file=key_file, keyless=keyless, identity_token=identity_token) if sign else None
     spec = load_spec(ctx.directory)
     names = list(variants)
     if not names:
@@ -261,19 +280,28 @@ def image_command(
     results = []
     client = options.client_for(target, insecure=insecure, ca_file=ca_file) if target else None
     for image in built:
-        entry = {
+        entry: dict[str, Any] = {
             "variant": image.variant,
             "digest": str(image.digest),
             "layout": str(image.layout),
             "cached": image.cached,
         }
+        attestations = None
+        if signer is not None:
+            attestations = make_attestations(
+                find_build(spec.root, variant=image.variant), signer, source_repository=source_repository
+            )
+            entry["signed"] = sorted(attestations.bundles)
         if target is not None and client is not None:
+            from envbuild.attest import attach_attestations
             from envbuild.registry.layout import Layout
             from envbuild.registry.transfer import push_layout
 
             tag = f"{target.tag}-{image.variant}" if target.tag else image.variant
             pushed = push_layout(Layout.open(image.layout), target.with_tag(tag), client, jobs=jobs)
             entry["ref"] = str(pushed.ref)
+            if attestations is not None:
+                entry["attached"] = attach_attestations(client, target.repository, image.digest, attestations)
         results.append(entry)
         ctx.say(f"{image.variant}: {image.digest}{' (unchanged)' if image.cached else ''}")
     if ctx.json:
@@ -281,6 +309,252 @@ def image_command(
     else:
         for entry in results:
             click.echo(entry.get("ref") or f"{entry['variant']} {entry['digest']}")
+
+
+@cli.command("keygen")
+@click.option(
+    "--output-dir", "-o", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
+    help="Where to write NAME.key and NAME.pub.",
+)  # fmt: skip
+@click.option("--name", default="envbuild", show_default=True, help="The files' base name.")
+@click.option("--no-password", is_flag=True, help="Leave the private key unencrypted (for throwaway keys only).")
+@click.option("--force", is_flag=True, help="Overwrite existing key files.")
+@pass_ctx
+def keygen_command(ctx: Context, output_dir: Path, name: str, no_password: bool, force: bool) -> None:
+    """Make an ECDSA P-256 signing key pair: NAME.key (PKCS#8 PEM, 0600) and NAME.pub.
+
+    The password comes from ENVBUILD_SIGNING_KEY_PASSWORD, else it is asked for on a terminal.
+    """
+    import os
+
+    from envbuild.signing.keys import PASSWORD_ENV, generate_keypair, write_keypair
+
+    password: str | None = None if no_password else os.environ.get(PASSWORD_ENV) or None
+    if password is None and not no_password:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "no password for the new signing key",
+                hint=f"set {PASSWORD_ENV}, or pass --no-password for an unencrypted key",
+            )
+        password = click.prompt("Password for the new key", hide_input=True, confirmation_prompt=True, err=True)
+    files = write_keypair(output_dir, name, generate_keypair(password.encode() if password else None), overwrite=force)
+    if ctx.json:
+        ctx.emit({"private": str(files.private), "public": str(files.public), "encrypted": password is not None})
+    ctx.say(f"wrote {files.private} (keep it secret) and {files.public} (give it to verifiers)")
+
+
+@cli.command("sign")
+@click.argument("targets", nargs=-1, required=True, metavar="VARIANT|REF...")
+@options.signing_options
+@options.registry_options
+@pass_ctx
+def sign_command(
+    ctx: Context,
+    targets: tuple[str, ...],
+    key_file: Path | None,
+    keyless: bool,
+    identity_token: str | None,
+    insecure: bool,
+    ca_file: Path | None,
+) -> None:
+    """Sign images: a local build (by variant) or an image in a registry (attached as a referrer)."""
+    _attest(ctx, targets, ("signature",), key_file, keyless, identity_token, None, insecure, ca_file, sign=True)
+
+
+@cli.command("attest")
+@click.argument("targets", nargs=-1, required=True, metavar="VARIANT|REF...")
+@click.option(
+    "--type", "kinds", multiple=True, type=click.Choice(["sbom", "provenance"]),
+    help="Which attestation (repeatable); default both.",
+)  # fmt: skip
+@options.signing_options
+@options.source_repository
+@options.registry_options
+@pass_ctx
+def attest_command(
+    ctx: Context,
+    targets: tuple[str, ...],
+    kinds: tuple[str, ...],
+    key_file: Path | None,
+    keyless: bool,
+    identity_token: str | None,
+    source_repository: str | None,
+    insecure: bool,
+    ca_file: Path | None,
+) -> None:
+    """Make the SBOM and provenance of built images and sign them; attach them to images in a registry."""
+    chosen = kinds or ("sbom", "provenance")
+    _attest(ctx, targets, chosen, key_file, keyless, identity_token, source_repository, insecure, ca_file, sign=True)
+
+
+@cli.command("sbom")
+@click.argument("target", metavar="VARIANT|REF")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Also write the SBOM here.")
+@click.option("--attach", is_flag=True, help="Attach it (unsigned) to REF as an OCI referrer.")
+@options.registry_options
+@pass_ctx
+def sbom_command(
+    ctx: Context, target: str, output: Path | None, attach: bool, insecure: bool, ca_file: Path | None
+) -> None:
+    """Write the CycloneDX 1.6 SBOM of a built image (beside its layout); print it without -o."""
+    from envbuild.fsutil import atomic_write
+
+    made = _attest(ctx, (target,), ("sbom",), None, False, None, None, insecure, ca_file, sign=False, attach=attach)
+    sbom = made[0]
+    if output is not None:
+        atomic_write(output, sbom)
+        ctx.say(f"wrote {output}")
+    elif not ctx.json:
+        click.echo(sbom.decode("utf-8"), nl=False)
+
+
+@cli.command("verify")
+@click.argument("ref")
+@click.option(
+    "--key", "keys", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="ENVBUILD_VERIFY_KEY", show_envvar=True, help="Trust signatures by this public key (PEM; repeatable).",
+)  # fmt: skip
+@click.option("--certificate-identity", metavar="ID", help="Trust keyless signatures of this identity (SAN).")
+@click.option("--certificate-oidc-issuer", metavar="URL", help="…issued by this OIDC issuer.")
+@click.option(
+    "--policy", type=click.Path(dir_okay=False, exists=True, path_type=Path), envvar="ENVBUILD_VERIFY_POLICY",
+    show_envvar=True, help="A policy file: signers, required attestations, builder, source repository.",
+)  # fmt: skip
+@click.option("--no-layers", is_flag=True, help="Do not fetch and hash the layers (manifest and config only).")
+@click.option(
+    "--validate-sbom", is_flag=True, help="Also check the SBOM against the CycloneDX 1.6 JSON schema (about 2 s)."
+)
+@options.registry_options
+@options.jobs
+@pass_ctx
+def verify_command(
+    ctx: Context,
+    ref: str,
+    keys: tuple[Path, ...],
+    certificate_identity: str | None,
+    certificate_oidc_issuer: str | None,
+    policy: Path | None,
+    no_layers: bool,
+    validate_sbom: bool,
+    insecure: bool,
+    ca_file: Path | None,
+    jobs: int,
+) -> None:
+    """Verify an image before deploying it: signature, SBOM, provenance, all for exactly this digest.
+
+    Exit 0 only when everything holds.
+    """
+    from envbuild.verify import (
+        Policy,
+        TrustedIdentity,
+        VerificationFailed,
+        load_policy,
+        read_trusted_key,
+        render_report,
+        verify_image,
+    )
+
+    if bool(certificate_identity) != bool(certificate_oidc_issuer):
+        raise UsageError(
+            "--certificate-identity and --certificate-oidc-issuer go together",
+            hint="give both: who signed, and which OIDC issuer vouched for them",
+        )
+    identities = (
+        (TrustedIdentity(identity=certificate_identity, issuer=certificate_oidc_issuer),)
+        if certificate_identity and certificate_oidc_issuer
+        else ()
+    )
+    rules = (load_policy(policy) if policy else Policy()).with_signers(
+        tuple(read_trusted_key(k) for k in keys), identities
+    )
+    if validate_sbom:
+        rules = dataclasses.replace(rules, validate_sbom=True)
+    source = ImageRef.parse(ref)
+    client = options.client_for(source, insecure=insecure, ca_file=ca_file)
+    report = verify_image(client, source, rules, check_layers=not no_layers, jobs=jobs)
+    if ctx.json:
+        ctx.emit(report.to_json())
+    else:
+        click.echo(render_report(report))
+    if not report.ok:
+        raise VerificationFailed(
+            f"{ref} did not verify: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures()),
+            hint="do not deploy it; the report above says which check failed and why",
+        )
+
+
+def _attest(
+    ctx: Context,
+    targets: tuple[str, ...],
+    kinds: tuple[str, ...],
+    key_file: Path | None,
+    keyless: bool,
+    identity_token: str | None,
+    source_repository: str | None,
+    insecure: bool,
+    ca_file: Path | None,
+    *,
+    sign: bool,
+    attach: bool = True,
+) -> list[bytes]:
+    """sign / attest / sbom: make what ``kinds`` names for each target, keep it, and attach it to registry refs.
+
+    Returns the SBOM of each target when ``kinds`` has it (for ``envbuild sbom``).
+    """
+    from envbuild.attest import (
+        Attestations,
+        attach_attestations,
+        make_attestations,
+        resolve_target,
+    )
+    from envbuild.signing.signer import signer_from_options
+    from envbuild.spec import find_spec
+
+    signer = signer_from_options(key_file=key_file, keyless=keyless, identity_token=identity_token) if sign else None
+    try:
+        root = find_spec(ctx.directory.resolve()).parent
+    except SpecError:
+        root = ctx.directory.resolve()  # signing an image in a registry needs no project
+    clients: dict[str, Any] = {}
+
+    def client_for(ref: ImageRef) -> Any:
+        if ref.registry not in clients:
+            clients[ref.registry] = options.client_for(ref, insecure=insecure, ca_file=ca_file)
+        return clients[ref.registry]
+
+    results, sboms = [], []
+    for text in targets:
+        target = resolve_target(root, text, client_for)
+        if target.warning:
+            err.print(f"[yellow]warning:[/] {escape(target.warning)}")
+        if target.build is None:
+            if kinds != ("signature",):
+                # Provenance and SBOM come from the build record, which only the build has.
+                from envbuild.attest import find_build
+
+                find_build(root, digest=target.digest)
+            from envbuild.attest import SIGN_PREDICATE
+            from envbuild.signing.dsse import statement
+
+            assert signer is not None and target.ref is not None
+            payload = statement(target.ref.repository, str(target.digest), SIGN_PREDICATE, {})
+            made = Attestations(sbom=None, provenance=None, bundles={"signature": signer.sign(payload)})
+        else:
+            made = make_attestations(target.build, signer, kinds=kinds, source_repository=source_repository)
+        entry: dict[str, Any] = {"target": text, "digest": str(target.digest), "signed": sorted(made.bundles)}
+        if target.build is not None:
+            entry["layout"] = str(target.build.path)
+        if target.ref is not None and attach:
+            entry["attached"] = attach_attestations(client_for(target.ref), target.ref.repository, target.digest, made)
+        if made.sbom is not None:
+            sboms.append(made.sbom)
+        results.append(entry)
+        what = ", ".join(sorted(made.bundles)) or "SBOM"
+        where = f"attached to {entry['target']}" if "attached" in entry else f"in {entry.get('layout')}"
+        ctx.say(f"{text}: {what} {'signed and ' if made.bundles else ''}{where}")
+    if ctx.json:
+        ctx.emit({"images": results})
+    return sboms
 
 
 @cli.command("push")

@@ -29,6 +29,7 @@ from envbuild.fsutil import atomic_write
 from envbuild.lock import check, tools_filename
 from envbuild.lockfile import LOCK_DIR, LockSet, read_lockset
 from envbuild.ociimage import assemble
+from envbuild.paths import IMAGES_OUT
 from envbuild.registry.layout import Layout
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.ref import Digest, ImageRef
@@ -37,7 +38,6 @@ from envbuild.spec import Spec
 from envbuild.tarnorm import COMPRESSOR
 from envbuild.variants import LockTarget, select, targets
 
-IMAGES_OUT = ".envbuild/images"
 Progress = Callable[[str, str], None]
 
 
@@ -131,6 +131,8 @@ def _build_one(
         "compressor": COMPRESSOR,
         "source_date_epoch": epoch,
         "revision": revision,
+        "spec": spec.file.relative_to(spec.root).as_posix(),
+        "spec_sha256": hashlib.sha256(spec.file.read_bytes()).hexdigest(),
         "base": {"name": base_name, "digest": base_digest},
         "dockerfile_sha256": hashlib.sha256(dockerfile.encode()).hexdigest(),
         "lockfile_sha256": hashlib.sha256((spec.root / LOCK_DIR / target.filename).read_bytes()).hexdigest(),

@@ -46,3 +46,28 @@ def client_for(ref: ImageRef, *, insecure: bool, ca_file: Path | None) -> Regist
     from envbuild.registry.client import RegistryClient  # the HTTP stack loads only when a command needs it
 
     return RegistryClient(ref.registry, RegistryOptions(insecure=insecure, ca_file=ca_file))
+
+
+key_file = click.option(
+    "--key", "key_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="ENVBUILD_SIGNING_KEY_FILE", show_envvar=True,
+    help="Sign with this ECDSA P-256 private key (PEM); its password from ENVBUILD_SIGNING_KEY_PASSWORD. "
+    "Without --key or --keyless, the key's PEM text is read from ENVBUILD_SIGNING_KEY.",
+)  # fmt: skip
+keyless = click.option(
+    "--keyless", is_flag=True, envvar="ENVBUILD_KEYLESS", show_envvar=True,
+    help="Sign keyless with Sigstore: a Fulcio certificate for your OIDC identity, logged in Rekor.",
+)  # fmt: skip
+identity_token = click.option(
+    "--identity-token", metavar="TOKEN", envvar="ENVBUILD_IDENTITY_TOKEN", show_envvar=True,
+    help="The OIDC token for --keyless (default: ambient credentials, e.g. GitHub Actions with id-token: write).",
+)  # fmt: skip
+source_repository = click.option(
+    "--source-repository", metavar="URL", envvar="ENVBUILD_SOURCE_REPOSITORY", show_envvar=True,
+    help="The source repository named in provenance (default: GitHub Actions' repository, else git's origin).",
+)  # fmt: skip
+
+
+def signing_options(command: F) -> F:
+    """--key, --keyless and --identity-token."""
+    return key_file(keyless(identity_token(command)))

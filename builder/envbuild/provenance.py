@@ -52,6 +52,10 @@ def provenance_predicate(record: dict[str, Any], *, spec_file: str, source_repos
         {"name": f"tool:{t['filename']}", "uri": strip_url_credentials(t["url"]), "digest": {"sha256": t["sha256"]}}
         for t in sorted(record["tools"], key=lambda t: t["filename"])
     ]
+    if record.get("spec_sha256"):
+        dependencies.append(
+            {"name": "spec", "uri": record.get("spec", spec_file), "digest": {"sha256": record["spec_sha256"]}}
+        )
     dependencies += [
         {"name": "lockfile", "digest": {"sha256": record["lockfile_sha256"]}},
         {"name": "dockerfile", "digest": {"sha256": record["dockerfile_sha256"]}},

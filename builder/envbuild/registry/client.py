@@ -301,6 +301,23 @@ class RegistryClient:
             )
         return data
 
+    def check_blob(self, repository: str, digest: Digest) -> int:
+        """Stream a blob without keeping it and check its digest; return its size."""
+        response = self.request(
+            "GET", f"/v2/{repository}/blobs/{digest}", scope=_scope(repository, "pull"), stream=True
+        )
+        hasher = hashlib.sha256()
+        size = 0
+        for chunk in response.iter_content(1024 * 1024):
+            hasher.update(chunk)
+            size += len(chunk)
+        if f"sha256:{hasher.hexdigest()}" != str(digest):
+            raise DigestMismatchError(
+                f"registry {self.host} served other bytes for blob {digest} of {repository}",
+                hint="the registry's storage is corrupt or tampered with",
+            )
+        return size
+
     def download_blob(self, repository: str, digest: Digest, dest: Path) -> None:
         """Stream a blob to ``dest`` (through a temporary file), checking its digest."""
         response = self.request(
