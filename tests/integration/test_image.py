@@ -286,3 +286,40 @@ def test_the_demo_images_sbom_is_valid_and_lists_its_packages(first_build: tuple
     wheels = {w["name"]: w["sha256"] for w in record["wheels"]}
     numpy = next(c for c in components if c["name"] == "numpy")
     assert numpy["hashes"] == [{"alg": "SHA-256", "content": wheels["numpy"]}]
+
+
+@pytest.mark.registry
+def test_demo_image_pushed_signed_and_verified(
+    first_build: tuple[Path, str], cache: Path, registry, tmp_path: Path
+) -> None:
+    """The headline flow on the real demo image: build, push, SBOM + provenance + signatures, verify."""
+    project, digest = first_build
+    secrets = {"ENVBUILD_SIGNING_KEY_PASSWORD": "demo-key-password-1234"}
+    assert envbuild(project, cache, "keygen", "-o", str(tmp_path), env=secrets).returncode == 0
+    result = envbuild(
+        project, cache, "image", "--variant", "cpu-infer", "--push", f"{registry.host}/team/iris", "--insecure",
+        "--sign", "--key", str(tmp_path / "envbuild.key"), env=secrets,
+    )  # fmt: skip
+    pushed = built(result)["cpu-infer"]
+    assert pushed["digest"] == digest and pushed["signed"] == ["provenance", "sbom", "signature"]
+    assert [a["kind"] for a in pushed["attached"]] == ["sbom-document", "signature", "sbom", "provenance"]
+
+    verified = envbuild(
+        project, cache, "verify", str(pushed["ref"]), "--key", str(tmp_path / "envbuild.pub"), "--insecure"
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    report = json.loads(verified.stdout)
+    assert report["verified"] is True and report["digest"] == digest
+
+    image = project / ".envbuild" / "images" / "cpu-infer"
+    provenance = json.loads((image / "provenance.intoto.json").read_text())
+    dependencies = {d["name"]: d for d in provenance["predicate"]["buildDefinition"]["resolvedDependencies"]}
+    record = json.loads((image / "build.json").read_text())
+    assert dependencies["base"]["digest"]["sha256"] == record["base"]["digest"].removeprefix("sha256:")
+    assert {f"wheel:{w['filename']}" for w in record["wheels"]} <= set(dependencies)
+    assert any(name.startswith("tool:uv-") for name in dependencies)
+    assert provenance["subject"][0]["digest"]["sha256"] == digest.removeprefix("sha256:")
+    for path in image.iterdir():
+        if path.is_file():
+            assert b"demo-key-password-1234" not in path.read_bytes(), path
+    assert "demo-key-password-1234" not in result.stdout + result.stderr
