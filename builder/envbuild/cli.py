@@ -654,6 +654,11 @@ def delete_command(ctx: Context, ref: str, insecure: bool, ca_file: Path | None)
     ctx.say(f"deleted {source}")
 
 
+from envbuild.ci_cli import ci_group  # noqa: E402 (the group needs `cli` defined above)
+
+cli.add_command(ci_group)
+
+
 @contextmanager
 def _progress(ctx: Context) -> Iterator[Callable[[str, str], None]]:
     """A live per-target status on stderr; silent with --quiet or when stderr is not a terminal."""
