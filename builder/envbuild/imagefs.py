@@ -8,13 +8,17 @@ asked for.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
 import posixpath
 import tarfile
-from collections.abc import Callable, Iterator
-from typing import Any
+import zlib
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
 
 from envbuild.errors import EnvbuildError
 from envbuild.registry.layout import INDEX_TYPES, Descriptor, Layout
@@ -122,35 +126,147 @@ def _members(
 
     With ``verify``, the layer's bytes are checked against its digest once the stream ends.
     """
-    digest = hashlib.sha256()
-    try:
-        with open(layout.blob_path(layer.digest), "rb") as blob:
-            reader = io.BufferedReader(_HashingReader(blob, digest.update), buffer_size=1 << 20)
-            with tarfile.open(fileobj=reader, mode="r|*") as tar:
-                for member in tar:
-                    path = _normalize(member.name)
-                    if path == "/":
-                        continue
-                    data = None
-                    if read(path, member):
-                        extracted = tar.extractfile(member)
-                        data = extracted.read() if extracted is not None else None
-                    yield member, path, data
-            while reader.read(1 << 20):  # tar stops at its end marker; the digest covers every byte
-                pass
-    except FileNotFoundError as exc:
-        raise ImageReadError(
-            f"{layout.path} lacks layer {layer.digest}", hint="the layout is incomplete; write it again"
-        ) from exc
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ImageReadError(
-            f"layer {layer.digest} is not a readable tar: {exc}", hint="write the layout again"
-        ) from exc
-    if verify and f"sha256:{digest.hexdigest()}" != str(layer.digest):
-        raise ImageReadError(
-            f"{layout.path}: layer {layer.digest} is corrupt (its bytes have another digest)",
-            hint="write the layout again",
-        )
+    for member in LayerReader(layout, layer, verify=verify).members():
+        if member.path == "/":
+            continue
+        data = None
+        if member.info.isreg() and read(member.path, member.info):
+            data = b"".join(member.chunks())
+        yield member.info, member.path, data
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# tarfile's stream mode reads its source in pieces of this size; the window of recent tar bytes kept
+# for member headers must be larger, so that a member's header blocks are still in it when it is yielded.
+_TAR_PIECE = 1 << 16
+_HEADER_WINDOW = 1 << 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerMember:
+    """One tar entry of a layer as it streams past; its content is readable only until the next entry."""
+
+    info: tarfile.TarInfo
+    path: str  # absolute and normalised: ``./etc/x`` is ``/etc/x``, the root entry is ``/``
+    header: bytes | None  # the entry's raw header blocks (extended headers included); None if too large to keep
+    _content: IO[bytes] | None = field(default=None, repr=False)
+    _where: str = field(default="", repr=False)
+
+    def chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
+        """The content of a regular file in pieces of at most ``size`` bytes (nothing for other entries)."""
+        if self._content is None:
+            return
+        try:
+            while piece := self._content.read(size):
+                yield piece
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise _unreadable(self._where, exc) from exc
+
+
+class LayerReader:
+    """Streams the tar entries of one layer blob (plain or gzip'ed tar) without unpacking it.
+
+    Memory stays bounded whatever the layer's size. Once :meth:`members` has run to its end,
+    ``compression``, ``diff_id`` (the digest of the uncompressed tar) and ``tar_size`` are set and,
+    with ``verify``, the blob has been checked against its digest.
+    """
+
+    def __init__(self, layout: Layout, layer: Descriptor, *, verify: bool = True):
+        self.layout = layout
+        self.layer = layer
+        self.verify = verify
+        self.compression: str | None = None
+        self.diff_id: str | None = None
+        self.tar_size: int | None = None
+
+    def members(self) -> Generator[LayerMember, None, None]:
+        """Every entry in tar order, the root entry (``./``) included."""
+        where = f"layer {self.layer.digest}"
+        digest = hashlib.sha256()
+        try:
+            with open(self.layout.blob_path(self.layer.digest), "rb") as blob:
+                packed = io.BufferedReader(_HashingReader(blob, digest.update), buffer_size=1 << 20)
+                # The bytes decide, not the media type: registries and tools mislabel layers.
+                magic = packed.peek(4)[:4]
+                if magic.startswith(_ZSTD_MAGIC):
+                    raise ImageReadError(f"{where} is zstd-compressed", hint="envbuild reads gzip and plain tar layers")
+                self.compression = "gzip" if magic.startswith(_GZIP_MAGIC) else "none"
+                source: io.BufferedIOBase = (
+                    gzip.GzipFile(fileobj=packed, mode="rb") if magic.startswith(_GZIP_MAGIC) else packed
+                )
+                tap = _TarTap(source, where)
+                with tarfile.open(fileobj=tap, mode="r|", bufsize=_TAR_PIECE) as tar:
+                    for info in tar:
+                        content = tar.extractfile(info) if info.isreg() else None
+                        header = tap.recent(info.offset, info.offset_data)
+                        yield LayerMember(
+                            info=info, path=_normalize(info.name), header=header, _content=content, _where=where
+                        )
+                # tar stops at its end marker; the digests cover every byte
+                while tap.read(1 << 20):
+                    pass
+                while packed.read(1 << 20):
+                    pass
+        except FileNotFoundError as exc:
+            raise ImageReadError(
+                f"{self.layout.path} lacks layer {self.layer.digest}", hint="the layout is incomplete; write it again"
+            ) from exc
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise _unreadable(where, exc) from exc
+        self.diff_id = f"sha256:{tap.hasher.hexdigest()}"
+        self.tar_size = tap.size
+        if self.verify and f"sha256:{digest.hexdigest()}" != str(self.layer.digest):
+            raise ImageReadError(
+                f"{self.layout.path}: layer {self.layer.digest} is corrupt (its bytes have another digest)",
+                hint="write the layout again",
+            )
+
+
+def _unreadable(where: str, exc: BaseException) -> ImageReadError:
+    return ImageReadError(f"{where} is not a readable tar: {exc}", hint="write the layout again")
+
+
+class _TarTap(io.RawIOBase):
+    """The uncompressed tar stream: hashed, counted, and its most recent bytes kept for member headers."""
+
+    def __init__(self, source: io.BufferedIOBase, where: str):
+        self._source = source
+        self._where = where
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        self._recent: deque[tuple[int, bytes]] = deque()
+        self._recent_size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            count = self._source.readinto(buffer)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise _unreadable(self._where, exc) from exc
+        piece = bytes(memoryview(buffer)[:count])
+        self.hasher.update(piece)
+        self._recent.append((self.size, piece))
+        self.size += count
+        self._recent_size += count
+        while self._recent_size - len(self._recent[0][1]) >= _HEADER_WINDOW:
+            self._recent_size -= len(self._recent.popleft()[1])
+        return count
+
+    def read(self, size: int = -1, /) -> bytes:
+        return super().read(size) or b""
+
+    def recent(self, start: int, end: int) -> bytes | None:
+        """The stream's bytes ``[start, end)`` if they are still in the window."""
+        if not self._recent or start < self._recent[0][0] or end > self.size:
+            return None
+        pieces = [(at, piece) for at, piece in self._recent if at + len(piece) > start and at < end]
+        if not pieces:
+            return b""
+        first = pieces[0][0]
+        return b"".join(piece for _, piece in pieces)[start - first : end - first]
 
 
 class _HashingReader(io.RawIOBase):

@@ -5,19 +5,26 @@ an OCI config and manifest into ``blobs/sha256`` and an ``index.json`` that name
 ``org.opencontainers.image.ref.name``. The same arguments give the same bytes, hence the same
 digests; different seeds give images that share no blob. Digests here are computed with hashlib
 alone, independently of the code under test, so tests can compare the two.
+
+:func:`make_files_layout` writes layers of given files instead, entries in the order listed, for
+tests that need to know every file of an image.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import os
 import random
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -77,25 +84,72 @@ def make_layout(
         layer_digests.append(digest)
         layer_sizes.append(size)
         diff_ids.append(diff_id)
-    config = _json_bytes(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Env": [f"ENVBUILD_TEST_SEED={seed}"]},
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "history": [{"created_by": f"envbuild test layer {i}"} for i in range(layers)],
-        }
-    )
-    config_digest = _write_blob(blobs, config)
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": [f"ENVBUILD_TEST_SEED={seed}"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created_by": f"envbuild test layer {i}"} for i in range(layers)],
+    }
+    return _write_image(path, config=config, layers=layer_digests, sizes=layer_sizes, name=name)
+
+
+FileEntry = tuple[str, bytes, int, int, int]
+"""A regular file in a layer of :func:`make_files_layout`: (path, content, mode, mtime, uid)."""
+
+
+def make_files_layout(
+    path: Path,
+    layers: Sequence[Sequence[FileEntry]],
+    *,
+    env: Sequence[str] = ("PATH=/usr/bin",),
+    name: str = "latest",
+    tar_format: int = tarfile.GNU_FORMAT,
+    compresslevel: int = 6,
+) -> TestLayout:
+    """Write an OCI layout whose gzip'ed tar layers hold exactly the files of ``layers``, in the order given.
+
+    Entries keep the order they are listed in (no sorting), have gid 0 and empty owner names; the
+    gzip header has mtime 0, so the same arguments give the same digests.
+    """
+    blobs = path / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    digests: list[str] = []
+    sizes: list[int] = []
+    diff_ids: list[str] = []
+    for files in layers:
+        plain = io.BytesIO()
+        with tarfile.open(fileobj=plain, mode="w", format=tar_format) as tar:
+            for name_in_tar, content, mode, mtime, uid in files:
+                info = tarfile.TarInfo(name_in_tar)
+                info.size, info.mode, info.mtime, info.uid, info.gid = len(content), mode, mtime, uid, 0
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(content))
+        packed = gzip.compress(plain.getvalue(), compresslevel=compresslevel, mtime=0)
+        digests.append(_write_blob(blobs, packed))
+        sizes.append(len(packed))
+        diff_ids.append(f"sha256:{hashlib.sha256(plain.getvalue()).hexdigest()}")
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": list(env)},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created_by": f"envbuild test layer {i}"} for i in range(len(layers))],
+    }
+    return _write_image(path, config=config, layers=digests, sizes=sizes, name=name)
+
+
+def _write_image(path: Path, *, config: dict[str, Any], layers: list[str], sizes: list[int], name: str) -> TestLayout:
+    """Write config, manifest, index.json and oci-layout for layer blobs already in ``path/blobs/sha256``."""
+    blobs = path / "blobs" / "sha256"
+    config_bytes = _json_bytes(config)
+    config_digest = _write_blob(blobs, config_bytes)
     manifest = _json_bytes(
         {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
-            "layers": [
-                {"mediaType": OCI_LAYER, "digest": d, "size": s}
-                for d, s in zip(layer_digests, layer_sizes, strict=True)
-            ],
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config_bytes)},
+            "layers": [{"mediaType": OCI_LAYER, "digest": d, "size": s} for d, s in zip(layers, sizes, strict=True)],
         }
     )
     manifest_digest = _write_blob(blobs, manifest)
@@ -119,8 +173,8 @@ def make_layout(
         digest=manifest_digest,
         manifest_size=len(manifest),
         config=config_digest,
-        layers=tuple(layer_digests),
-        layer_sizes=tuple(layer_sizes),
+        layers=tuple(layers),
+        layer_sizes=tuple(sizes),
     )
 
 
