@@ -11,7 +11,7 @@ import pytest
 
 from envbuild.cli import main
 
-pytest_plugins = ["support.registry_fixtures"]
+pytest_plugins = ["support.registry_fixtures", "support.demo_fixtures"]
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -410,16 +410,7 @@ def sbom_command(
 
 @cli.command("verify")
 @click.argument("ref")
-@click.option(
-    "--key", "keys", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    envvar="ENVBUILD_VERIFY_KEY", show_envvar=True, help="Trust signatures by this public key (PEM; repeatable).",
-)  # fmt: skip
-@click.option("--certificate-identity", metavar="ID", help="Trust keyless signatures of this identity (SAN).")
-@click.option("--certificate-oidc-issuer", metavar="URL", help="…issued by this OIDC issuer.")
-@click.option(
-    "--policy", type=click.Path(dir_okay=False, exists=True, path_type=Path), envvar="ENVBUILD_VERIFY_POLICY",
-    show_envvar=True, help="A policy file: signers, required attestations, builder, source repository.",
-)  # fmt: skip
+@options.trust_options
 @click.option("--no-layers", is_flag=True, help="Do not fetch and hash the layers (manifest and config only).")
 @click.option(
     "--validate-sbom", is_flag=True, help="Also check the SBOM against the CycloneDX 1.6 JSON schema (about 2 s)."
@@ -433,7 +424,7 @@ def verify_command(
     keys: tuple[Path, ...],
     certificate_identity: str | None,
     certificate_oidc_issuer: str | None,
-    policy: Path | None,
+    policy_file: Path | None,
     no_layers: bool,
     validate_sbom: bool,
     insecure: bool,
@@ -444,28 +435,10 @@ def verify_command(
 
     Exit 0 only when everything holds.
     """
-    from envbuild.verify import (
-        Policy,
-        TrustedIdentity,
-        VerificationFailed,
-        load_policy,
-        read_trusted_key,
-        render_report,
-        verify_image,
-    )
+    from envbuild.verify import VerificationFailed, policy_from, render_report, verify_image
 
-    if bool(certificate_identity) != bool(certificate_oidc_issuer):
-        raise UsageError(
-            "--certificate-identity and --certificate-oidc-issuer go together",
-            hint="give both: who signed, and which OIDC issuer vouched for them",
-        )
-    identities = (
-        (TrustedIdentity(identity=certificate_identity, issuer=certificate_oidc_issuer),)
-        if certificate_identity and certificate_oidc_issuer
-        else ()
-    )
-    rules = (load_policy(policy) if policy else Policy()).with_signers(
-        tuple(read_trusted_key(k) for k in keys), identities
+    rules = policy_from(
+        keys=keys, identity=certificate_identity, issuer=certificate_oidc_issuer, policy_file=policy_file
     )
     if validate_sbom:
         rules = dataclasses.replace(rules, validate_sbom=True)
@@ -481,6 +454,118 @@ def verify_command(
             f"{ref} did not verify: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures()),
             hint="do not deploy it; the report above says which check failed and why",
         )
+
+
+@cli.command("rebuild")
+@click.argument("ref", metavar="REF@DIGEST")
+@options.trust_options
+@click.option(
+    "--source", type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A checkout of the project holding the recorded commit (default: -C's directory).",
+)  # fmt: skip
+@click.option("--worktree", is_flag=True, help="Build the checkout as it is on disk instead of the recorded commit.")
+@click.option(
+    "--from", "archive", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A vendor archive (envbuild vendor): every input from it, nothing from the network.",
+)  # fmt: skip
+@click.option("--source-date-epoch", type=int, help="Replace the recorded SOURCE_DATE_EPOCH (to see what it changes).")
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report (.json or .html).",
+)
+@options.registry_options
+@pass_ctx
+def rebuild_command(
+    ctx: Context,
+    ref: str,
+    keys: tuple[Path, ...],
+    certificate_identity: str | None,
+    certificate_oidc_issuer: str | None,
+    policy_file: Path | None,
+    source: Path | None,
+    worktree: bool,
+    archive: Path | None,
+    source_date_epoch: int | None,
+    report_file: Path | None,
+    insecure: bool,
+    ca_file: Path | None,
+) -> None:
+    """Audit: rebuild REF@DIGEST from its signed provenance and compare digests; explain any difference.
+
+    Exit 0 when the rebuild is identical, 1 when it differs.
+    """
+    from envbuild.rebuild import RebuildOptions, rebuild, render_result, write_result
+    from envbuild.verify import policy_from
+
+    if archive is not None and (source is not None or worktree):
+        raise UsageError("--from takes the source from the archive", hint="drop --source / --worktree")
+    rules = policy_from(
+        keys=keys, identity=certificate_identity, issuer=certificate_oidc_issuer, policy_file=policy_file
+    )
+    settings = RebuildOptions(
+        source=(source or ctx.directory).resolve(), worktree=worktree, archive=archive,
+        source_date_epoch=source_date_epoch, registry=RegistryOptions(insecure=insecure, ca_file=ca_file),
+    )  # fmt: skip
+    with _progress(ctx) as report:
+        result = rebuild(
+            ImageRef.parse(ref), rules, settings, lambda r: options.client_for(r, insecure=insecure, ca_file=ca_file),
+            progress=report,
+        )  # fmt: skip
+    if report_file is not None:
+        write_result(result, report_file)
+    if ctx.json:
+        ctx.emit(result.to_json())
+    else:
+        click.echo(render_result(result), nl=False)
+    if not result.identical:
+        raise EnvbuildError(
+            f"the rebuild differs from {ref}",
+            hint="the report says which inputs and which files differ" + (f" ({report_file})" if report_file else ""),
+        )
+
+
+@cli.command("vendor")
+@click.argument("ref", metavar="REF@DIGEST")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The archive to write."
+)
+@options.trust_options
+@click.option(
+    "--source", type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A checkout of the project holding the recorded commit (default: -C's directory).",
+)  # fmt: skip
+@options.registry_options
+@pass_ctx
+def vendor_command(
+    ctx: Context,
+    ref: str,
+    output: Path,
+    keys: tuple[Path, ...],
+    certificate_identity: str | None,
+    certificate_oidc_issuer: str | None,
+    policy_file: Path | None,
+    source: Path | None,
+    insecure: bool,
+    ca_file: Path | None,
+) -> None:
+    """Archive every input of REF@DIGEST's build, so 'envbuild rebuild --from ARCHIVE' works offline."""
+    from envbuild.rebuild import vendor
+    from envbuild.verify import policy_from
+
+    rules = policy_from(
+        keys=keys, identity=certificate_identity, issuer=certificate_oidc_issuer, policy_file=policy_file
+    )
+    result = vendor(
+        ImageRef.parse(ref), rules, (source or ctx.directory).resolve(), output,
+        lambda r: options.client_for(r, insecure=insecure, ca_file=ca_file),
+    )  # fmt: skip
+    if ctx.json:
+        ctx.emit(
+            {"archive": str(result.path), "bytes": result.size, "wheels": result.wheels, "digest": str(result.digest)}
+        )
+    ctx.say(f"wrote {result.path}: {result.size / 1e6:.1f} MB, {result.wheels} wheels, the base and the source")
 
 
 def _attest(

@@ -211,6 +211,11 @@ def _session() -> requests.Session:
     return session
 
 
+def download(url: str, path: Path, sha256: str) -> None:
+    """Download ``url`` into ``path`` (its ``url`` file beside it), refusing bytes that do not hash to ``sha256``."""
+    _download(_session(), url, path, sha256)
+
+
 def _download(session: requests.Session, url: str, path: Path, sha256: str) -> None:
     """Stream ``url`` into ``path`` through a temporary file, refusing bytes that do not hash to ``sha256``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,7 +278,25 @@ def stage_project(root: Path, files: tuple[str, ...]) -> Path:
             shutil.copytree(source, target, ignore=skip, symlinks=True)
         else:
             shutil.copy2(source, target)
+    _normalize_modes(directory)
     return directory
+
+
+def _normalize_modes(directory: Path) -> None:
+    """Directories 0755, files 0644 or 0755 (executable for the owner): whatever the checkout's umask was.
+
+    The layers are normalised later anyway, but buildah names a COPY in the image's history by
+    a hash of the source that covers modes: a checkout made under umask 077 (directories 0700)
+    would otherwise change the config, and so the digest (seen in an audit rebuild).
+    """
+    directory.chmod(0o755)
+    for path in directory.rglob("*"):
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            path.chmod(0o755)
+        else:
+            path.chmod(0o755 if path.stat().st_mode & 0o100 else 0o644)
 
 
 def stage_uv(root: Path, wheel: Wheel) -> Path:

@@ -49,6 +49,11 @@ class ImageOptions:
     builder: str = "buildah"
     source_date_epoch: int | None = None  # default: the commit time of the last change to the inputs
     registry: RegistryOptions | None = None  # to pull bases given as registry images
+    # Audit rebuilds (envbuild.rebuild) replay a recorded build: its revision, the base layout
+    # found by its recorded digest, and the lockfile as it is (the rebuild compares digests itself).
+    revision: str | None = None
+    base_layout: Path | None = None
+    check_locks: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +70,7 @@ class BuiltImage:
 def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None = None) -> list[BuiltImage]:
     """Build the chosen variants of ``spec`` (all or nothing per variant)."""
     report = progress or (lambda variant, status: None)
-    lockset = _current_lock(spec)
+    lockset = _current_lock(spec) if options.check_locks else _read_lock(spec)
     builder = get_builder(options.builder)
     builder.version()  # a builder that is not installed fails here, before any download
     rendered = render(spec, lockset)
@@ -86,10 +91,15 @@ def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None
     return built
 
 
-def _current_lock(spec: Spec) -> LockSet:
+def _read_lock(spec: Spec) -> LockSet:
     lockset = read_lockset(spec.root)
     if lockset is None:
         raise StaleLockError("the project is not locked", hint="run 'envbuild lock' first")
+    return lockset
+
+
+def _current_lock(spec: Spec) -> LockSet:
+    lockset = _read_lock(spec)
     stale = check(spec)
     if stale:
         raise StaleLockError("stale locks:\n" + "\n".join(f"  {s}" for s in stale), hint="run 'envbuild lock' first")
@@ -107,7 +117,10 @@ def _build_one(
 ) -> BuiltImage:
     variant = target.variant.name
     inputs = _input_paths(spec, target)
-    epoch, revision = _source_date(spec.root, inputs, options.source_date_epoch)
+    if options.revision is not None and options.source_date_epoch is not None:
+        epoch, revision = options.source_date_epoch, options.revision
+    else:
+        epoch, revision = _source_date(spec.root, inputs, options.source_date_epoch)
     report(variant, "preparing the base")
     base_layout, base_name = _base(spec, lockset, target, options)
     report(variant, "fetching wheels")
@@ -206,6 +219,8 @@ def _base(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageOption
     """The base as a layout on disk, and the FROM name the Dockerfile gives it."""
     pinned = lockset.bases[target.variant.accelerator]
     name = base_reference(spec.name, target.variant.accelerator, pinned)
+    if options.base_layout is not None:
+        return Layout.open(options.base_layout), name.split("@", 1)[0]
     if pinned["kind"] == "debian":
         recipe = {"suite": pinned["suite"], "packages": pinned["packages"]}
         return build_debian_base(recipe, platform=target.platform, epoch=epoch_of(spec.exclude_newer)), name

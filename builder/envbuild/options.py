@@ -71,3 +71,25 @@ source_repository = click.option(
 def signing_options(command: F) -> F:
     """--key, --keyless and --identity-token."""
     return key_file(keyless(identity_token(command)))
+
+
+trusted_keys = click.option(
+    "--key", "keys", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="ENVBUILD_VERIFY_KEY", show_envvar=True, help="Trust signatures by this public key (PEM; repeatable).",
+)  # fmt: skip
+certificate_identity = click.option(
+    "--certificate-identity", metavar="ID", help="Trust keyless signatures of this identity (the certificate's SAN)."
+)
+certificate_oidc_issuer = click.option(
+    "--certificate-oidc-issuer", metavar="URL", help="...issued through this OIDC issuer."
+)
+policy_file = click.option(
+    "--policy", "policy_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="ENVBUILD_VERIFY_POLICY", show_envvar=True,
+    help="A policy file: signers, required attestations, builder, source repository.",
+)  # fmt: skip
+
+
+def trust_options(command: F) -> F:
+    """--key, --certificate-identity, --certificate-oidc-issuer and --policy: whose signatures count."""
+    return trusted_keys(certificate_identity(certificate_oidc_issuer(policy_file(command))))

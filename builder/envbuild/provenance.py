@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from envbuild.errors import strip_url_credentials
+from envbuild.errors import EnvbuildError, strip_url_credentials
 from envbuild.signing.dsse import statement
 
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "urn:envbuild:buildtype:image:v1"
+
+
+class ProvenanceError(EnvbuildError):
+    """Provenance that envbuild cannot use: another buildType, or fields missing. Exit 1."""
 
 
 def provenance_statement(
@@ -87,3 +91,59 @@ def provenance_predicate(record: dict[str, Any], *, spec_file: str, source_repos
 
 def _hex(digest: str) -> str:
     return digest.removeprefix("sha256:")
+
+
+def recorded_build(predicate: dict[str, Any]) -> dict[str, Any]:
+    """What a provenance predicate of envbuild's buildType says about its build, as plain values.
+
+    The inverse of :func:`provenance_predicate` for everything a rebuild needs: variant,
+    platform, spec path, commit, SOURCE_DATE_EPOCH, builder, envbuild and compressor versions,
+    the base by digest, and every wheel and tool by file name, URL and sha256.
+    """
+    definition = predicate.get("buildDefinition") or {}
+    if definition.get("buildType") != BUILD_TYPE:
+        raise ProvenanceError(
+            f"provenance of buildType {definition.get('buildType')!r}, not {BUILD_TYPE}",
+            hint="envbuild rebuilds only images envbuild built",
+        )
+    external = definition.get("externalParameters") or {}
+    internal = definition.get("internalParameters") or {}
+    deps = {d.get("name"): d for d in definition.get("resolvedDependencies") or [] if isinstance(d, dict)}
+
+    def sha(name: str) -> str | None:
+        value = (deps.get(name) or {}).get("digest", {}).get("sha256")
+        return str(value) if value is not None else None
+
+    def files(prefix: str) -> list[dict[str, str]]:
+        return sorted(
+            (
+                {"filename": name[len(prefix) :], "url": d.get("uri", ""), "sha256": d["digest"]["sha256"]}
+                for name, d in deps.items()
+                if isinstance(name, str) and name.startswith(prefix)
+            ),
+            key=lambda f: f["filename"],
+        )
+
+    try:
+        return {
+            "variant": external["variant"],
+            "platform": external["platform"],
+            "spec": external.get("spec", "envbuild.toml"),
+            "revision": external["source"]["commit"],
+            "source_repository": external["source"].get("repository"),
+            "source_date_epoch": int(internal["sourceDateEpoch"]),
+            "builder": internal["builder"],
+            "envbuild": internal["envbuild"],
+            "compressor": internal["compressor"],
+            "base": {"name": str(deps["base"]["uri"]).removeprefix("oci:"), "digest": f"sha256:{sha('base')}"},
+            "spec_sha256": sha("spec"),
+            "lockfile_sha256": sha("lockfile"),
+            "dockerfile_sha256": sha("dockerfile"),
+            "files_sha256": sha("files"),
+            "wheels": files("wheel:"),
+            "tools": files("tool:"),
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProvenanceError(
+            f"the provenance lacks {exc} needed for a rebuild", hint="it was not written by envbuild, or is damaged"
+        ) from exc

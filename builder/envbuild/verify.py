@@ -187,6 +187,20 @@ def load_policy(path: Path) -> Policy:
     )
 
 
+def policy_from(
+    *, keys: tuple[Path, ...], identity: str | None, issuer: str | None, policy_file: Path | None
+) -> Policy:
+    """The policy a command line states: a policy file, plus keys and a keyless identity given as options."""
+    if bool(identity) != bool(issuer):
+        raise SpecError(
+            "--certificate-identity and --certificate-oidc-issuer go together",
+            hint="give both: who signed, and which OIDC issuer vouched for them",
+        )
+    identities = (TrustedIdentity(identity=identity, issuer=issuer),) if identity and issuer else ()
+    base = load_policy(policy_file) if policy_file else Policy()
+    return base.with_signers(tuple(read_trusted_key(k) for k in keys), identities)
+
+
 def read_trusted_key(path: Path) -> TrustedKey:
     """A public key file (PEM) as a trusted signer."""
     try:
@@ -242,6 +256,30 @@ def verify_image(
     return Report(
         ref=str(ref), digest=str(digest), checks=tuple(checks), warnings=tuple(warnings), attachments=attachments
     )
+
+
+def verified_provenance(bundles: list[bytes], subject: Digest, policy: Policy) -> Statement:
+    """The provenance statement of the first bundle that verifies for ``subject``; else :class:`VerificationFailed`."""
+    outcomes = [check_bundle(b, subject, policy) for b in bundles]
+    for outcome in outcomes:
+        if outcome.kind == "provenance" and outcome.problem is None and outcome.statement is not None:
+            return outcome.statement
+    reasons = sorted({o.problem for o in outcomes if o.problem}) or [f"no provenance is attached to {subject}"]
+    raise VerificationFailed(
+        f"the provenance of {subject} does not verify: {'; '.join(reasons)}",
+        hint="an audit rebuild starts only from provenance signed by a trusted signer (--key, "
+        "--certificate-identity/--certificate-oidc-issuer or --policy)",
+    )
+
+
+def attached_bundles(client: RegistryClient, repository: str, subject: Digest) -> list[bytes]:
+    """Every Sigstore bundle attached to ``subject`` (unverified; bundles that cannot be read are skipped)."""
+    found = []
+    for descriptor in list_referrers(client, repository, subject, artifact_type=BUNDLE_MEDIA_TYPE):
+        layers = client.get_manifest(repository, str(descriptor.digest)).json().get("layers") or []
+        if layers:
+            found.append(client.get_blob(repository, Digest.parse(layers[0]["digest"])))
+    return found
 
 
 def render_report(report: Report) -> str:
@@ -309,18 +347,27 @@ def _check_image(client: RegistryClient, repository: str, digest: Digest, *, che
 
 
 def _evaluate(client: RegistryClient, repository: str, referrer: Digest, subject: Digest, policy: Policy) -> _Outcome:
-    """Check one attached bundle against every trusted signer; the outcome names the signer or the problem."""
-    outcome = _Outcome(digest=str(referrer))
+    """Fetch one attached bundle and check it (:func:`check_bundle`)."""
     try:
         manifest = client.get_manifest(repository, str(referrer)).json()
         layers = manifest.get("layers") or []
         if not layers:
-            outcome.problem = "the bundle artifact has no layer"
-            return outcome
+            return _Outcome(digest=str(referrer), problem="the bundle artifact has no layer")
         data = client.get_blob(repository, Digest.parse(layers[0]["digest"]))
-        bundle = load_bundle(data)
     except (EnvbuildError, KeyError, TypeError) as exc:
-        outcome.problem = f"cannot read the attached bundle: {exc}"
+        return _Outcome(digest=str(referrer), problem=f"cannot read the attached bundle: {exc}")
+    outcome = check_bundle(data, subject, policy)
+    outcome.digest = str(referrer)
+    return outcome
+
+
+def check_bundle(data: bytes, subject: Digest, policy: Policy) -> _Outcome:
+    """Check one bundle against every trusted signer; the outcome names the signer or the problem."""
+    outcome = _Outcome(digest=str(Digest.of(data)))
+    try:
+        bundle = load_bundle(data)
+    except EnvbuildError as exc:
+        outcome.problem = f"cannot read the bundle: {exc.message}"
         return outcome
     try:
         outcome.kind = KIND_OF.get(statement_of(data).predicate_type, "other")  # unverified: for the report only

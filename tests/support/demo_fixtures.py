@@ -1,0 +1,31 @@
+"""Session fixtures: one envbuild cache and one built demo cpu-infer image for every module that needs them.
+
+Building the demo image from a cold cache costs about two minutes (the Debian base, the
+wheels, the build); test_image.py and test_rebuild.py share that build instead of paying twice.
+Tests may read the project and rebuild in it, but must leave its image as they found it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from support.demo import built, envbuild, make_project
+from support.tools import require_tool
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An envbuild cache (bases, wheels) shared by the session's image builds."""
+    for tool in ("buildah", "mmdebstrap", "umoci", "skopeo", "unshare", "git"):
+        require_tool(tool)
+    return tmp_path_factory.mktemp("envbuild-cache")
+
+
+@pytest.fixture(scope="session")
+def demo_image(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> tuple[Path, str]:
+    """The demo project in a fresh repository, with its cpu-infer image built: (project, digest)."""
+    project = make_project(tmp_path_factory.mktemp("one") / "demo")
+    image = built(envbuild(project, demo_cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
+    return project, str(image["digest"])
