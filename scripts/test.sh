@@ -7,4 +7,4 @@ export CI="${CI:-true}"  # a missing tool fails its test instead of skipping it
 .venv/bin/ruff check builder tests bench
 .venv/bin/ruff format --check builder tests bench
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest --durations=15 "$@"
