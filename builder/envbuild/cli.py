@@ -399,6 +399,10 @@ def sbom_command(
     """Write the CycloneDX 1.6 SBOM of a built image (beside its layout); print it without -o."""
     from envbuild.fsutil import atomic_write
 
+    if attach and "/" not in target:
+        raise UsageError(
+            f"--attach needs an image in a registry, not the variant {target!r}", hint="pass REG/REPO@sha256:..."
+        )
     made = _attest(ctx, (target,), ("sbom",), None, False, None, None, insecure, ca_file, sign=False, attach=attach)
     sbom = made[0]
     if output is not None:

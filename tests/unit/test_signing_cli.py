@@ -129,3 +129,8 @@ def test_policy_defaults_and_signers(tmp_path: Path, envbuild: Callable[..., Any
     loaded = load_policy(policy)
     assert len(loaded.keys) == 1 and loaded.identities[0].identity.endswith("@refs/tags/v1")
     assert loaded.require == ("signature", "sbom", "provenance") and loaded.builder is None
+
+
+def test_sbom_attach_needs_a_registry_image(tmp_path: Path, envbuild: Callable[..., Any]) -> None:
+    result = envbuild("-C", tmp_path, "sbom", "cpu-infer", "--attach")
+    assert result.code == 2 and "--attach needs an image in a registry" in result.err
