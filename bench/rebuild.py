@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         env = envbuild_env(work / "pycache")
         env["ENVBUILD_SIGNING_KEY_PASSWORD"] = "bench-only-password"
         envbuild = [str(BIN / "python"), "-m", "envbuild", "-C", str(project)]
-        with run_registry(work / "registry") as registry:
+        with run_registry(work) as registry:
             run([*envbuild, "keygen", "-o", work], env=env)
             print("building, pushing and signing the demo image", file=sys.stderr, flush=True)
             pushed = json.loads(
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             vendor_seconds = time.perf_counter() - start
             layout = project / ".envbuild" / "images" / "cpu-infer"
             image_bytes = sum(p.stat().st_size for p in (layout / "blobs" / "sha256").iterdir())
+            archive_bytes = archive.stat().st_size
 
             def original() -> list[str | Path]:
                 shutil.rmtree(project / ".envbuild" / "images", ignore_errors=True)
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"run {i}/{args.runs}: {name}: {times[name][-1]:.1f} s", file=sys.stderr, flush=True)
     summary = {
         "image_bytes": image_bytes,
-        "archive_bytes": archive.stat().st_size if archive.exists() else None,
+        "archive_bytes": archive_bytes,
         "vendor_seconds": round(vendor_seconds, 2),
         "rows": {n: {"median": round(statistics.median(t), 1), "min": round(min(t), 1), "max": round(max(t), 1)}
                  for n, t in times.items()},
