@@ -1,7 +1,7 @@
 """``envbuild ci``: write CI pipelines for the project (the library is :mod:`envbuild.ci`).
 
 Kept out of cli.py so that file stays a list of the day-to-day commands; cli.py adds this
-group with ``cli.add_command(ci_group)``. The shared :class:`envbuild.cli.Context` arrives
+group with ``cli.add_command(ci_group)``. The shared :class:`envbuild.console.Context` arrives
 through ``click.pass_obj``, so this module never imports cli.py (which imports it).
 """
 
@@ -29,7 +29,7 @@ from envbuild.ci import (
 from envbuild.errors import UsageError
 
 if TYPE_CHECKING:
-    from envbuild.cli import Context
+    from envbuild.console import Context
 
 
 @click.group("ci")
