@@ -193,6 +193,28 @@ def make_attestations(
     return Attestations(sbom=sbom, provenance=provenance, bundles=bundles)
 
 
+def attestations_for(
+    target: Target,
+    root: Path,
+    signer: Signer | None,
+    *,
+    kinds: Iterable[str] = KINDS,
+    source_repository: str | None = None,
+) -> Attestations:
+    """:func:`make_attestations` for a local build; for a registry image with none, only its signature.
+
+    Signing needs nothing but the digest; the SBOM and provenance come from the build record,
+    so asking for them without a local build is the error :func:`find_build` explains.
+    """
+    if target.build is not None:
+        return make_attestations(target.build, signer, kinds=kinds, source_repository=source_repository)
+    if tuple(kinds) != ("signature",) or signer is None or target.ref is None:
+        find_build(root, digest=target.digest)  # raises: there is no local build of this digest
+    assert signer is not None and target.ref is not None
+    payload = statement(target.ref.repository, str(target.digest), SIGN_PREDICATE, {})
+    return Attestations(sbom=None, provenance=None, bundles={"signature": signer.sign(payload)})
+
+
 def kept_attestations(build: LocalBuild) -> Attestations:
     """The supply-chain files already beside ``build``'s layout."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
@@ -19,6 +19,9 @@ from envbuild.console import Context, err, pass_ctx, progress
 from envbuild.errors import EnvbuildError, SpecError, UsageError
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.ref import ImageRef
+
+if TYPE_CHECKING:
+    from envbuild.signing.signer import Signer  # imports cryptography: only the commands that sign load it
 
 
 @click.command("keygen")
@@ -68,7 +71,10 @@ def sign_command(
     ca_file: Path | None,
 ) -> None:
     """Sign images: a local build (by variant) or an image in a registry (attached as a referrer)."""
-    _attest(ctx, targets, ("signature",), key_file, keyless, identity_token, None, insecure, ca_file, sign=True)
+    from envbuild.signing.signer import signer_from_options
+
+    signer = signer_from_options(key_file=key_file, keyless=keyless, identity_token=identity_token)
+    _attest(ctx, targets, ("signature",), signer, None, insecure, ca_file)
 
 
 @click.command("attest")
@@ -94,7 +100,10 @@ def attest_command(
 ) -> None:
     """Make the SBOM and provenance of built images and sign them; attach them to images in a registry."""
     chosen = kinds or ("sbom", "provenance")
-    _attest(ctx, targets, chosen, key_file, keyless, identity_token, source_repository, insecure, ca_file, sign=True)
+    from envbuild.signing.signer import signer_from_options
+
+    signer = signer_from_options(key_file=key_file, keyless=keyless, identity_token=identity_token)
+    _attest(ctx, targets, chosen, signer, source_repository, insecure, ca_file)
 
 
 @click.command("sbom")
@@ -113,7 +122,7 @@ def sbom_command(
         raise UsageError(
             f"--attach needs an image in a registry, not the variant {target!r}", hint="pass REG/REPO@sha256:..."
         )
-    made = _attest(ctx, (target,), ("sbom",), None, False, None, None, insecure, ca_file, sign=False, attach=attach)
+    made = _attest(ctx, (target,), ("sbom",), None, None, insecure, ca_file, attach=attach)
     sbom = made[0]
     if output is not None:
         atomic_write(output, sbom)
@@ -286,30 +295,20 @@ def _attest(
     ctx: Context,
     targets: tuple[str, ...],
     kinds: tuple[str, ...],
-    key_file: Path | None,
-    keyless: bool,
-    identity_token: str | None,
+    signer: Signer | None,
     source_repository: str | None,
     insecure: bool,
     ca_file: Path | None,
     *,
-    sign: bool,
     attach: bool = True,
 ) -> list[bytes]:
     """sign / attest / sbom: make what ``kinds`` names for each target, keep it, and attach it to registry refs.
 
     Returns the SBOM of each target when ``kinds`` has it (for ``envbuild sbom``).
     """
-    from envbuild.attest import (
-        Attestations,
-        attach_attestations,
-        make_attestations,
-        resolve_target,
-    )
-    from envbuild.signing.signer import signer_from_options
+    from envbuild.attest import attach_attestations, attestations_for, resolve_target
     from envbuild.spec import find_spec
 
-    signer = signer_from_options(key_file=key_file, keyless=keyless, identity_token=identity_token) if sign else None
     try:
         root = find_spec(ctx.directory.resolve()).parent
     except SpecError:
@@ -326,20 +325,7 @@ def _attest(
         target = resolve_target(root, text, client_for)
         if target.warning:
             err.print(f"[yellow]warning:[/] {escape(target.warning)}")
-        if target.build is None:
-            if kinds != ("signature",):
-                # Provenance and SBOM come from the build record, which only the build has.
-                from envbuild.attest import find_build
-
-                find_build(root, digest=target.digest)
-            from envbuild.attest import SIGN_PREDICATE
-            from envbuild.signing.dsse import statement
-
-            assert signer is not None and target.ref is not None
-            payload = statement(target.ref.repository, str(target.digest), SIGN_PREDICATE, {})
-            made = Attestations(sbom=None, provenance=None, bundles={"signature": signer.sign(payload)})
-        else:
-            made = make_attestations(target.build, signer, kinds=kinds, source_repository=source_repository)
+        made = attestations_for(target, root, signer, kinds=kinds, source_repository=source_repository)
         entry: dict[str, Any] = {"target": text, "digest": str(target.digest), "signed": sorted(made.bundles)}
         if target.build is not None:
             entry["layout"] = str(target.build.path)

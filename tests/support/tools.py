@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
@@ -12,8 +13,13 @@ def require_tool(name: str) -> str:
     """The path of ``name``; a missing tool fails the test under CI, skips it elsewhere."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed; .ci/run installs it"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{name} is not installed; .ci/run installs it")
+    assert path is not None
     return path
+
+
+def unavailable(message: str) -> NoReturn:
+    """Something a test needs is missing: fail under CI=true (never a green skip), skip elsewhere."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)

