@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from envbuild.attest import KIND_OF, KINDS, PREDICATES, statement_of
 from envbuild.errors import EnvbuildError, SpecError
 from envbuild.provenance import BUILD_TYPE
-from envbuild.registry.client import RegistryClient, RegistryError
+from envbuild.registry.client import RegistryClient, RegistryError, RegistryTLSError, RegistryUnreachableError
 from envbuild.registry.layout import INDEX_TYPES, children
 from envbuild.registry.ref import Digest, ImageRef
 from envbuild.registry.referrers import list_referrers
@@ -291,6 +291,11 @@ def render_report(report: Report) -> str:
     return "\n".join(lines)
 
 
+# A registry envbuild cannot talk to (down, plain HTTP, untrusted certificate) gives no verdict on
+# the image: its own error and hint, not "the tag was moved" or "do not deploy it".
+_CANNOT_ASK = (RegistryTLSError, RegistryUnreachableError)
+
+
 def _resolve(client: RegistryClient, ref: ImageRef, checks: list[Check], warnings: list[str]) -> Digest | None:
     """The digest to verify; a moved tag fails the "reference" check."""
     if ref.tag is None:
@@ -298,6 +303,8 @@ def _resolve(client: RegistryClient, ref: ImageRef, checks: list[Check], warning
         return ref.digest
     try:
         current = client.resolve(ref.repository, ref.tag)
+    except _CANNOT_ASK:
+        raise
     except RegistryError as exc:
         if ref.digest is None:
             checks.append(Check(name="reference", ok=False, detail=f"cannot resolve tag {ref.tag}: {exc.message}"))
@@ -337,6 +344,8 @@ def _check_image(client: RegistryClient, repository: str, digest: Digest, *, che
         checked = blobs if check_layers else blobs[:1]
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             sizes = list(pool.map(lambda d: client.check_blob(repository, d), checked))
+    except _CANNOT_ASK:
+        raise
     except RegistryError as exc:
         return Check(name="image", ok=False, detail=exc.message)
     if not check_layers:

@@ -22,6 +22,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from conftest import CliResult
 from envbuild.registry import client as client_module
@@ -654,6 +656,33 @@ def test_untrusted_certificate(
     )
     assert_clean_failure(result, tls_registry.host, "not trusted", "--ca-file")
     assert backoff_waits == []  # a certificate does not become trusted by asking again
+
+
+def test_plain_http_registry_without_insecure(
+    registry: Registry, tmp_path: Path, envbuild: Envbuild, backoff_waits: list[float]
+) -> None:
+    """Speaking TLS to a plain-HTTP registry is named as such, with --insecure as the fix, not --ca-file."""
+    layout = make_layout(tmp_path / "layout", seed="plain-http")
+    target = f"{registry.host}/team/plain:v1"
+    pushed = envbuild("push", layout.path, target)
+    assert_clean_failure(pushed, f"{registry.host} speaks plain HTTP, not HTTPS", "--insecure")
+    assert "--ca-file" not in pushed.err and "not trusted" not in pushed.err
+    assert envbuild("push", "--insecure", layout.path, target).code == 0
+
+    pulled = envbuild("pull", f"{target}@{layout.digest}", "-o", tmp_path / "pulled")
+    assert_clean_failure(pulled, f"{registry.host} speaks plain HTTP, not HTTPS", "--insecure")
+    assert "--ca-file" not in pulled.err
+
+    key = tmp_path / "key.pub"
+    key.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    verified = envbuild("verify", "--key", key, f"{target}@{layout.digest}")
+    assert_clean_failure(verified, f"{registry.host} speaks plain HTTP, not HTTPS", "--insecure")
+    assert "--ca-file" not in verified.err
+    assert backoff_waits == []  # asking again in TLS will not change what the registry speaks
 
 
 def test_read_only_storage(

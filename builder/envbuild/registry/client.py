@@ -61,6 +61,10 @@ class RegistryTLSError(RegistryError):
     """The registry's certificate was not trusted."""
 
 
+class RegistryPlainHTTPError(RegistryTLSError):
+    """The registry answered a TLS handshake in plain HTTP."""
+
+
 class DigestMismatchError(RegistryError):
     """The registry served bytes that do not match the digest asked for."""
 
@@ -182,6 +186,13 @@ class RegistryClient:
                     timeout=self.options.timeout,
                 )
             except requests.exceptions.SSLError as exc:
+                if _is_plain_http(exc):
+                    raise RegistryPlainHTTPError(
+                        f"registry {self.host} speaks plain HTTP, not HTTPS",
+                        details=_short(exc),
+                        hint="pass --insecure (or ENVBUILD_REGISTRY_INSECURE=1), only for a registry you trust on a "
+                        "network you trust (loopback); otherwise serve the registry over HTTPS",
+                    ) from None
                 raise RegistryTLSError(
                     f"the TLS certificate of registry {self.host} is not trusted",
                     details=_short(exc),
@@ -567,6 +578,17 @@ def _path_only(path: str) -> str:
 
 def _short(exc: Exception) -> str:
     return str(exc)[:300]
+
+
+# What OpenSSL says when the "TLS record" it reads is an HTTP response: "wrong version number"
+# up to OpenSSL 3.1, "record layer failure" from 3.2, "packet length too long" for some answers.
+_PLAIN_HTTP_SIGNS = ("wrong version number", "record layer failure", "packet length too long")
+
+
+def _is_plain_http(exc: requests.exceptions.SSLError) -> bool:
+    """Whether a TLS handshake failed because the server answered in plain HTTP."""
+    text = str(exc).lower()
+    return any(sign in text for sign in _PLAIN_HTTP_SIGNS)
 
 
 def _is_name_failure(exc: BaseException) -> bool:
