@@ -24,7 +24,7 @@ from envbuild import __version__
 from envbuild.builders import BuildRequest, get_builder
 from envbuild.debian import build_debian_base, epoch_of
 from envbuild.errors import StaleLockError, UsageError
-from envbuild.fetch import cache_dir, fetch_lockfile, stage, stage_project, stage_uv
+from envbuild.fetch import Wheel, cache_dir, fetch_lockfile, stage, stage_project, stage_uv
 from envbuild.fsutil import atomic_write
 from envbuild.lock import check, tools_filename
 from envbuild.lockfile import LOCK_DIR, LockSet, read_lockset
@@ -70,21 +70,14 @@ class BuiltImage:
 def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None = None) -> list[BuiltImage]:
     """Build the chosen variants of ``spec`` (all or nothing per variant)."""
     report = progress or (lambda variant, status: None)
-    lockset = _current_lock(spec) if options.check_locks else _read_lock(spec)
+    lockset = current_lock(spec) if options.check_locks else _read_lock(spec)
     builder = get_builder(options.builder)
     builder.version()  # a builder that is not installed fails here, before any download
     rendered = render(spec, lockset)
     write_rendered(spec, rendered)
-    chosen = (
-        select(spec, options.variants)
-        if options.variants
-        else tuple(v for v in select(spec, ()) if v.accelerator == "cpu")
-    )
-    if not chosen:
-        raise UsageError("no variant to build", hint="name one with --variant, or use --gpu / --all")
     built = []
-    for variant in chosen:
-        target = next(t for t in targets(spec, (variant,)) if t.platform == spec.platforms[0])
+    for target in build_targets(spec, options.variants):
+        variant = target.variant
         built.append(
             _build_one(spec, lockset, target, rendered.text(dockerfile_path(variant)), builder, options, report)
         )
@@ -98,7 +91,7 @@ def _read_lock(spec: Spec) -> LockSet:
     return lockset
 
 
-def _current_lock(spec: Spec) -> LockSet:
+def current_lock(spec: Spec) -> LockSet:
     lockset = _read_lock(spec)
     stale = check(spec)
     if stale:
@@ -116,23 +109,11 @@ def _build_one(
     report: Progress,
 ) -> BuiltImage:
     variant = target.variant.name
-    inputs = _input_paths(spec, target)
-    if options.revision is not None and options.source_date_epoch is not None:
-        epoch, revision = options.source_date_epoch, options.revision
-    else:
-        epoch, revision = _source_date(spec.root, inputs, options.source_date_epoch)
+    epoch, revision = build_date(spec, target, options)
     report(variant, "preparing the base")
-    base_layout, base_name = _base(spec, lockset, target, options)
+    base_layout, base_name = base_image(spec, lockset, target, options)
     report(variant, "fetching wheels")
-    routed = tuple(i for i in spec.indexes if target.variant.accelerator in i.accelerators)
-    wheels = fetch_lockfile(
-        spec.root / LOCK_DIR / target.filename, python=spec.python, platform=target.platform, glibc=spec.glibc,
-        index_url=spec.index_url, indexes=routed,
-    )  # fmt: skip
-    tools = fetch_lockfile(
-        spec.root / LOCK_DIR / tools_filename(spec, target.platform), python=spec.python, platform=target.platform,
-        glibc=spec.glibc, index_url=spec.index_url, indexes=(),
-    )  # fmt: skip
+    wheels, tools = fetch_wheels(spec, target)
     base_digest = (
         str(base_layout.select().digest) if base_layout else str(lockset.bases[target.variant.accelerator]["digest"])
     )
@@ -161,9 +142,7 @@ def _build_one(
         return BuiltImage(variant=variant, digest=cached, layout=out, cached=True, record=record)
 
     report(variant, f"building with {builder.name}")
-    stage(spec.root, variant, wheels)
-    stage_uv(spec.root, tools[0])
-    stage_project(spec.root, spec.image.files)
+    stage_inputs(spec, target, wheels, tools)
     work_root = spec.root / ".envbuild" / "work"
     work_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_root, prefix=f"{variant}-") as tmp:
@@ -191,6 +170,42 @@ def _build_one(
     return BuiltImage(variant=variant, digest=descriptor.digest, layout=out, cached=False, record=record)
 
 
+def build_targets(spec: Spec, names: tuple[str, ...]) -> tuple[LockTarget, ...]:
+    """The lock targets to build for the variants ``names`` (default: the CPU ones), on the first platform."""
+    chosen = select(spec, names) if names else tuple(v for v in select(spec, ()) if v.accelerator == "cpu")
+    if not chosen:
+        raise UsageError("no variant to build", hint="name one with --variant, or use --gpu / --all")
+    return tuple(t for t in targets(spec, chosen) if t.platform == spec.platforms[0])
+
+
+def build_date(spec: Spec, target: LockTarget, options: ImageOptions) -> tuple[int, str]:
+    """SOURCE_DATE_EPOCH and the revision of a build: replayed, overridden, or the last commit of its inputs."""
+    if options.revision is not None and options.source_date_epoch is not None:
+        return options.source_date_epoch, options.revision
+    return _source_date(spec.root, _input_paths(spec, target), options.source_date_epoch)
+
+
+def fetch_wheels(spec: Spec, target: LockTarget) -> tuple[list[Wheel], list[Wheel]]:
+    """The variant's locked wheels and the tools' (uv), downloaded or found in the cache, hash-checked."""
+    routed = tuple(i for i in spec.indexes if target.variant.accelerator in i.accelerators)
+    wheels = fetch_lockfile(
+        spec.root / LOCK_DIR / target.filename, python=spec.python, platform=target.platform, glibc=spec.glibc,
+        index_url=spec.index_url, indexes=routed,
+    )  # fmt: skip
+    tools = fetch_lockfile(
+        spec.root / LOCK_DIR / tools_filename(spec, target.platform), python=spec.python, platform=target.platform,
+        glibc=spec.glibc, index_url=spec.index_url, indexes=(),
+    )  # fmt: skip
+    return wheels, tools
+
+
+def stage_inputs(spec: Spec, target: LockTarget, wheels: list[Wheel], tools: list[Wheel]) -> None:
+    """Put what the Dockerfile copies into .envbuild/stage/: the wheels, uv, the project's files."""
+    stage(spec.root, target.variant.name, wheels)
+    stage_uv(spec.root, tools[0])
+    stage_project(spec.root, spec.image.files)
+
+
 def _input_paths(spec: Spec, target: LockTarget) -> list[str]:
     """The project paths whose last change dates the image (SOURCE_DATE_EPOCH)."""
     return sorted({spec.file.relative_to(spec.root).as_posix(), f"{LOCK_DIR}/{target.filename}", *spec.image.files})
@@ -215,7 +230,7 @@ def _source_date(root: Path, paths: list[str], override: int | None) -> tuple[in
     return int(out[0]), out[1]
 
 
-def _base(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageOptions) -> tuple[Layout | None, str]:
+def base_image(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageOptions) -> tuple[Layout, str]:
     """The base as a layout on disk, and the FROM name the Dockerfile gives it."""
     pinned = lockset.bases[target.variant.accelerator]
     name = base_reference(spec.name, target.variant.accelerator, pinned)
