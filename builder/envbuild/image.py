@@ -92,6 +92,7 @@ def _read_lock(spec: Spec) -> LockSet:
 
 
 def current_lock(spec: Spec) -> LockSet:
+    """The project's lock, refused when it is stale against the spec."""
     lockset = _read_lock(spec)
     stale = check(spec)
     if stale:

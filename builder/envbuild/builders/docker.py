@@ -91,21 +91,13 @@ class Docker:
         if not reproducible:
             log.warning("docker: %s", why)
         if request.base_layout is not None:
-            self._client.images.load(_docker_archive(Layout.open(request.base_layout), request.base_name))
-        args = [_docker()]
+            self._client.images.load(docker_archive(Layout.open(request.base_layout), request.base_name))
+        output = None
         if self._has_buildx():
             # Into the daemon's image store; BuildKit >= 0.13 also clamps file times in its layers.
             output = f"type=docker,name={BUILT}" + (",rewrite-timestamp=true" if reproducible else "")
-            args += ["buildx", "build", "--output", output]
-        else:
-            args += ["build"]
-        args += [
-            "--network=none", "--pull=false",
-            "--build-arg", f"SOURCE_DATE_EPOCH={request.epoch}",
-            *(f"--build-arg={k}={v}" for k, v in sorted(request.build_args.items())),
-            "--file", str(request.dockerfile), "--tag", BUILT, str(request.context),
-        ]  # fmt: skip
-        env = {**os.environ, "DOCKER_BUILDKIT": "1", "SOURCE_DATE_EPOCH": str(request.epoch)}
+        args = build_command(request, docker=_docker(), tag=BUILT, output=output)
+        env = {**os.environ, **build_env(request)}
         try:
             run(args, tool="docker build", env=env, cwd=request.context, timeout=7200)
         except ToolError as exc:
@@ -120,9 +112,35 @@ class Docker:
         with saved.open("wb") as f:
             for chunk in self._client.images.get(BUILT).save(named=True):
                 f.write(chunk)
-        layout = _from_docker_archive(saved, request.workdir / "raw")
+        layout = from_docker_archive(saved, request.workdir / "raw")
         saved.unlink()
         return layout
+
+
+def build_command(
+    request: BuildRequest, *, docker: str, tag: str, output: str | None = None, contexts: tuple[str, ...] = ()
+) -> list[str]:
+    """The BuildKit build of ``request``, to run with :func:`build_env` in the context directory.
+
+    With ``output`` it is ``docker buildx build --output OUTPUT`` (``contexts``: its
+    ``--build-context NAME=SOURCE`` values), else ``docker build``, which builds with the
+    BuildKit inside dockerd when DOCKER_BUILDKIT=1. ``envbuild dockerfile --print-build-command``
+    prints this same command, so what it prints is what envbuild runs.
+    """
+    args = [docker, "buildx", "build", "--output", output] if output is not None else [docker, "build"]
+    args += [
+        "--network=none", "--pull=false",
+        *(f"--build-context={c}" for c in contexts),
+        "--build-arg", f"SOURCE_DATE_EPOCH={request.epoch}",
+        *(f"--build-arg={k}={v}" for k, v in sorted(request.build_args.items())),
+        "--file", str(request.dockerfile), "--tag", tag, str(request.context),
+    ]  # fmt: skip
+    return args
+
+
+def build_env(request: BuildRequest) -> dict[str, str]:
+    """The environment :func:`build_command` needs: BuildKit on, and SOURCE_DATE_EPOCH for buildx to pass on."""
+    return {"DOCKER_BUILDKIT": "1", "SOURCE_DATE_EPOCH": str(request.epoch)}
 
 
 def _docker() -> str:
@@ -130,7 +148,7 @@ def _docker() -> str:
     return os.environ.get("ENVBUILD_DOCKER") or which("docker", hint=HINT)
 
 
-def _docker_archive(layout: Layout, name: str) -> bytes:
+def docker_archive(layout: Layout, name: str) -> bytes:
     """The single image of ``layout`` as a `docker save` archive named ``name`` (for images.load)."""
     top = layout.select()
     manifest = json.loads(layout.read_blob(top.digest))
@@ -150,7 +168,7 @@ def _docker_archive(layout: Layout, name: str) -> bytes:
     return buffer.getvalue()
 
 
-def _from_docker_archive(archive: Path, out: Path) -> Layout:
+def from_docker_archive(archive: Path, out: Path) -> Layout:
     """An OCI layout (uncompressed layers) of the image in a `docker save` archive."""
     layout = Layout.create(out)
     with tarfile.open(archive) as tar:
