@@ -16,24 +16,22 @@ import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import urldefrag, urljoin
 
 import requests
 from packaging.tags import Tag, compatible_tags, cpython_tags
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import parse_wheel_filename
 
 from envbuild.errors import EnvbuildError, UsageError, strip_url_credentials
 from envbuild.fsutil import atomic_write
 from envbuild.render import STAGE_DIR
 from envbuild.resolvers.base import Pin, parse_requirements
+from envbuild.simple_index import index_auth, index_files, session
 from envbuild.spec import PLATFORMS, Index
 
 # The resolvers' default index; a spec's index-url replaces it.
 DEFAULT_INDEX = "https://pypi.org/simple"
-JSON_API = "application/vnd.pypi.simple.v1+json"
 Progress = Callable[[str], None]
 
 
@@ -106,49 +104,6 @@ def choose_file(files: list[dict[str, Any]], pin: Pin, tags: list[Tag]) -> dict[
     return best[1]
 
 
-class _Links(HTMLParser):
-    """PEP 503 anchors: (href, text)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        href = dict(attrs).get("href")
-        if tag == "a" and href:
-            self.links.append(href)
-
-
-def index_files(session: requests.Session, index_url: str, name: str) -> list[dict[str, Any]]:
-    """The files of project ``name`` on a simple index: filename, absolute url, sha256."""
-    page = f"{index_url.rstrip('/')}/{canonicalize_name(name)}/"
-    try:
-        response = session.get(page, headers={"Accept": f"{JSON_API}, text/html;q=0.1"}, timeout=120)
-    except requests.RequestException as exc:
-        raise FetchError(
-            f"index {strip_url_credentials(index_url)} is unreachable ({type(exc).__name__})", hint="check the network"
-        ) from None
-    if response.status_code != 200:
-        raise FetchError(
-            f"{strip_url_credentials(page)} answered HTTP {response.status_code}",
-            hint="check the index URL and credentials",
-        )
-    files = []
-    if response.headers.get("Content-Type", "").startswith(JSON_API):
-        for f in response.json().get("files", []):
-            digest = (f.get("hashes") or {}).get("sha256")
-            if digest:
-                files.append({"filename": f["filename"], "url": urljoin(page, f["url"]), "sha256": digest})
-        return files
-    parser = _Links()
-    parser.feed(response.text)
-    for href in parser.links:
-        url, fragment = urldefrag(urljoin(page, href))
-        if fragment.startswith("sha256="):
-            files.append({"filename": url.rsplit("/", 1)[-1], "url": url, "sha256": fragment.split("=", 1)[1]})
-    return files
-
-
 def fetch_lockfile(
     lockfile: Path,
     *,
@@ -164,17 +119,21 @@ def fetch_lockfile(
     report = progress or (lambda _: None)
     pins = parse_requirements(lockfile.read_text(encoding="utf-8"), source=str(lockfile))
     tags = target_tags(python, platform, glibc)
-    routes = {p: i.url for i in indexes for p in i.packages}
-    session = _session()
+    routes = {p: i for i in indexes for p in i.packages}
+    # A routed index's credentials are the ones lock used (UV_INDEX_<NAME>_*), else ~/.netrc.
+    auths = {i.name: index_auth(i) for i in indexes}
+    http = session()
 
     def one(pin: Pin) -> Wheel:
-        index = routes.get(pin.name) or index_url or DEFAULT_INDEX
+        routed = routes.get(pin.name)
+        index = routed.url if routed else index_url or DEFAULT_INDEX
+        auth = auths[routed.name] if routed else None
         cached = _cached(pin, tags)
         if cached is not None:
             return cached
-        chosen = choose_file(index_files(session, index, pin.name), pin, tags)
+        chosen = choose_file(index_files(http, index, pin.name, index=routed), pin, tags)
         path = cache_dir() / "wheels" / chosen["sha256"] / chosen["filename"]
-        _download(session, chosen["url"], path, chosen["sha256"])
+        _download(http, chosen["url"], path, chosen["sha256"], auth=auth)
         report(f"fetched {chosen['filename']}")
         return _wheel(pin, path, strip_url_credentials(chosen["url"]))
 
@@ -205,24 +164,20 @@ def _wheel(pin: Pin, path: Path, url: str) -> Wheel:
     return Wheel(name=pin.name, version=pin.version, filename=path.name, url=url, sha256=path.parent.name, path=path)
 
 
-def _session() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = True  # the index may sit behind the host's proxy and netrc, as for uv
-    return session
-
-
 def download(url: str, path: Path, sha256: str) -> None:
     """Download ``url`` into ``path`` (its ``url`` file beside it), refusing bytes that do not hash to ``sha256``."""
-    _download(_session(), url, path, sha256)
+    _download(session(), url, path, sha256)
 
 
-def _download(session: requests.Session, url: str, path: Path, sha256: str) -> None:
+def _download(
+    http: requests.Session, url: str, path: Path, sha256: str, *, auth: requests.auth.AuthBase | None = None
+) -> None:
     """Stream ``url`` into ``path`` through a temporary file, refusing bytes that do not hash to ``sha256``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     hasher = hashlib.sha256()
     try:
-        with session.get(url, stream=True, timeout=300) as response:
+        with http.get(url, stream=True, timeout=300, auth=auth) as response:
             if response.status_code != 200:
                 raise FetchError(f"{strip_url_credentials(url)} answered HTTP {response.status_code}")
             with tmp.open("wb") as f:

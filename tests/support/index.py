@@ -14,14 +14,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
-def make_wheel(directory: Path, name: str, version: str) -> Path:
-    """Write a minimal pure-Python wheel ``name==version`` into ``directory``."""
+def make_wheel(directory: Path, name: str, version: str, *, requires: tuple[str, ...] = ()) -> Path:
+    """Write a minimal pure-Python wheel ``name==version``, depending on ``requires``, into ``directory``."""
     dist = name.replace("-", "_")
     filename = f"{dist}-{version}-py3-none-any.whl"
     info = f"{dist}-{version}.dist-info"
     files = {
         f"{dist}/__init__.py": f'VERSION = "{version}"\n',
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        + "".join(f"Requires-Dist: {r}\n" for r in requires),
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: envbuild-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record = "".join(
@@ -47,13 +48,26 @@ class IndexServer:
 
 @contextmanager
 def serve_index(
-    wheels: list[Path], *, username: str | None = None, password: str | None = None
+    wheels: list[Path],
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    to_uv: list[Path] | None = None,
 ) -> Iterator[IndexServer]:
-    """Serve ``wheels`` as a simple index at http://127.0.0.1:PORT/simple/ until the block ends."""
-    by_project: dict[str, list[Path]] = {}
-    for wheel in wheels:
-        project = wheel.name.split("-")[0].replace("_", "-").lower()
-        by_project.setdefault(project, []).append(wheel)
+    """Serve ``wheels`` as a simple index at http://127.0.0.1:PORT/simple/ until the block ends.
+
+    ``to_uv``: what uv (by its User-Agent) is served instead of ``wheels`` -- an index that
+    shows the resolver other files than everyone else, for the lock's hash cross-check.
+    """
+
+    def by_project_of(paths: list[Path]) -> dict[str, list[Path]]:
+        out: dict[str, list[Path]] = {}
+        for wheel in paths:
+            out.setdefault(wheel.name.split("-")[0].replace("_", "-").lower(), []).append(wheel)
+        return out
+
+    to_everyone = by_project_of(wheels)
+    to_resolver = by_project_of(to_uv) if to_uv is not None else to_everyone
     expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode() if username else None
     state = IndexServer(url="")
 
@@ -73,6 +87,7 @@ def serve_index(
                 self.end_headers()
                 return
             parts = [p for p in self.path.split("?")[0].split("/") if p]
+            by_project = to_resolver if self.headers.get("User-Agent", "").startswith("uv/") else to_everyone
             if len(parts) == 2 and parts[0] == "simple" and parts[1] in by_project:
                 links = "".join(
                     f'<a href="/files/{w.name}#sha256={hashlib.sha256(w.read_bytes()).hexdigest()}">{w.name}</a>\n'
