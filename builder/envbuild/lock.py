@@ -33,6 +33,7 @@ from envbuild.registry.options import RegistryOptions
 from envbuild.resolvers import get_resolver
 from envbuild.resolvers.base import Pin, Resolution, ResolveRequest, parse_requirements
 from envbuild.resolvers.uv import UvResolver
+from envbuild.simple_index import check_routed_pins
 from envbuild.spec import PLATFORMS, Spec
 from envbuild.variants import LockTarget, indexes, requirements, targets
 
@@ -129,6 +130,7 @@ def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress |
 
     _align_train_and_infer(all_targets, requests, resolutions, resolve)
     warnings = _check_cuda(spec, all_targets, resolutions)
+    check_routed_pins({t.name: (resolutions[t.name].pins, requests[t.name].indexes) for t in all_targets})
 
     texts: dict[str, str] = {}
     entries = []

@@ -3,7 +3,11 @@
 Per-package index routing is what the uv PyTorch guide does with
 ``[tool.uv.sources]`` + explicit ``[[tool.uv.index]]``; ``uv pip compile``
 honours both when its input is a pyproject.toml, so the adapter writes one
-into its scratch directory.
+into its scratch directory. uv applies a source only to a *direct* dependency
+(then to every occurrence of that name); a routed package that only comes in
+transitively would be taken from the default index. So a routed name that
+shows up in a resolution (or in uv's explanation of a failure) without being
+a direct dependency is made one, bare, and the resolution is run again.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ import re
 import sys
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 from envbuild.errors import ResolutionError, ToolError, redact, strip_url_credentials
 from envbuild.proc import run, secrets_in
-from envbuild.resolvers.base import Resolution, ResolveRequest, parse_requirements
+from envbuild.resolvers.base import Pin, Resolution, ResolveRequest, parse_requirements
+from envbuild.simple_index import credentials_hint
 
 # Environment variables uv may keep: credentials for named indexes, the cache,
 # TLS and timeouts. Every other UV_* (UV_INDEX_URL, UV_EXCLUDE_NEWER, ...) would
@@ -66,8 +74,28 @@ class UvResolver:
         return uv_version(uv_binary())
 
     def resolve(self, request: ResolveRequest, *, workdir: Path) -> Resolution:
-        """Resolve ``request``; raise :class:`ResolutionError` with uv's explanation on failure."""
-        (workdir / "pyproject.toml").write_text(input_project(request), encoding="utf-8")
+        """Resolve ``request``, every routed package from its index; :class:`ResolutionError` on failure."""
+        routed = {p for i in request.indexes for p in i.packages}
+        direct = routed & {canonicalize_name(Requirement(r).name) for r in request.requirements}
+        added: set[str] = set()
+        # Each round adds at least one routed name, so this ends after len(routed) rounds at most.
+        while True:
+            try:
+                pins = self._compile(request, workdir, added=tuple(sorted(added)))
+            except ResolutionError as exc:
+                mentioned = {p for p in routed - direct - added if _mentions(exc.details or "", p)}
+                if not mentioned:
+                    raise
+                added |= mentioned
+                continue
+            transitive = {p.name for p in pins if p.name in routed} - direct - added
+            if not transitive:
+                return Resolution(pins=_unadded(pins, added), resolver=self.name, resolver_version=self.version())
+            added |= transitive
+
+    def _compile(self, request: ResolveRequest, workdir: Path, *, added: tuple[str, ...]) -> tuple[Pin, ...]:
+        """One ``uv pip compile`` run, with the routed names in ``added`` made direct dependencies."""
+        (workdir / "pyproject.toml").write_text(input_project(request, added=added), encoding="utf-8")
         output = workdir / "requirements.txt"
         # uv prefers the pins already in the output file, so an unchanged spec keeps its lock.
         output.write_text(request.previous or "", encoding="utf-8")
@@ -97,20 +125,36 @@ class UvResolver:
             run(args, tool="uv", cwd=workdir, env=env, timeout=900)
         except ToolError as exc:
             raise explain_failure(exc.details or "", request, secrets_in(env)) from None
-        text = output.read_text(encoding="utf-8")
-        return Resolution(
-            pins=parse_requirements(text, source="uv output"), resolver=self.name, resolver_version=self.version()
-        )
+        return parse_requirements(output.read_text(encoding="utf-8"), source="uv output")
 
 
-def input_project(request: ResolveRequest) -> str:
-    """A pyproject.toml holding the requirements and the explicit per-package index routing."""
+def _mentions(text: str, name: str) -> bool:
+    """Whether uv's message names package ``name`` (not merely a longer name containing it)."""
+    return re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.\w)", text, re.IGNORECASE) is not None
+
+
+def _unadded(pins: tuple[Pin, ...], added: set[str]) -> tuple[Pin, ...]:
+    """The pins, without 'spec' among the origins of the routed names envbuild made direct dependencies."""
+    return tuple(
+        Pin(name=p.name, version=p.version, hashes=p.hashes, via=tuple(v for v in p.via if v != "spec"))
+        if p.name in added
+        else p
+        for p in pins
+    )
+
+
+def input_project(request: ResolveRequest, *, added: tuple[str, ...] = ()) -> str:
+    """A pyproject.toml holding the requirements and the explicit per-package index routing.
+
+    ``added``: routed names that only come in transitively, made direct dependencies so
+    that their source (their index) applies.
+    """
     lines = [
         "[project]",
         f'name = "{INPUT_PROJECT}"',
         'version = "0"',
         f'requires-python = ">={".".join(request.python.split(".")[:2])}"',
-        f"dependencies = {json.dumps(list(request.requirements))}",
+        f"dependencies = {json.dumps([*request.requirements, *added])}",
     ]
     for index in request.indexes:
         lines += [
@@ -135,12 +179,10 @@ def explain_failure(stderr: str, request: ResolveRequest, secrets: list[str]) ->
         for package in index.packages:
             # uv reports an index that answers 401 without credentials as "not found".
             if f"{package} was not found in the package registry" in text:
-                env_name = re.sub(r"[^A-Z0-9]", "_", index.name.upper())
                 return ResolutionError(
                     f"{package} was not found on index {index.name!r} ({strip_url_credentials(index.url)})",
                     details=text,
-                    hint=f"check the package name; if the index needs credentials, set UV_INDEX_{env_name}_USERNAME "
-                    f"and UV_INDEX_{env_name}_PASSWORD or add its host to ~/.netrc",
+                    hint=f"check the package name; if the index needs credentials, {credentials_hint(index)}",
                 )
     if "No solution found" in text or "unsatisfiable" in text:
         return ResolutionError(
