@@ -7,15 +7,18 @@ always give the same bytes.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NoReturn
 
 import jinja2
 from packaging.utils import canonicalize_name
 
 from envbuild.errors import StaleLockError, UsageError
 from envbuild.fsutil import atomic_write
+from envbuild.imagespec import ENV_NAME, PATH_UNSAFE, USER, WORKDIR, control_character, value_problem
 from envbuild.lockfile import LOCK_DIR, LockSet
 from envbuild.spec import Spec
 from envbuild.variants import LockTarget, Variant, targets
@@ -24,6 +27,8 @@ IMAGES_DIR = "images"
 STAGE_DIR = ".envbuild/stage"  # wheels and tools, fetched and hash-checked on the host
 VENV = "/opt/venv"
 UID = 10001
+# COPY arguments written as they are: no space, quote, $ or escape to read otherwise.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9._/@%+=:,-]+")
 NVIDIA_ENV = (("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"), ("NVIDIA_VISIBLE_DEVICES", "all"))
 
 
@@ -126,6 +131,7 @@ def _render_one(env: jinja2.Environment, spec: Spec, lockset: LockSet, target: L
             f"{spec.file}: roles.{variant.role}.entrypoint: missing, needed to build {variant.name}",
             hint='write entrypoint = ["python", "-m", "your_package.module"]',
         )
+    check_writable(spec)
     environment = [
         ("PATH", f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
         ("PYTHONDONTWRITEBYTECODE", "1"),
@@ -149,17 +155,15 @@ def _render_one(env: jinja2.Environment, spec: Spec, lockset: LockSet, target: L
         role=variant.role,
         spec_file=spec.file.relative_to(spec.root).as_posix(),
         lockfile=f"{LOCK_DIR}/{target.filename}",
-        base_ref=base_reference(spec.name, variant.accelerator, base),
+        base_ref=_checked_reference(base_reference(spec.name, variant.accelerator, base), variant.accelerator),
         python=".".join(spec.python.split(".")[:2]),
         venv=VENV,
         stage=STAGE_DIR,
-        user=spec.image.user,
         uid=UID,
         workdir=spec.image.workdir,
-        files=[
-            (f"{STAGE_DIR}/project/{f}", str(PurePosixPath(spec.image.workdir) / PurePosixPath(f).name))
-            for f in spec.image.files
-        ],
+        passwd=shell_quote(f"{spec.image.user}:x:{UID}:{UID}::{spec.image.workdir}:/usr/sbin/nologin"),
+        group=shell_quote(f"{spec.image.user}:x:{UID}:"),
+        copies=[copy_arguments(source, target) for source, target in project_copies(spec)],
         env=[f"{k}={dockerfile_quote(v)}" for k, v in sorted(dict(environment).items())],
         labels=[f"{k}={dockerfile_quote(v)}" for k, v in sorted(labels)],
         entrypoint=list(role.entrypoint),
@@ -198,6 +202,80 @@ def cuda_library_path(python: str, packages: dict[str, dict[str, object]], *, cu
         else:
             dirs.add(f"{site}/cu{cuda_major}/lib")
     return ":".join(sorted(dirs))
+
+
+def check_writable(spec: Spec) -> None:
+    """Refuse a spec value that no quoting can make safe in a Dockerfile.
+
+    The spec parser refuses these already; this is the second line, for a Spec built
+    another way. WORKDIR and USER have no quoted form that every builder reads alike, so
+    their values must be plain; a newline would end any instruction, quoted or not.
+    """
+    where = spec.file
+
+    def refuse(key: str, value: str, why: str) -> NoReturn:
+        raise UsageError(
+            f"{where}: {key}: {value!r} cannot be written into a Dockerfile ({why})",
+            hint="fix the value in the spec: 'envbuild dockerfile' names what each key may hold",
+        )
+
+    image = spec.image
+    if not re.fullmatch(r"[a-z0-9]+([._-][a-z0-9]+)*", spec.name):
+        refuse("name", spec.name, "not an image name")
+    if not WORKDIR.fullmatch(image.workdir) or {".", ".."} & set(image.workdir.split("/")):
+        refuse("image.workdir", image.workdir, "not an absolute path of plain characters")
+    if not USER.fullmatch(image.user):
+        refuse("image.user", image.user, "not a user name")
+    for f in image.files:
+        if control_character(f) is not None or any(c in PATH_UNSAFE for c in f):
+            refuse("image.files", f, "a control character, or a character COPY reads as a pattern or escape")
+    for key, value in image.env:
+        if not ENV_NAME.fullmatch(key):
+            refuse("image.env", key, "not an environment variable name")
+        problem = value_problem(value)
+        if problem is not None:
+            refuse(f"image.env.{key}", value, problem)
+    problem = value_problem(spec.version)
+    if problem is not None:
+        refuse("project.version", spec.version, problem)
+
+
+def _checked_reference(ref: str, accelerator: str) -> str:
+    """A FROM reference from the lock, refused when it holds anything but reference characters."""
+    if not re.fullmatch(r"[A-Za-z0-9._:/@-]+", ref):
+        raise UsageError(
+            f"the {accelerator} base reference in the lock, {ref!r}, cannot be written into a Dockerfile",
+            hint="the lock was edited by hand: run 'envbuild lock' to pin the base again",
+        )
+    return ref
+
+
+def project_copies(spec: Spec) -> list[tuple[str, str]]:
+    """(source in the build context, target in the image) of each [image].files entry.
+
+    An entry lands in the workdir under its last name; "." is the whole staged project.
+    """
+    staged = f"{STAGE_DIR}/project"
+    if spec.image.files == (".",):
+        return [(f"{staged}/", spec.image.workdir.rstrip("/") + "/")]
+    workdir = PurePosixPath(spec.image.workdir)
+    return [(f"{staged}/{f}", str(workdir / PurePosixPath(f).name)) for f in spec.image.files]
+
+
+def copy_arguments(source: str, target: str) -> str:
+    """The arguments of a COPY: as they are when plain, else the JSON form with each word escaped.
+
+    Builders expand quotes and $ inside the JSON form's strings too (buildah 1.28 and
+    BuildKit share the word lexer), so ', " and $ are backslash-escaped within them.
+    """
+    if _PLAIN_PATH.fullmatch(source) and _PLAIN_PATH.fullmatch(target):
+        return f"{source} {target}"
+    return json.dumps([re.sub(r"([\\'\"$])", r"\\\1", w) for w in (source, target)], ensure_ascii=False)
+
+
+def shell_quote(text: str) -> str:
+    """``text`` as one double-quoted POSIX shell word: \\, ", $ and ` escaped (a plain value reads as before)."""
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", text) + '"'
 
 
 def dockerfile_quote(value: str) -> str:

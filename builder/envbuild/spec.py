@@ -12,13 +12,15 @@ import re
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from envbuild.errors import SpecError
+from envbuild.imagespec import ImageSpec, parse_image
 from envbuild.tomlread import Table
 
 SPEC_FILE = "envbuild.toml"
@@ -43,7 +45,6 @@ _ROLE_KEYS = ("dependencies", "groups", "entrypoint")
 _ACCEL_KEYS = ("dependencies", "groups", "replace", "cuda", "base")
 _BASE_KEYS = ("debian", "packages", "image", "oci-layout")
 _INDEX_KEYS = ("name", "url", "packages", "accelerators", "exclude-newer")
-_IMAGE_KEYS = ("files", "workdir", "user", "env")
 _INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _DIGEST_REF = re.compile(r"@sha256:[0-9a-f]{64}$")
 
@@ -94,16 +95,6 @@ class Index:
     packages: tuple[str, ...]
     accelerators: tuple[Accelerator, ...]
     exclude_newer: bool
-
-
-@dataclass(frozen=True, kw_only=True)
-class ImageSpec:
-    """What goes into the final image besides the environment."""
-
-    files: tuple[str, ...]
-    workdir: str
-    user: str
-    env: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,7 +223,7 @@ def _parse(t: Table, *, file: Path, root: Path, project_file: Path | None) -> Sp
     roles = _parse_roles(t, groups, project_file)
     accelerators = _parse_accelerators(t, groups, project_file, python)
     indexes = _parse_indexes(t, accelerators)
-    image = _parse_image(t)
+    image = parse_image(t)
     name = t.text("name", example="my-model") or project_table.get("name") or root.name
     if not re.fullmatch(r"[a-z0-9]+([._-][a-z0-9]+)*", name):
         t.fail("name", f"{name!r} is not a valid image name", "use lower-case letters, digits, '.', '_' and '-'")
@@ -242,7 +233,7 @@ def _parse(t: Table, *, file: Path, root: Path, project_file: Path | None) -> Sp
         root=root,
         digest=hashlib.sha256(file.read_bytes()).hexdigest(),
         name=name,
-        version=str(project_table.get("version") or "0"),
+        version=_project_version(project_table, project_file),
         python=python,
         platforms=platforms,
         glibc=glibc,
@@ -256,6 +247,23 @@ def _parse(t: Table, *, file: Path, root: Path, project_file: Path | None) -> Sp
     )
     _check_replacements(t, spec)
     return spec
+
+
+def _project_version(project_table: dict[str, Any], project_file: Path | None) -> str:
+    """The project's [project].version ("0" when it has none), which the images' labels carry."""
+    version = str(project_table.get("version") or "0")
+    # Version() alone would take " 1.0\n": it strips whitespace, but the label would not.
+    try:
+        Version(version)
+        plain = re.fullmatch(r"[A-Za-z0-9.!+_-]+", version) is not None
+    except InvalidVersion:
+        plain = False
+    if not plain:
+        raise SpecError(
+            f"{project_file}: project.version: {version!r} is not a PEP 440 version",
+            hint='write version = "1.0.0" (PEP 440: digits, dots and suffixes such as rc1, .post1, +local)',
+        )
+    return version
 
 
 def _parse_cutoff(t: Table) -> str:
@@ -418,6 +426,12 @@ def _parse_base(accel: Table, python: str) -> Base:
                 f"{debian} ships Python {DEBIAN_PYTHON[debian]}, but python = {python!r}",
                 "make python and the suite agree",
             )
+    if image and not re.fullmatch(r"[A-Za-z0-9._:/@-]+", image):
+        table.fail(
+            "image",
+            f"{image!r} is not an image reference (it holds spaces, quotes or control characters)",
+            "write REF:TAG or REF@sha256:DIGEST, e.g. registry.example/python:3.11",
+        )
     if image and not _DIGEST_REF.search(image) and not re.search(r":[\w][\w.-]*$", image.rsplit("/", 1)[-1]):
         table.fail("image", f"{image!r} has neither a tag nor a digest", "write REF:TAG or REF@sha256:DIGEST")
     return Base(debian=debian, packages=packages, image=image, oci_layout=layout)
@@ -469,42 +483,6 @@ def _parse_indexes(t: Table, accelerators: tuple[AcceleratorSpec, ...]) -> tuple
                     )
                 seen[package] = index.name
     return tuple(out)
-
-
-def _parse_image(t: Table) -> ImageSpec:
-    table = t.table("image", _IMAGE_KEYS)
-    if table is None:
-        return ImageSpec(files=(), workdir="/app", user="app", env=())
-    files = table.strings("files", example='"src"')
-    for f in files:
-        if f.startswith("/") or ".." in Path(f).parts:
-            table.fail("files", f"{f!r} is outside the project", "list paths relative to the spec's directory")
-    workdir = table.text("workdir", default="/app", example="/app")
-    user = table.text("user", default="app", example="app")
-    assert workdir is not None and user is not None
-    if not workdir.startswith("/"):
-        table.fail("workdir", f"{workdir!r} is not absolute", 'write workdir = "/app"')
-    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
-        table.fail(
-            "user", f"{user!r} is not a valid user name", "use lower-case letters, digits, '_' and '-', e.g. app"
-        )
-    names = [PurePosixPath(f).name for f in files]
-    for name in names:
-        if names.count(name) > 1:
-            table.fail(
-                "files",
-                f"two entries would both be copied to {workdir}/{name}",
-                "list each file or directory name once",
-            )
-    if user in ("root", "0"):
-        table.fail("user", "images run as a non-root user", 'write user = "app"')
-    env = table.mapping("env")
-    for key, value in env.items():
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            table.fail("env", f"{key!r} is not a valid environment variable name", "use letters, digits and '_'")
-        if not isinstance(value, str):
-            table.fail("env", f"{key} must be a string", f'write env = {{ {key} = "{value}" }}')
-    return ImageSpec(files=files, workdir=workdir, user=user, env=tuple(sorted(env.items())))
 
 
 def _check_replacements(t: Table, spec: Spec) -> None:
