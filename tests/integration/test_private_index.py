@@ -92,7 +92,10 @@ def test_routed_transitive_dependency_comes_from_its_index(
     assert meta["locks"]["cpu-infer"]["inputs"]["requirements"] == ["onnxruntime"]
 
 
-def test_unreachable_index_of_a_routed_transitive_dependency_fails_the_lock(tmp_path: Path, envbuild) -> None:
+def test_unreachable_index_of_a_routed_transitive_dependency_fails_the_lock(
+    tmp_path: Path, envbuild, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UV_HTTP_RETRIES", "0")  # a refused connection fails at once, not after uv's retries
     root = spec_with_index(
         tmp_path / "p", infer='"onnxruntime"', url="http://127.0.0.1:9/simple", packages='"flatbuffers"'
     )

@@ -28,10 +28,10 @@ from envbuild.resolvers.base import Pin, Resolution, ResolveRequest, parse_requi
 from envbuild.simple_index import credentials_hint
 
 # Environment variables uv may keep: credentials for named indexes, the cache,
-# TLS and timeouts. Every other UV_* (UV_INDEX_URL, UV_EXCLUDE_NEWER, ...) would
+# TLS, timeouts and retries. Every other UV_* (UV_INDEX_URL, UV_EXCLUDE_NEWER, ...) would
 # change what gets resolved behind the spec's back, so it is dropped.
 _KEEP_UV = re.compile(
-    r"^UV_(INDEX_[A-Z0-9_]+_(USERNAME|PASSWORD)|CACHE_DIR|NATIVE_TLS|HTTP_TIMEOUT|"
+    r"^UV_(INDEX_[A-Z0-9_]+_(USERNAME|PASSWORD)|CACHE_DIR|NATIVE_TLS|HTTP_TIMEOUT|HTTP_RETRIES|"
     r"CONCURRENT_DOWNLOADS|CONCURRENT_BUILDS|CONCURRENT_INSTALLS|OFFLINE|INSECURE_HOST)$"
 )
 INPUT_PROJECT = "envbuild-variant"
