@@ -101,7 +101,7 @@ def test_unreachable_index_of_a_routed_transitive_dependency_fails_the_lock(
     )
     result = envbuild("-C", root, "lock")
     assert result.code == 1, result.out
-    assert "cpu-infer: an index is unreachable" in result.err and "127.0.0.1:9" in result.err
+    assert "cpu-infer: index 'private' is unreachable (http://127.0.0.1:9/simple/flatbuffers/)" in result.err
     assert "Traceback" not in result.err
     assert snapshot(root) == {}
 

@@ -200,8 +200,9 @@ def explain_failure(stderr: str, request: ResolveRequest, secrets: list[str]) ->
     url = re.search(r"(https?|file)://[^\s`'\")]+", text)
     if re.search(r"Failed to fetch|error sending request|dns error|Connection refused|timed out|tcp connect", text):
         where = f" ({url.group(0)})" if url else ""
+        named = next((i for i in request.indexes if url and url.group(0).startswith(i.url.rstrip("/"))), None)
         return ResolutionError(
-            f"an index is unreachable{where}",
+            f"{f'index {named.name!r}' if named else 'an index'} is unreachable{where}",
             details=text,
             hint="check the index URL and your network or proxy settings",
         )
