@@ -23,6 +23,7 @@ import requests
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import parse_wheel_filename
 
+from envbuild import projectfiles
 from envbuild.errors import EnvbuildError, UsageError, strip_url_credentials
 from envbuild.fsutil import atomic_write
 from envbuild.render import STAGE_DIR
@@ -214,44 +215,8 @@ def stage(root: Path, variant: str, wheels: list[Wheel]) -> Path:
 
 
 def stage_project(root: Path, files: tuple[str, ...]) -> Path:
-    """Copy the project files an image takes into ``.envbuild/stage/project/``, without bytecode caches.
-
-    The build copies this snapshot, not the working tree, so what running the project
-    on the host leaves behind (__pycache__) never reaches an image.
-    """
-    directory = root / STAGE_DIR / "project"
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for rel in files:
-        source, target = root / rel, directory / rel
-        if not source.exists():
-            raise UsageError(f"image.files names {rel!r}, which does not exist", hint="fix the path in the spec")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=skip, symlinks=True)
-        else:
-            shutil.copy2(source, target)
-    _normalize_modes(directory)
-    return directory
-
-
-def _normalize_modes(directory: Path) -> None:
-    """Directories 0755, files 0644 or 0755 (executable for the owner): whatever the checkout's umask was.
-
-    The layers are normalised later anyway, but buildah names a COPY in the image's history by
-    a hash of the source that covers modes: a checkout made under umask 077 (directories 0700)
-    would otherwise change the config, and so the digest (seen in an audit rebuild).
-    """
-    directory.chmod(0o755)
-    for path in directory.rglob("*"):
-        if path.is_symlink():
-            continue
-        if path.is_dir():
-            path.chmod(0o755)
-        else:
-            path.chmod(0o755 if path.stat().st_mode & 0o100 else 0o644)
+    """Copy the project files an image takes into ``.envbuild/stage/project/`` (see :mod:`envbuild.projectfiles`)."""
+    return projectfiles.stage(root, projectfiles.collect(root, files))
 
 
 def stage_uv(root: Path, wheel: Wheel) -> Path:

@@ -1,0 +1,1 @@
+"""The render fixture's package: [image].files copies it into the images."""
