@@ -17,7 +17,7 @@ from envbuild.registry.ref import Digest
 from envbuild.render import STAGE_DIR, copy_arguments
 from support.tools import require_tool
 
-ODD = "it's \"$HOME\" (v2).txt"
+ODD = 'it\'s "$HOME" (v2).txt'
 
 
 def test_staged_project_builds_with_links_and_odd_names(tmp_path: Path) -> None:
