@@ -172,3 +172,13 @@ def test_fetch_uses_the_index_credentials_lock_uses(tmp_path: Path, monkeypatch:
     record = json.dumps([w.to_json() for w in fetched])
     assert PASSWORD not in record + str(denied.value) + (denied.value.hint or "")
     assert not any(PASSWORD.encode() in b for b in written)
+
+
+def test_pip_tools_still_refuses_routing(tmp_path: Path, envbuild) -> None:
+    root = spec_with_index(
+        tmp_path / "p", infer='"onnxruntime"', url="http://127.0.0.1:9/simple", packages='"flatbuffers"'
+    )
+    result = envbuild("-C", root, "lock", "--resolver", "pip-tools")
+    assert result.code == 2
+    assert "pip-tools cannot route packages to one index" in result.err and "--resolver uv" in result.err
+    assert snapshot(root) == {}
