@@ -40,7 +40,7 @@ from envbuild.registry.client import RegistryClient
 from envbuild.registry.layout import REF_NAME, Layout
 from envbuild.registry.ref import Digest, ImageRef
 from envbuild.registry.referrers import Blob, attach
-from envbuild.signing.bundle import BUNDLE_MEDIA_TYPE, load_bundle
+from envbuild.signing.bundle import BUNDLE_MEDIA_TYPE, envelope_of, load_bundle
 from envbuild.signing.dsse import Statement, statement
 from envbuild.signing.signer import KeySigner, Signer
 
@@ -289,6 +289,4 @@ def _title(data: bytes, suffix: str) -> tuple[tuple[str, str], ...]:
 
 def statement_of(bundle: bytes) -> Statement:
     """The in-toto statement inside a bundle, unverified (for reports only, never for decisions)."""
-    from envbuild.signing.dsse import Envelope
-
-    return Statement.parse(Envelope.from_dict(load_bundle(bundle)["dsseEnvelope"]).payload)
+    return Statement.parse(envelope_of(load_bundle(bundle)).payload)

@@ -39,6 +39,8 @@ MANIFEST_TYPES = (
 )
 # Statuses worth retrying: the registry is overloaded, restarting, or a proxy hiccuped.
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+# A registry whose answer breaks the distribution spec: a broken proxy, a damaged store, or an attack.
+LYING_HINT = "the registry (or a proxy in front of it) answered outside the OCI distribution spec; check it"
 
 
 class RegistryError(EnvbuildError):
@@ -78,11 +80,8 @@ class Manifest:
     digest: Digest
 
     def json(self) -> dict[str, Any]:
-        """The parsed manifest."""
-        value = json.loads(self.data)
-        if not isinstance(value, dict):
-            raise RegistryError(f"manifest {self.digest} is not a JSON object")
-        return value
+        """The parsed manifest; bytes that are not a JSON object are a :class:`RegistryError`."""
+        return _json_object(self.data, f"manifest {self.digest}")
 
 
 class RegistryClient:
@@ -261,7 +260,7 @@ class RegistryClient:
             raise self._auth_error(answer)
         if answer.status_code != 200:
             raise RegistryError(f"the token service of {self.host} answered HTTP {answer.status_code}")
-        body = answer.json()
+        body = _json_object(answer.content, f"the token service of {self.host}'s answer")
         token = body.get("token") or body.get("access_token")
         if not isinstance(token, str):
             raise RegistryAuthError(f"the token service of {self.host} returned no token")
@@ -523,7 +522,10 @@ class RegistryClient:
             response = self.request("GET", path, scope=_scope(repository, "pull"), ok=(200, 404))
             if response.status_code == 404:
                 return []
-            tags += response.json().get("tags") or []
+            found = _json_object(response.content, f"the tag list of {self.host}/{repository}").get("tags") or []
+            if not isinstance(found, list) or not all(isinstance(t, str) for t in found):
+                raise RegistryError(f"the tag list of {self.host}/{repository} is not a list of strings")
+            tags += found
             link = response.headers.get("Link", "")
             path = link.split(";")[0].strip("<> ") if 'rel="next"' in link else None
         return sorted(tags)
@@ -538,7 +540,10 @@ class RegistryClient:
         )
         if response.status_code != 200 or "json" not in response.headers.get("Content-Type", ""):
             return None
-        manifests = response.json().get("manifests") or []
+        what = f"the referrers of {digest} on {self.host}/{repository}"
+        manifests = _json_object(response.content, what).get("manifests") or []
+        if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
+            raise RegistryError(f"{what} are not a list of descriptors")
         return [m for m in manifests if artifact_type is None or m.get("artifactType") == artifact_type]
 
 
@@ -552,23 +557,45 @@ def _with_digest(location: str, digest: Digest) -> str:
 
 def _range_end(response: requests.Response) -> int:
     """The last byte the registry has, from a ``Range: 0-N`` header."""
-    return int(response.headers["Range"].split("-")[-1])
+    try:
+        return int(response.headers["Range"].split("-")[-1])
+    except (KeyError, ValueError):
+        raise RegistryError(
+            f"the registry answered an upload status without a valid Range header ({response.headers.get('Range')!r})",
+            hint=LYING_HINT,
+        ) from None
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    """``data`` parsed as a JSON object; anything else is a :class:`RegistryError` naming ``what``."""
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{what} is not JSON ({exc})", hint=LYING_HINT) from None
+    if not isinstance(value, dict):
+        raise RegistryError(f"{what} is not a JSON object", hint=LYING_HINT)
+    return value
 
 
 def _media_type_of(data: bytes) -> str:
     try:
-        return str(json.loads(data).get("mediaType", MANIFEST_TYPES[0]))
-    except ValueError:
+        found = json.loads(data).get("mediaType")
+    except (ValueError, UnicodeDecodeError, AttributeError):
         return MANIFEST_TYPES[0]
+    return found if isinstance(found, str) else MANIFEST_TYPES[0]
 
 
 def _registry_message(response: requests.Response) -> str:
     """The registry's own error code and message, if it sent the spec's JSON error body."""
     try:
         errors = response.json().get("errors") or []
-    except ValueError:
+    except (ValueError, AttributeError):
         return ""
-    return "".join(f": {e.get('code', '')} {e.get('message', '')}".rstrip() for e in errors[:2])
+    if not isinstance(errors, list):
+        return ""
+    return "".join(
+        f": {e.get('code', '')} {e.get('message', '')}".rstrip() for e in errors[:2] if isinstance(e, dict)
+    )
 
 
 def _path_only(path: str) -> str:

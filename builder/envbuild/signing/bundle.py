@@ -122,7 +122,7 @@ def verify_key_bundle(
             f"the bundle was signed by another key (hint {public_key_id.get('hint')!r}, this key is {expected_hint!r})",
             hint="verify with the public key that belongs to the signing key",
         )
-    envelope = _envelope_of(bundle)
+    envelope = envelope_of(bundle)
     payload = verify_envelope(envelope, public_key, payload_type=IN_TOTO_PAYLOAD_TYPE)
     result = Statement.parse(payload)
     if expected_subject_digest is not None:
@@ -202,7 +202,7 @@ def verify_keyless_bundle(
     return result
 
 
-def _envelope_of(bundle: Mapping[str, Any]) -> Envelope:
+def envelope_of(bundle: Mapping[str, Any]) -> Envelope:
     """The DSSE envelope of a bundle; a message-signature bundle is a :class:`BundleError`."""
     content = bundle.get("dsseEnvelope")
     if not isinstance(content, Mapping):

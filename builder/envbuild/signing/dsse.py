@@ -123,8 +123,8 @@ class Statement:
             data = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
             raise SignatureError(f"the signed payload is not JSON: {exc}") from exc
-        if not isinstance(data, dict) or data.get("_type") not in STATEMENT_TYPES:
-            found = data.get("_type") if isinstance(data, dict) else type(data).__name__
+        found = data.get("_type") if isinstance(data, dict) else type(data).__name__
+        if not isinstance(found, str) or found not in STATEMENT_TYPES:
             raise SignatureError(f"the signed payload is not an in-toto statement (_type {found!r})")
         subjects_raw = data.get("subject")
         predicate_type = data.get("predicateType")
