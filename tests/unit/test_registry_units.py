@@ -401,15 +401,19 @@ def test_layout_missing_blob(tmp_path: Path) -> None:
     assert not layout.has_blob(Digest(DIGEST_A))
 
 
-def test_layout_add_manifest_replaces_same_name(tmp_path: Path) -> None:
-    """Adding under an existing name replaces that entry; other names stay."""
+def test_layout_add_manifest_moves_the_name(tmp_path: Path) -> None:
+    """Adding under an existing name moves the name; the entry that had it stays, unnamed; other names stay."""
     layout = Layout.create(tmp_path)
     one, two, other = _descriptor(b"one"), _descriptor(b"two"), _descriptor(b"other")
     layout.add_manifest(one, name="app")
     layout.add_manifest(other, name="tools")
     layout.add_manifest(two, name="app")
     entries = layout.manifests()
-    assert len(entries) == 2
+    assert [(e.digest, dict(e.annotations)) for e in entries] == [
+        (one.digest, {}),
+        (other.digest, {REF_NAME: "tools"}),
+        (two.digest, {REF_NAME: "app"}),
+    ]
     assert layout.select("app").digest == two.digest
     assert layout.select("tools").digest == other.digest
     assert dict(layout.select("app").annotations) == {REF_NAME: "app"}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from envbuild.errors import UsageError
 from envbuild.registry.client import RegistryClient
-from envbuild.registry.layout import Descriptor, Layout, blob_size, children
+from envbuild.registry.layout import BrokenLayoutError, Descriptor, Layout, children
 from envbuild.registry.ref import Digest, ImageRef
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ def push_layout(
             f"push target {ref} carries a digest", hint="push to REGISTRY/REPO[:TAG]; the digest is the result"
         )
     top = layout.select(name)
+    # Every manifest read and hashed, every blob there with its size: a broken layout is named
+    # before anything is sent. Blob digests are checked just before each upload (below).
+    layout.verify(hash_blob=lambda _path: False)
     result = PushResult(ref=ref, digest=top.digest)
     _push_manifest(
         layout, top, ref, client, result, jobs=jobs, mount_from=mount_from, progress=progress or (lambda _: None)
@@ -80,15 +83,15 @@ def _push_manifest(
 
     def push_one(blob: Descriptor) -> None:
         path = layout.blob_path(blob.digest)
-        if not path.is_file():
-            raise UsageError(f"{layout.path} lacks blob {blob.digest}", hint="the layout is incomplete; write it again")
-        if blob_size(path) != blob.size:
-            raise UsageError(
-                f"{layout.path}: blob {blob.digest} has {blob_size(path)} bytes, its descriptor says {blob.size}"
+        if client.blob_exists(ref.repository, blob.digest):  # the registry checked its digest when it took it
+            outcome = "exists"
+        else:
+            problem = layout.blob_problem(blob)  # hashed before a byte is sent: corrupt here, named here
+            if problem is not None:
+                raise BrokenLayoutError(f"{layout.path}: {problem}")
+            outcome = client.push_blob(
+                ref.repository, blob.digest, blob.size, lambda: path.open("rb"), mount_from=mount_from
             )
-        outcome = client.push_blob(
-            ref.repository, blob.digest, blob.size, lambda: path.open("rb"), mount_from=mount_from
-        )
         getattr(result, outcome if outcome != "exists" else "existed").append(blob.digest)
         if outcome == "uploaded":
             result.bytes_uploaded += blob.size
@@ -129,7 +132,11 @@ def _unique(blobs: list[Descriptor]) -> list[Descriptor]:
 def pull_image(
     ref: ImageRef, client: RegistryClient, dest: Path, *, name: str | None = None, jobs: int = 4
 ) -> Descriptor:
-    """Pull ``ref`` (which must carry a digest) with everything it references into the layout ``dest``."""
+    """Pull ``ref`` (which must carry a digest) with everything it references into the layout ``dest``.
+
+    ``dest`` is a new or empty directory, or an OCI layout whose other images stay listed; a blob
+    already there is kept only if it has the bytes its digest names, else fetched again.
+    """
     if ref.digest is None:
         raise UsageError(
             f"{ref} has no digest: pulls are by digest", hint=f"resolve the tag first: envbuild registry resolve {ref}"
@@ -147,7 +154,7 @@ def _pull_manifest(ref: ImageRef, digest: Digest, client: RegistryClient, layout
         _pull_manifest(ref, sub.digest, client, layout, jobs=jobs)
 
     def fetch(blob: Descriptor) -> None:
-        if not layout.has_blob(blob.digest):
+        if layout.blob_problem(blob) is not None:  # missing, or not the bytes its digest names: fetched again
             client.download_blob(ref.repository, blob.digest, layout.blob_path(blob.digest))
 
     _run_all(fetch, _unique(blobs), jobs)
