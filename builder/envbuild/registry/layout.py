@@ -28,6 +28,22 @@ class BrokenLayoutError(UsageError):
         super().__init__(message, hint=hint)
 
 
+class DescriptorError(UsageError):
+    """A content descriptor (in a layout, a manifest or a registry's answer) that is malformed."""
+
+    def __init__(self, message: str):
+        super().__init__(message, hint="the document holding it is damaged or was not written by an OCI tool")
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 @dataclass(frozen=True, kw_only=True)
 class Descriptor:
     """An OCI content descriptor."""
@@ -39,8 +55,21 @@ class Descriptor:
     artifact_type: str | None = None
 
     @classmethod
-    def from_json(cls, value: dict[str, Any]) -> Descriptor:
-        """Parse a descriptor object."""
+    def from_json(cls, value: Any) -> Descriptor:
+        """Parse a descriptor object; a malformed one is a :class:`DescriptorError` naming the problem."""
+        if not isinstance(value, dict):
+            raise DescriptorError(f"a descriptor is {_kind(value)}, not a JSON object")
+        media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
+        annotations, artifact_type = value.get("annotations") or {}, value.get("artifactType")
+        if not isinstance(media_type, str) or not isinstance(digest, str):
+            raise DescriptorError(f"a descriptor lacks a string mediaType or digest: {_short(value)}")
+        # bool is an int to Python, never a size; OCI sizes are int64.
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 2**63:
+            raise DescriptorError(f"descriptor {digest}: size {_short(size)} is not a byte count")
+        if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
+            raise DescriptorError(f"descriptor {digest}: annotations are not a map of strings")
+        if artifact_type is not None and not isinstance(artifact_type, str):
+            raise DescriptorError(f"descriptor {digest}: artifactType is not a string")
         return cls(
             media_type=value["mediaType"],
             digest=Digest.parse(value["digest"]),
