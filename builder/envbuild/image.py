@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuild import __version__
+from envbuild import __version__, imagestore
 from envbuild.builders import BuildRequest, get_builder
 from envbuild.debian import build_debian_base, epoch_of
 from envbuild.errors import StaleLockError, UsageError
@@ -34,6 +32,7 @@ from envbuild.registry.layout import Layout
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.ref import Digest, ImageRef
 from envbuild.render import STAGE_DIR, base_reference, dockerfile_path, render, write_rendered
+from envbuild.scratch import scratch_dir
 from envbuild.spec import Spec
 from envbuild.tarnorm import COMPRESSOR
 from envbuild.variants import LockTarget, select, targets
@@ -70,6 +69,7 @@ class BuiltImage:
 def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None = None) -> list[BuiltImage]:
     """Build the chosen variants of ``spec`` (all or nothing per variant)."""
     report = progress or (lambda variant, status: None)
+    imagestore.clean_leftovers(spec.root)  # what killed runs left behind; never a running build's
     lockset = current_lock(spec) if options.check_locks else _read_lock(spec)
     builder = get_builder(options.builder)
     builder.version()  # a builder that is not installed fails here, before any download
@@ -146,8 +146,7 @@ def _build_one(
     stage_inputs(spec, target, wheels, tools)
     work_root = spec.root / ".envbuild" / "work"
     work_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work_root, prefix=f"{variant}-") as tmp:
-        work = Path(tmp)
+    with imagestore.writing_image(out), scratch_dir(work_root, f"{variant}-") as work:
         dockerfile_file = work / "Dockerfile"
         dockerfile_file.write_text(dockerfile, encoding="utf-8")
         raw = builder.build(
@@ -272,23 +271,11 @@ def _tree_digest(root: Path, paths: tuple[str, ...]) -> str:
 
 
 def _cached(out: Path, key: str) -> Digest | None:
-    try:
-        if (out / "build-key").read_text(encoding="utf-8").strip() != key:
-            return None
-        return Layout.open(out).select().digest
-    except (OSError, UsageError):
-        return None
+    return imagestore.cached_digest(out, key)  # checked whole first: a broken image is rebuilt
 
 
 def _replace(staged: Path, out: Path) -> None:
-    """Put ``staged`` where ``out`` is, keeping the old one until the new one is in place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    shutil.move(str(staged), out)
-    shutil.rmtree(old, ignore_errors=True)
+    imagestore.replace(staged, out)  # at every instant, the old image or the new one, whole
 
 
 __all__ = ["IMAGES_OUT", "STAGE_DIR", "BuiltImage", "ImageOptions", "build_images"]

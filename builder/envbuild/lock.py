@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -33,6 +32,7 @@ from envbuild.registry.options import RegistryOptions
 from envbuild.resolvers import get_resolver
 from envbuild.resolvers.base import Pin, Resolution, ResolveRequest, parse_requirements
 from envbuild.resolvers.uv import UvResolver
+from envbuild.scratch import scratch_dir
 from envbuild.simple_index import check_routed_pins
 from envbuild.spec import PLATFORMS, Spec
 from envbuild.variants import LockTarget, indexes, requirements, targets
@@ -106,7 +106,7 @@ def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress |
 
     def resolve(target: LockTarget, request: ResolveRequest) -> Resolution:
         report(target.name, "resolving")
-        with tempfile.TemporaryDirectory(prefix="envbuild-lock-") as tmp:
+        with scratch_dir(None, "envbuild-lock-") as tmp:
             try:
                 resolution = resolver.resolve(request, workdir=Path(tmp))
             except ResolutionError as exc:
@@ -119,7 +119,7 @@ def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress |
     tool_requests = {platform: tools_request(spec, platform, uv.version()) for platform in spec.platforms}
 
     def resolve_tools(platform: str) -> Resolution:
-        with tempfile.TemporaryDirectory(prefix="envbuild-lock-") as tmp:
+        with scratch_dir(None, "envbuild-lock-") as tmp:
             return uv.resolve(tool_requests[platform], workdir=Path(tmp))
 
     with ThreadPoolExecutor(max_workers=max(1, len(all_targets) + len(spec.platforms))) as pool:

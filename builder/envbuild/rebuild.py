@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from envbuild.registry.layout import Layout
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.ref import Digest, ImageRef
 from envbuild.registry.transfer import pull_image
+from envbuild.scratch import scratch_dir
 from envbuild.spec import load_spec
 from envbuild.variants import variants
 from envbuild.vendor import (
@@ -118,7 +118,7 @@ def rebuild(
     digest = _digest_of(ref)
     started = time.monotonic()
     notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="envbuild-rebuild-") as tmp:
+    with scratch_dir(None, "envbuild-rebuild-") as tmp:
         work = Path(tmp)
         report("rebuild", "checking the provenance")
         if options.archive is not None:
@@ -192,7 +192,7 @@ def vendor(ref: ImageRef, policy: Policy, source: Path, output: Path, client_for
     client = client_for(ref)
     bundles = attached_bundles(client, ref.repository, digest)
     recorded = recorded_build(dict(verified_provenance(bundles, digest, policy).predicate))
-    with tempfile.TemporaryDirectory(prefix="envbuild-vendor-") as tmp:
+    with scratch_dir(None, "envbuild-vendor-") as tmp:
         staged = Path(tmp) / "archive"
         export_commit(source, recorded["revision"], staged / "source")
         wheels = collect_wheels(recorded, staged / "cache")
