@@ -137,7 +137,8 @@ def _verify(out: Path) -> None:
 
     Layout(out).verify(hash_blob=hash_blob)
     if seen != known:
-        with contextlib.suppress(OSError):  # only a saving of work: a read-only image is still checked
+        # Only a saving of work: an image on a read-only or full disk is still checked, every time.
+        with contextlib.suppress(OSError, EnvbuildError):
             atomic_write(out / VERIFIED, json.dumps(seen, sort_keys=True))
 
 

@@ -138,6 +138,22 @@ def test_a_broken_image_is_not_a_cache_hit(
     assert len(warnings) == 1 and "\n" not in warnings[0] and "rebuild" in warnings[0], warnings
 
 
+def test_a_whole_image_on_a_read_only_disk_is_a_cache_hit(tmp_path: Path) -> None:
+    """The check's record of hashed files cannot be saved there: the image is checked, and trusted."""
+    if os.geteuid() != 0:
+        unavailable("a read-only bind mount needs root")
+    mount, umount = require_tool("mount"), require_tool("umount")
+    out = tmp_path / "images" / "cpu-infer"
+    layout = built_image(out, layer_size=1024, seed="read-only")
+    images = str(out.parent)
+    subprocess.run([mount, "--bind", images, images], check=True)
+    try:
+        subprocess.run([mount, "-o", "remount,bind,ro", images, images], check=True)
+        assert str(image._cached(out, KEY)) == layout.digest
+    finally:
+        subprocess.run([umount, images], check=True)
+
+
 def test_a_complete_old_image_is_put_back(tmp_path: Path) -> None:
     """Killed between the renames, or a disk-full copy from an older envbuild: ``<variant>.old`` is the image."""
     out = tmp_path / "images" / "cpu-infer"
