@@ -8,6 +8,7 @@ without dropping what it holds; push of a broken layout says what is broken. Che
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -151,3 +152,22 @@ def test_push_of_a_broken_layout_says_what_is_broken(
         assert not (storage / "_manifests").exists()
     else:  # found before anything was sent
         assert not storage.exists()
+
+
+def test_push_of_one_image_is_not_stopped_by_another_broken_one(
+    shared_registry: Registry, tmp_path: Path, envbuild: Envbuild
+) -> None:
+    good = make_layout(tmp_path / "layout", layer_size=1024, seed="push-one-good", name="good")
+    bad = make_layout(tmp_path / "bad", layer_size=1024, seed="push-one-bad", name="bad")
+    for blob in bad.blobs[:-1]:  # its last layer is missing
+        shutil.copy(bad.blob_path(blob), good.blob_path(blob))
+    shutil.copy(bad.blob_path(bad.digest), good.blob_path(bad.digest))
+    index = json.loads((good.path / "index.json").read_text(encoding="utf-8"))
+    index["manifests"] += index_entries(bad.path)
+    (good.path / "index.json").write_text(json.dumps(index), encoding="utf-8")
+
+    target = f"{shared_registry.host}/push-one/good:v1"
+    result = envbuild("push", "--insecure", "--name", "good", good.path, target)
+    assert result.code == 0, result.err
+    assert result.out.strip() == f"{target}@{good.digest}"
+    assert_refused(envbuild("push", "--insecure", "--name", "bad", good.path, target), bad.layers[-1])

@@ -147,14 +147,14 @@ class Layout:
             detail = exc.message if isinstance(exc, UsageError) else "a manifest entry is not a valid descriptor"
             raise BrokenLayoutError(f"{self.path}/index.json: {detail}") from exc
 
-    def verify(self, *, hash_blob: Callable[[Path], bool] = lambda _path: True) -> None:
-        """Check the layout is whole, or raise :class:`BrokenLayoutError` naming the first problem.
+    def verify(self, top: Descriptor | None = None, *, hash_blob: Callable[[Path], bool] = lambda _path: True) -> None:
+        """Check the image ``top`` (default: every one listed) is whole, or raise :class:`BrokenLayoutError`.
 
-        index.json parses; every manifest it lists (and those they list) is there with its size and
+        index.json parses; every manifest (and those an index lists) is there with its size and
         digest, and so is every config and layer blob — whose digest is checked only where
         ``hash_blob(path)`` says so (the caller may know a file is unchanged since it last hashed it).
         """
-        for descriptor in self.manifests():
+        for descriptor in self.manifests() if top is None else [top]:
             self._verify_manifest(descriptor, hash_blob)
 
     def _verify_manifest(self, descriptor: Descriptor, hash_blob: Callable[[Path], bool]) -> None:

@@ -54,7 +54,7 @@ def push_layout(
     top = layout.select(name)
     # Every manifest read and hashed, every blob there with its size: a broken layout is named
     # before anything is sent. Blob digests are checked just before each upload (below).
-    layout.verify(hash_blob=lambda _path: False)
+    layout.verify(top, hash_blob=lambda _path: False)
     result = PushResult(ref=ref, digest=top.digest)
     _push_manifest(
         layout, top, ref, client, result, jobs=jobs, mount_from=mount_from, progress=progress or (lambda _: None)
