@@ -208,12 +208,17 @@ def test_leftovers_of_killed_runs_are_removed_and_live_ones_kept(
     env = {**os.environ, "TMPDIR": str(tmpdir)}
     ours = tmpdir / "envbuild-checkout"  # a user's own directory with a name like ours: never touched
     ours.mkdir()
-    _, dead_work, dead_tmp = hold_scratch(work_root, "kill", env)
+    dead, dead_work, dead_tmp = hold_scratch(work_root, "kill", env)
+    # The buildah adapter's base link (named after its process) of the killed run, and of this one.
+    dead_link, live_link = tmpdir / f"envbuild-base-{dead.pid}-1", tmpdir / f"envbuild-base-{os.getpid()}-1"
+    for link in (dead_link, live_link):
+        link.symlink_to(tmp_path)
     live, live_work, live_tmp = hold_scratch(work_root, "hold", env)
     try:
         assert dead_work.parent == work_root and dead_tmp.parent == tmpdir and dead_work.is_dir()
         clean_leftovers(root)
-        assert not dead_work.exists() and not dead_tmp.exists()
+        assert not dead_work.exists() and not dead_tmp.exists() and not dead_link.is_symlink()
+        assert live_link.is_symlink()
         assert live_work.is_dir() and (live_work / "storage" / "layer.tar").is_file() and live_tmp.is_dir()
         assert ours.is_dir()
     finally:
