@@ -17,7 +17,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from envbuild.errors import SpecError, UsageError
 from envbuild.fsutil import atomic_write
-from envbuild.spec import DEBIAN_PYTHON, PYPROJECT, SPEC_FILE
+from envbuild.spec import DEBIAN_PYTHON, PYPROJECT, SPEC_FILE, project_tables
 
 _TRAIN_GROUPS = ("train", "training")
 _INFER_GROUPS = ("infer", "inference", "serve", "serving")
@@ -35,7 +35,13 @@ def init_spec(directory: Path, *, force: bool = False, today: datetime | None = 
             project = tomllib.loads(pyproject.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise SpecError(f"{pyproject}: not valid TOML: {exc}", hint="fix pyproject.toml first") from exc
-        if "envbuild" in project.get("tool", {}):
+        except UnicodeDecodeError as exc:
+            raise SpecError(f"{pyproject}: not UTF-8 ({exc.reason} at byte {exc.start})", hint="save as UTF-8") from exc
+        except RecursionError as exc:  # tomllib recurses once per level of nesting
+            raise SpecError(f"{pyproject}: not valid TOML: nested too deeply", hint="fix pyproject.toml first") from exc
+        project_tables(project, pyproject)  # wrong types in [project] are named here, not met later
+        tool = project.get("tool")
+        if isinstance(tool, dict) and "envbuild" in tool:
             raise UsageError(
                 f"{pyproject} already has [tool.envbuild]", hint="that is this project's spec: edit it there"
             )
@@ -104,8 +110,13 @@ def _image_name(text: str) -> str:
 
 def _python_from(requires: object) -> str:
     """The lowest Python X.Y (from 3.8) that a requires-python admits; 3.11 when it says nothing."""
-    if not isinstance(requires, str):
+    if requires is None:
         return "3.11"
+    if not isinstance(requires, str):
+        raise SpecError(
+            f"pyproject.toml: project.requires-python: expected a string, got {requires!r}",
+            hint='write requires-python = ">=3.11"',
+        )
     try:
         allowed = SpecifierSet(requires)
     except InvalidSpecifier as exc:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -12,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from envbuild import __version__
-from envbuild.bases import describe_base, pin_bases
-from envbuild.errors import LockGuardError, ResolutionError, strip_url_credentials
+from envbuild.bases import pin_bases, pin_bases_offline
+from envbuild.errors import EnvbuildError, LockGuardError, ResolutionError, UsageError, strip_url_credentials
 from envbuild.fsutil import atomic_write
-from envbuild.guards import cpu_violations, gpu_violations, skew
+from envbuild.guards import gpu_violations, lock_violation, skew
 from envbuild.lockfile import (
     LOCK_DIR,
     META_FILE,
@@ -98,6 +99,8 @@ def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress |
     previous = read_lockset(spec.root)
     bases = pin_bases(spec, options.registry, keep=None if options.upgrade or previous is None else previous.bases)
     lock_dir = spec.root / LOCK_DIR
+    if lock_dir.exists() and not lock_dir.is_dir():  # found now, not after minutes of resolving
+        raise UsageError(f"{lock_dir} is not a directory: the locks go there", hint=f"move {lock_dir} away")
     all_targets = targets(spec)
     requests = {
         t.name: request_for(spec, t, previous=_previous_pins(lock_dir / t.filename), options=options)
@@ -132,44 +135,16 @@ def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress |
     warnings = _check_cuda(spec, all_targets, resolutions)
     check_routed_pins({t.name: (resolutions[t.name].pins, requests[t.name].indexes) for t in all_targets})
 
-    texts: dict[str, str] = {}
-    entries = []
-    for target in all_targets:
-        request, resolution = requests[target.name], resolutions[target.name]
-        title = target.variant.name if len(spec.platforms) == 1 else f"{target.variant.name} ({target.platform})"
-        text = render_lockfile(title=title, request=request, pins=resolution.pins)
-        texts[target.filename] = text
-        entries.append(_entry(target, request, resolution, text, resolver.name))
-
-    tools = []
-    for platform, tool_request in tool_requests.items():
-        filename = tools_filename(spec, platform)
-        text = render_lockfile(title=f"tools ({platform})", request=tool_request, pins=tool_resolutions[platform].pins)
-        texts[filename] = text
-        tools.append(
-            LockEntry(
-                name=filename.removesuffix(".txt"), variant="tools", platform=platform, file=filename,
-                sha256=sha256_text(text), inputs=request_inputs(tool_request, uv.name),
-                packages={p.name: {"version": p.version, "index": "default"} for p in tool_resolutions[platform].pins},
-            )
-        )  # fmt: skip
-
-    first = next(iter(resolutions.values()))
-    lockset = LockSet(
-        envbuild_version=__version__,
+    lockset, texts = _assemble(
+        spec,
+        requests,
+        {name: resolution.pins for name, resolution in resolutions.items()},
+        tool_requests,
+        {platform: resolution.pins for platform, resolution in tool_resolutions.items()},
         resolver=resolver.name,
-        resolver_version=first.resolver_version,
-        spec_file=spec.file.relative_to(spec.root).as_posix(),
-        spec_sha256=spec.digest,
-        python=spec.python,
-        exclude_newer=spec.exclude_newer,
-        index_url=strip_url_credentials(spec.index_url) if spec.index_url else None,
-        indexes=request_inputs(requests[all_targets[0].name], resolver.name)["indexes"] if spec.indexes else [],
+        resolver_version=next(iter(resolutions.values())).resolver_version,
         bases=bases,
-        entries=tuple(entries),
-        tools=tuple(tools),
     )
-    texts[META_FILE] = lockset.to_json()
     changed, unchanged = _write_all(lock_dir, texts)
     return LockResult(lockset=lockset, changed=changed, unchanged=unchanged, warnings=tuple(warnings))
 
@@ -198,11 +173,66 @@ def tools_filename(spec: Spec, platform: str) -> str:
 def _previous_pins(path: Path) -> str | None:
     try:
         return pins_only(path.read_text(encoding="utf-8"))
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
 
 
-def _entry(target: LockTarget, request: ResolveRequest, resolution: Resolution, text: str, resolver: str) -> LockEntry:
+def _assemble(
+    spec: Spec,
+    requests: dict[str, ResolveRequest],
+    pins: dict[str, tuple[Pin, ...]],
+    tool_requests: dict[str, ResolveRequest],
+    tool_pins: dict[str, tuple[Pin, ...]],
+    *,
+    resolver: str,
+    resolver_version: str,
+    bases: dict[str, dict[str, Any]],
+) -> tuple[LockSet, dict[str, str]]:
+    """Every file of the lock (name under lockfiles/ -> text) for these pins, and the metadata.
+
+    ``lock`` writes what this returns from fresh pins; ``check`` compares what it returns from
+    the locked pins with the files on disk. One code path, so that whatever the check accepts,
+    a new lock leaves byte for byte.
+    """
+    all_targets = targets(spec)
+    texts: dict[str, str] = {}
+    entries = []
+    for target in all_targets:
+        request = requests[target.name]
+        title = target.variant.name if len(spec.platforms) == 1 else f"{target.variant.name} ({target.platform})"
+        text = render_lockfile(title=title, request=request, pins=pins[target.name])
+        texts[target.filename] = text
+        entries.append(_entry(target, request, pins[target.name], text, resolver))
+    tools = []
+    for platform, tool_request in tool_requests.items():
+        filename = tools_filename(spec, platform)
+        text = render_lockfile(title=f"tools ({platform})", request=tool_request, pins=tool_pins[platform])
+        texts[filename] = text
+        tools.append(
+            LockEntry(
+                name=filename.removesuffix(".txt"), variant="tools", platform=platform, file=filename,
+                sha256=sha256_text(text), inputs=request_inputs(tool_request, UvResolver.name),
+                packages={p.name: {"version": p.version, "index": "default"} for p in tool_pins[platform]},
+            )
+        )  # fmt: skip
+    lockset = LockSet(
+        envbuild_version=__version__,
+        resolver=resolver,
+        resolver_version=resolver_version,
+        spec_file=spec.file.relative_to(spec.root).as_posix(),
+        python=spec.python,
+        exclude_newer=spec.exclude_newer,
+        index_url=strip_url_credentials(spec.index_url) if spec.index_url else None,
+        indexes=request_inputs(requests[all_targets[0].name], resolver)["indexes"] if spec.indexes else [],
+        bases=bases,
+        entries=tuple(entries),
+        tools=tuple(tools),
+    )
+    texts[META_FILE] = lockset.to_json()
+    return lockset, texts
+
+
+def _entry(target: LockTarget, request: ResolveRequest, pins: tuple[Pin, ...], text: str, resolver: str) -> LockEntry:
     routes = {p: i.name for i in request.indexes for p in i.packages}
     return LockEntry(
         name=target.name,
@@ -211,35 +241,25 @@ def _entry(target: LockTarget, request: ResolveRequest, resolution: Resolution, 
         file=target.filename,
         sha256=sha256_text(text),
         inputs=request_inputs(request, resolver),
-        packages={p.name: {"version": p.version, "index": routes.get(p.name, "default")} for p in resolution.pins},
+        packages={p.name: {"version": p.version, "index": routes.get(p.name, "default")} for p in pins},
     )
 
 
 def _check_cuda(spec: Spec, all_targets: tuple[LockTarget, ...], resolutions: dict[str, Resolution]) -> list[str]:
+    """Refuse pins the CUDA guards refuse; warn of a GPU lock that carries no CUDA library at all."""
     warnings = []
     for target in all_targets:
-        pins = resolutions[target.name].pins
-        if target.variant.accelerator == "cpu":
-            leaked = cpu_violations(pins)
-            if leaked:
-                raise LockGuardError(
-                    f"{target.name}: the CPU lock contains CUDA packages: {', '.join(map(str, leaked))}",
-                    hint="a GPU build was resolved for a CPU image: route the framework to its CPU index "
-                    '([[indexes]] with accelerators = ["cpu"]) or move the package to [accelerators.gpu]',
-                )
-            continue
-        cuda = spec.accelerator("gpu").cuda
-        assert cuda is not None
-        wrong, any_cuda = gpu_violations(pins, cuda)
-        if wrong:
-            raise LockGuardError(
-                f"{target.name}: the spec says CUDA {cuda}, but the lock has {', '.join(map(str, wrong))}",
-                hint=f"pin packages built for CUDA {cuda.split('.')[0]} (route them to the matching index), "
-                "or change cuda in the spec",
-            )
-        if not any_cuda:
+        pins, cuda = resolutions[target.name].pins, _cuda(spec, target)
+        violation = lock_violation(pins, accelerator=target.variant.accelerator, cuda=cuda)
+        if violation is not None:
+            raise LockGuardError(f"{target.name}: {violation.message}", hint=violation.hint)
+        if cuda is not None and not gpu_violations(pins, cuda)[1]:
             warnings.append(f"{target.name}: no CUDA library in the lock; the base image must provide CUDA {cuda}")
     return warnings
+
+
+def _cuda(spec: Spec, target: LockTarget) -> str | None:
+    return spec.accelerator("gpu").cuda if target.variant.accelerator == "gpu" else None
 
 
 def _align_train_and_infer(
@@ -290,7 +310,7 @@ def _write_all(lock_dir: Path, texts: dict[str, str]) -> tuple[tuple[Path, ...],
         path = lock_dir / name
         try:
             same = path.read_text(encoding="utf-8") == texts[name]
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             same = False
         if same:
             unchanged.append(path)
@@ -301,7 +321,13 @@ def _write_all(lock_dir: Path, texts: dict[str, str]) -> tuple[tuple[Path, ...],
 
 
 def check(spec: Spec) -> tuple[Staleness, ...]:
-    """Why each lock target is stale against ``spec`` (empty when all are current); offline."""
+    """Why the lock on disk is stale against ``spec`` (empty when it is current); offline.
+
+    Stale is whatever ``lock`` would rewrite or refuse: a changed input or base, an edited or
+    missing file, pins the guards refuse under the spec as it is now (CUDA 12 wheels when the
+    spec says 13), train/infer skew, or metadata that a new lock would write otherwise. When
+    nothing is stale, ``lock`` leaves every file byte for byte.
+    """
     lock_dir = spec.root / LOCK_DIR
     lockset = read_lockset(spec.root)
     all_targets = targets(spec)
@@ -309,33 +335,29 @@ def check(spec: Spec) -> tuple[Staleness, ...]:
         return tuple(Staleness(target=t.name, reasons=("never locked",)) for t in all_targets)
     stale: list[Staleness] = []
     pins: dict[str, tuple[Pin, ...]] = {}
-    # Offline: compare what the spec says (kind, reference or recipe, layout path), not resolved digests.
-    bases = {a.name: describe_base(a.base) for a in spec.accelerators}
+    bases, base_changes = pin_bases_offline(spec, lockset.bases)
     for target in all_targets:
-        reasons = []
         entry = lockset.entry(target.name)
         if entry is None:
             stale.append(Staleness(target=target.name, reasons=("not in the lock (new variant or platform)",)))
             continue
-        reasons += _input_changes(entry.inputs, request_inputs(request_for(spec, target), lockset.resolver))
-        path = lock_dir / entry.file
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError:
-            reasons.append(f"{LOCK_DIR}/{entry.file} is missing")
+        reasons = _input_changes(entry.inputs, request_inputs(request_for(spec, target), lockset.resolver))
+        text, problem = _locked_text(lock_dir, entry)
+        if problem:
+            reasons.append(problem)
         else:
-            if sha256_text(text) != entry.sha256:
-                reasons.append(f"{LOCK_DIR}/{entry.file} was edited since it was locked")
-            else:
-                pins[target.name] = parse_requirements(text, source=str(path))
-        accel = target.variant.accelerator
-        recorded = {k: v for k, v in lockset.bases.get(accel, {}).items() if k != "digest"}
-        if bases.get(accel) != recorded:
-            was, now = _describe_base(recorded), _describe_base(bases.get(accel))
-            reasons.append(f"the {accel} base changed: {was} -> {now}")
+            pins[target.name] = parse_requirements(text, source=str(lock_dir / entry.file))
+            accel = target.variant.accelerator
+            violation = lock_violation(pins[target.name], accelerator=accel, cuda=_cuda(spec, target))
+            if violation is not None:
+                reasons.append(f"{violation.message} ('envbuild lock' refuses this: {violation.hint})")
+        if target.variant.accelerator in base_changes:
+            reasons.append(base_changes[target.variant.accelerator])
         if reasons:
             stale.append(Staleness(target=target.name, reasons=tuple(reasons)))
-    stale += _check_tools(spec, lockset, lock_dir)
+    uv_version = UvResolver().version()
+    tool_pins: dict[str, tuple[Pin, ...]] = {}
+    stale += _check_tools(spec, lockset, lock_dir, uv_version, tool_pins)
     for name in sorted({e.name for e in lockset.entries} - {t.name for t in all_targets}):
         stale.append(Staleness(target=name, reasons=("locked, but no longer in the spec",)))
     for target in all_targets:
@@ -350,13 +372,27 @@ def check(spec: Spec) -> tuple[Staleness, ...]:
                         target=target.name, reasons=(f"versions differ from {train}: {', '.join(map(str, found))}",)
                     )
                 )
+    if not stale:
+        stale += _rewrites(spec, lockset, pins, tool_pins, bases=bases, uv_version=uv_version)
     return tuple(stale)
 
 
-def _check_tools(spec: Spec, lockset: LockSet, lock_dir: Path) -> list[Staleness]:
-    """The tools lock must exist per platform, be unedited, and pin the uv envbuild runs."""
+def _locked_text(lock_dir: Path, entry: LockEntry) -> tuple[str, str | None]:
+    """A lockfile's text, or why it cannot be trusted: missing, or edited since it was locked."""
+    try:
+        text = (lock_dir / entry.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return "", f"{LOCK_DIR}/{entry.file} is missing"
+    if sha256_text(text) != entry.sha256:
+        return "", f"{LOCK_DIR}/{entry.file} was edited since it was locked"
+    return text, None
+
+
+def _check_tools(
+    spec: Spec, lockset: LockSet, lock_dir: Path, uv_version: str, tool_pins: dict[str, tuple[Pin, ...]]
+) -> list[Staleness]:
+    """The tools lock must exist per platform, be unedited, and pin the uv envbuild runs; pins go to ``tool_pins``."""
     out = []
-    uv_version = UvResolver().version()
     for platform in spec.platforms:
         name = tools_filename(spec, platform).removesuffix(".txt")
         entry = lockset.tool(platform)
@@ -364,22 +400,56 @@ def _check_tools(spec: Spec, lockset: LockSet, lock_dir: Path) -> list[Staleness
             out.append(Staleness(target=name, reasons=("not in the lock",)))
             continue
         reasons = _input_changes(entry.inputs, request_inputs(tools_request(spec, platform, uv_version), "uv"))
-        path = lock_dir / entry.file
-        if not path.is_file():
-            reasons.append(f"{LOCK_DIR}/{entry.file} is missing")
-        elif sha256_text(path.read_text(encoding="utf-8")) != entry.sha256:
-            reasons.append(f"{LOCK_DIR}/{entry.file} was edited since it was locked")
+        text, problem = _locked_text(lock_dir, entry)
+        if problem:
+            reasons.append(problem)
+        else:
+            tool_pins[platform] = parse_requirements(text, source=str(lock_dir / entry.file))
         if reasons:
             out.append(Staleness(target=name, reasons=tuple(reasons)))
     return out
 
 
-def _describe_base(base: dict[str, Any] | None) -> str:
-    if base is None:
-        return "none"
-    if base.get("kind") == "debian":
-        return f"debian {base['suite']} [{', '.join(base['packages'])}]"
-    return f"{base.get('kind')} {base.get('ref') or base.get('path')}"
+def _rewrites(
+    spec: Spec,
+    lockset: LockSet,
+    pins: dict[str, tuple[Pin, ...]],
+    tool_pins: dict[str, tuple[Pin, ...]],
+    *,
+    bases: dict[str, dict[str, Any]],
+    uv_version: str,
+) -> list[Staleness]:
+    """The files a new lock would still write when every input matches: what it would write from the
+    locked pins (by the code that writes them) against what is on disk."""
+    try:
+        resolver_version = get_resolver(lockset.resolver).version()
+    except EnvbuildError as exc:
+        return [Staleness(target=META_FILE, reasons=(f"the lock's resolver cannot run here: {exc.message}",))]
+    _, texts = _assemble(
+        spec,
+        {t.name: request_for(spec, t) for t in targets(spec)},
+        pins,
+        {platform: tools_request(spec, platform, uv_version) for platform in spec.platforms},
+        tool_pins,
+        resolver=lockset.resolver,
+        resolver_version=resolver_version,
+        bases=bases,
+    )
+    out = []
+    for name, text in texts.items():
+        try:
+            current = (spec.root / LOCK_DIR / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            current = ""
+        if current == text:
+            continue
+        what = "its text"
+        if name == META_FILE:
+            old, new = json.loads(current), json.loads(text)
+            what = "its " + ", ".join(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
+        reason = f"would be written anew: {what} not as this envbuild writes it (another envbuild, or a hand edit)"
+        out.append(Staleness(target=f"{LOCK_DIR}/{name}", reasons=(reason,)))
+    return out
 
 
 def _input_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -120,8 +120,9 @@ class LockSet:
     envbuild_version: str
     resolver: str
     resolver_version: str
-    spec_file: str  # relative to the project root
-    spec_sha256: str
+    # Relative to the project root. Not the file's digest: an edit that changes no lock
+    # input (a comment, [image], an entrypoint) must leave the lock byte-identical.
+    spec_file: str
     python: str
     exclude_newer: str
     index_url: str | None
@@ -145,7 +146,7 @@ class LockSet:
                 "schema": SCHEMA,
                 "envbuild": self.envbuild_version,
                 "resolver": {"name": self.resolver, "version": self.resolver_version},
-                "spec": {"file": self.spec_file, "sha256": self.spec_sha256},
+                "spec": {"file": self.spec_file},
                 "python": self.python,
                 "exclude-newer": self.exclude_newer,
                 "index-url": self.index_url,
@@ -185,7 +186,6 @@ class LockSet:
                 resolver=data["resolver"]["name"],
                 resolver_version=data["resolver"]["version"],
                 spec_file=data["spec"]["file"],
-                spec_sha256=data["spec"]["sha256"],
                 python=data["python"],
                 exclude_newer=data["exclude-newer"],
                 index_url=data["index-url"],
@@ -194,7 +194,7 @@ class LockSet:
                 entries=entries,
                 tools=tools,
             )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise StaleLockError(
                 f"{source}: unreadable lock metadata ({exc})", hint="run 'envbuild lock' to write it anew"
             ) from exc
@@ -205,4 +205,11 @@ def read_lockset(root: Path) -> LockSet | None:
     path = root / LOCK_DIR / META_FILE
     if not path.is_file():
         return None
-    return LockSet.from_json(path.read_text(encoding="utf-8"), source=path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise StaleLockError(
+            f"{path}: unreadable lock metadata (not UTF-8: {exc.reason} at byte {exc.start})",
+            hint="run 'envbuild lock' to write it anew",
+        ) from exc
+    return LockSet.from_json(text, source=path)

@@ -45,6 +45,8 @@ _ROLE_KEYS = ("dependencies", "groups", "entrypoint")
 _ACCEL_KEYS = ("dependencies", "groups", "replace", "cuda", "base")
 _BASE_KEYS = ("debian", "packages", "image", "oci-layout")
 _INDEX_KEYS = ("name", "url", "packages", "accelerators", "exclude-newer")
+# Resolvers keep times as seconds since 1970; a cutoff near year 1 or 9999 overflows them (and means nothing).
+CUTOFF_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC))
 _INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _DIGEST_REF = re.compile(r"@sha256:[0-9a-f]{64}$")
 
@@ -132,7 +134,7 @@ def find_spec(directory: Path) -> Path:
     if candidate.is_file():
         return candidate
     pyproject = directory / PYPROJECT
-    if pyproject.is_file() and "envbuild" in _read_toml(pyproject).get("tool", {}):
+    if pyproject.is_file() and _tool_envbuild(_read_toml(pyproject), pyproject) is not None:
         return pyproject
     raise SpecError(
         f"no envbuild spec in {directory}: neither {SPEC_FILE} nor [tool.envbuild] in {PYPROJECT}",
@@ -147,7 +149,7 @@ def load_spec(directory: Path) -> Spec:
     root = file.parent
     if file.name == SPEC_FILE:
         pyproject = root / PYPROJECT
-        if pyproject.is_file() and "envbuild" in _read_toml(pyproject).get("tool", {}):
+        if pyproject.is_file() and _tool_envbuild(_read_toml(pyproject), pyproject) is not None:
             raise SpecError(
                 f"{root}: two specs: {SPEC_FILE} and [tool.envbuild] in {PYPROJECT}",
                 hint=f"keep one: move everything into {SPEC_FILE} or into [tool.envbuild]",
@@ -155,7 +157,7 @@ def load_spec(directory: Path) -> Spec:
         table = Table(data, file=file, path="", allowed=_TOP_KEYS)
         project_file = _project_file(table, root, default=pyproject if pyproject.is_file() else None)
     else:
-        table = Table(data["tool"]["envbuild"], file=file, path="tool.envbuild", allowed=_TOP_KEYS)
+        table = Table(_tool_envbuild(data, file) or {}, file=file, path="tool.envbuild", allowed=_TOP_KEYS)
         if table.has("project"):
             table.fail("project", "not allowed in [tool.envbuild]", "remove it: this pyproject.toml is the project")
         project_file = file
@@ -168,8 +170,43 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}", hint="fix the syntax at the line and column shown") from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})", hint="save the file as UTF-8") from exc
+    except RecursionError as exc:  # tomllib recurses once per level of nesting
+        raise SpecError(f"{path}: not valid TOML: nested too deeply", hint="a spec needs a few levels at most") from exc
     except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}") from exc
+        raise SpecError(f"{path}: cannot read: {exc.strerror}", hint="check that it is a readable file") from exc
+
+
+def _tool_envbuild(data: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    """The [tool.envbuild] table of a parsed pyproject.toml, or None when it has none."""
+    tool = data.get("tool")
+    if not isinstance(tool, dict) or "envbuild" not in tool:
+        return None
+    table = tool["envbuild"]
+    if not isinstance(table, dict):
+        raise SpecError(
+            f"{path}: tool.envbuild: expected a table, got {type(table).__name__}",
+            hint="write the spec under a [tool.envbuild] header",
+        )
+    return table
+
+
+def project_tables(project: dict[str, Any], path: Path | None) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """[project] and [dependency-groups] of the reused pyproject.toml, checked for their types."""
+    table = project.get("project", {})
+    if not isinstance(table, dict):
+        raise SpecError(f"{path}: project: expected a table, got {type(table).__name__}", hint="write it as [project]")
+    name = table.get("name")
+    if name is not None and not isinstance(name, str):
+        raise SpecError(f"{path}: project.name: expected a string, got {name!r}", hint='write name = "my-model"')
+    groups = project.get("dependency-groups", {})
+    if not isinstance(groups, dict) or not all(isinstance(v, list) for v in groups.values()):
+        raise SpecError(
+            f"{path}: dependency-groups: expected a table of lists, got {str(groups)[:60]}",
+            hint='write each group as name = ["requirement", ...] under [dependency-groups]',
+        )
+    return table, groups
 
 
 def _project_file(table: Table, root: Path, *, default: Path | None) -> Path | None:
@@ -185,8 +222,7 @@ def _project_file(table: Table, root: Path, *, default: Path | None) -> Path | N
 
 def _parse(t: Table, *, file: Path, root: Path, project_file: Path | None) -> Spec:
     project: dict[str, Any] = _read_toml(project_file) if project_file else {}
-    project_table = project.get("project", {})
-    groups: dict[str, Any] = project.get("dependency-groups", {})
+    project_table, groups = project_tables(project, project_file)
 
     python = t.text("python", example="3.11")
     if python is None:
@@ -287,7 +323,17 @@ def _parse_cutoff(t: Table) -> str:
         t.fail("exclude-newer", f"expected a date string, got {type(raw).__name__}", hint)
     if moment.tzinfo is None:
         t.fail("exclude-newer", f"{raw!s} has no time zone", hint)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first representable UTC instant
+        moment = datetime.min.replace(tzinfo=UTC)
+    if not CUTOFF_RANGE[0] <= moment < CUTOFF_RANGE[1]:
+        t.fail(
+            "exclude-newer",
+            f"{raw!s} is out of range (from {CUTOFF_RANGE[0].year} to {CUTOFF_RANGE[1].year - 1})",
+            'give the moment the lock should see the index as it was, e.g. exclude-newer = "2026-11-01T00:00:00Z"',
+        )
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _check_url(t: Table, key: str, url: str) -> None:
@@ -304,8 +350,13 @@ def _check_url(t: Table, key: str, url: str) -> None:
 def _requirement_list(values: Any, t: Table, key: str, *, file: Path | None = None) -> list[str]:
     """Validate PEP 508 requirement strings; ``file`` overrides where they were read from."""
     where = f"{file}: {key}" if file else f"{t.file}: {t.key(key)}"
+    example = 'write it as a list, e.g. dependencies = ["numpy>=1.26"]'
+    if not isinstance(values, list | tuple):
+        raise SpecError(f"{where}: expected a list of requirement strings, got {type(values).__name__}", hint=example)
     out = []
     for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise SpecError(f"{where}[{i}]: expected a requirement string, got {value!r}", hint=example)
         try:
             req = Requirement(value)
         except InvalidRequirement as exc:
@@ -337,9 +388,23 @@ def _group_requirements(t: Table, groups: dict[str, Any], project_file: Path | N
                 f"unknown dependency group {group!r} ({where}; known: {known})",
                 "add the group to [dependency-groups] or fix the name",
             )
-        entries = [e for e in groups[group] if isinstance(e, str)]  # skip {include-group = ...}
+        entries = _group_entries(groups, group, project_file)
         out.extend(_requirement_list(entries, t, f"dependency-groups.{group}", file=project_file))
     return tuple(out)
+
+
+def _group_entries(groups: dict[str, list[Any]], name: str, project_file: Path | None) -> list[str]:
+    """The requirement strings of dependency group ``name``; {include-group = ...} entries are skipped."""
+    out: list[str] = []
+    for i, entry in enumerate(groups[name]):
+        if isinstance(entry, str):
+            out.append(entry)
+        elif not (isinstance(entry, dict) and "include-group" in entry):
+            raise SpecError(
+                f"{project_file}: dependency-groups.{name}[{i}]: expected a requirement string, got {entry!r}",
+                hint='write requirements as strings, e.g. "numpy>=1.26"',
+            )
+    return out
 
 
 def _parse_roles(t: Table, groups: dict[str, Any], project_file: Path | None) -> tuple[RoleSpec, ...]:
