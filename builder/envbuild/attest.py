@@ -23,8 +23,6 @@ the image, so its digest does not change.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from typing import Any
 from envbuild import __version__
 from envbuild.errors import EnvbuildError, UsageError, strip_url_credentials
 from envbuild.fsutil import atomic_write
+from envbuild.gitsource import default_repository, repository_uri
 from envbuild.paths import IMAGES_OUT
 from envbuild.provenance import PREDICATE_TYPE as PROVENANCE_PREDICATE
 from envbuild.provenance import provenance_statement
@@ -107,6 +106,8 @@ def find_build(root: Path, *, variant: str | None = None, digest: Digest | None 
     builds = local_builds(root)
     for build in builds:
         if (variant is None or build.variant == variant) and (digest is None or build.digest == digest):
+            # Signing vouches for the image: its manifest must be there and be what the index says.
+            Layout.open(build.path).read_blob(build.digest)
             return build
     have = ", ".join(f"{b.variant} ({b.digest.hex[:12]})" for b in builds) or "none"
     wanted = f"variant {variant}" if variant else f"image {digest}"
@@ -177,12 +178,12 @@ def make_attestations(
         provenance = provenance_statement(
             build.record, image_name=build.name, image_digest=str(build.digest),
             spec_file=str(build.record.get("spec", "envbuild.toml")),
-            source_repository=source_repository or default_source_repository(build.path),
+            source_repository=_repository(source_repository, build.path),
         )  # fmt: skip
         atomic_write(build.path / PROVENANCE_FILE, provenance)
         statements["provenance"] = provenance
     if "signature" in wanted:
-        statements["signature"] = statement(build.name, str(build.digest), SIGN_PREDICATE, {})
+        statements["signature"] = signature_statement(build.name, build.digest)
     bundles: dict[str, bytes] = {}
     if signer is not None:
         for kind, payload in statements.items():
@@ -211,7 +212,7 @@ def attestations_for(
     if tuple(kinds) != ("signature",) or signer is None or target.ref is None:
         find_build(root, digest=target.digest)  # raises: there is no local build of this digest
     assert signer is not None and target.ref is not None
-    payload = statement(target.ref.repository, str(target.digest), SIGN_PREDICATE, {})
+    payload = signature_statement(target.ref.repository, target.digest)
     return Attestations(sbom=None, provenance=None, bundles={"signature": signer.sign(payload)})
 
 
@@ -253,19 +254,34 @@ def attach_attestations(
     return attached
 
 
-def default_source_repository(where: Path) -> str | None:
-    """Where the source lives: GitHub Actions' repository URL, else git's ``origin``, credentials stripped."""
-    server, repository = os.environ.get("GITHUB_SERVER_URL"), os.environ.get("GITHUB_REPOSITORY")
-    if server and repository:
-        return f"{server}/{repository}"
-    try:
-        url = subprocess.run(
-            ["git", "-C", str(where), "remote", "get-url", "origin"],
-            capture_output=True, text=True, timeout=30, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return strip_url_credentials(url) or None
+def signature_statement(name: str, digest: Digest) -> bytes:
+    """The image-signature statement: cosign's sign/v1 predicate type, with the claims ``cosign verify`` prints.
+
+    cosign v3 signs an empty predicate, which the in-toto attestation library rejects
+    ("Predicate object required"); this one names the image and digest the subject names.
+    """
+    predicate = {
+        "critical": {
+            "identity": {"docker-reference": name},
+            "image": {"docker-manifest-digest": str(digest)},
+            "type": SIGN_PREDICATE,
+        },
+        "optional": {},
+    }
+    return statement(name, str(digest), SIGN_PREDICATE, predicate)
+
+
+def _repository(given: str | None, where: Path) -> str | None:
+    """The repository provenance names: ``given`` (which must be a repository URL), else the checkout's."""
+    if not given:
+        return default_repository(where)
+    uri = repository_uri(given)
+    if uri is None:
+        raise UsageError(
+            f"--source-repository {strip_url_credentials(given)!r} names no repository another machine can reach",
+            hint="pass its https URL or git remote (git@host:org/repo), or leave it out",
+        )
+    return uri
 
 
 def _reusable(path: Path, signer: Signer, payload: bytes) -> bytes | None:

@@ -17,6 +17,7 @@ from rich.markup import escape
 from envbuild import options
 from envbuild.console import Context, err, pass_ctx, progress
 from envbuild.errors import EnvbuildError, SpecError, UsageError
+from envbuild.fsutil import check_output
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.ref import ImageRef
 
@@ -118,6 +119,8 @@ def sbom_command(
     """Write the CycloneDX 1.6 SBOM of a built image (beside its layout); print it without -o."""
     from envbuild.fsutil import atomic_write
 
+    if output is not None:
+        check_output(output)
     if attach and "/" not in target:
         raise UsageError(
             f"--attach needs an image in a registry, not the variant {target!r}", hint="pass REG/REPO@sha256:..."
@@ -191,7 +194,9 @@ def verify_command(
     "--from", "archive", type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="A vendor archive (envbuild vendor): every input from it, nothing from the network.",
 )  # fmt: skip
-@click.option("--source-date-epoch", type=int, help="Replace the recorded SOURCE_DATE_EPOCH (to see what it changes).")
+@click.option(
+    "--source-date-epoch", type=options.EPOCH, help="Replace the recorded SOURCE_DATE_EPOCH (to see what it changes)."
+)
 @click.option(
     "--report",
     "report_file",
@@ -224,6 +229,10 @@ def rebuild_command(
 
     if archive is not None and (source is not None or worktree):
         raise UsageError("--from takes the source from the archive", hint="drop --source / --worktree")
+    if report_file is not None:  # found now, not after a rebuild of many minutes
+        if report_file.suffix not in (".json", ".html"):
+            raise UsageError(f"cannot write a report to {report_file}", hint="name the report file with .json or .html")
+        check_output(report_file)
     rules = policy_from(
         keys=keys, identity=certificate_identity, issuer=certificate_oidc_issuer, policy_file=policy_file
     )
@@ -236,12 +245,13 @@ def rebuild_command(
             ImageRef.parse(ref), rules, settings, lambda r: options.client_for(r, insecure=insecure, ca_file=ca_file),
             progress=report,
         )  # fmt: skip
-    if report_file is not None:
-        write_result(result, report_file)
+    # The verdict first: a report that cannot be written must not lose a finished rebuild's result.
     if ctx.json:
         ctx.emit(result.to_json())
     else:
         click.echo(render_result(result), nl=False)
+    if report_file is not None:
+        write_result(result, report_file)
     if not result.identical:
         raise EnvbuildError(
             f"the rebuild differs from {ref}",
@@ -277,6 +287,7 @@ def vendor_command(
     from envbuild.rebuild import vendor
     from envbuild.verify import policy_from
 
+    check_output(output)
     rules = policy_from(
         keys=keys, identity=certificate_identity, issuer=certificate_oidc_issuer, policy_file=policy_file
     )

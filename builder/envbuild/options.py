@@ -30,6 +30,9 @@ ca_file = click.option(
     show_envvar=True,
     help="Trust this CA certificate (PEM) for the registry's TLS.",
 )
+# SOURCE_DATE_EPOCH becomes every file's mtime and the image's created time: tar and OCI need
+# 0 <= epoch < 2**32 here, and a value outside failed only deep inside buildah.
+EPOCH = click.IntRange(0, 2**32 - 1)
 jobs = click.option(
     "--jobs", "-j", type=click.IntRange(1, 32), default=4, show_default=True, envvar="ENVBUILD_JOBS", show_envvar=True,
     help="Blobs transferred in parallel.",
@@ -64,7 +67,13 @@ identity_token = click.option(
 )  # fmt: skip
 source_repository = click.option(
     "--source-repository", metavar="URL", envvar="ENVBUILD_SOURCE_REPOSITORY", show_envvar=True,
-    help="The source repository named in provenance (default: GitHub Actions' repository, else git's origin).",
+    help="The source repository named in provenance, as a git remote or https URL (default: GitHub Actions' "
+    "repository, else the current branch's remote or origin; a local path names none).",
+)  # fmt: skip
+allow_dirty = click.option(
+    "--allow-dirty", is_flag=True, envvar="ENVBUILD_ALLOW_DIRTY", show_envvar=True,
+    help="Build even when the spec, lockfiles or image files have uncommitted changes; the build record, "
+    "provenance and revision label (<commit>-dirty) then say so.",
 )  # fmt: skip
 
 

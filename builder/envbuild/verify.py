@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from envbuild.attest import KIND_OF, KINDS, PREDICATES, statement_of
 from envbuild.errors import EnvbuildError, SpecError
+from envbuild.fsutil import read_limited
+from envbuild.gitsource import repository_uri
 from envbuild.provenance import BUILD_TYPE
 from envbuild.registry.client import RegistryClient, RegistryError, RegistryTLSError, RegistryUnreachableError
 from envbuild.registry.layout import INDEX_TYPES, children
@@ -46,12 +48,13 @@ from envbuild.signing.bundle import (
     verify_keyless_bundle,
 )
 from envbuild.signing.dsse import Statement
-from envbuild.signing.keys import key_hint, load_public_key
+from envbuild.signing.keys import KEY_LIMIT, key_hint, load_public_key
 from envbuild.tomlread import Table
 
 POLICY_KEYS = ("signers", "require", "builder", "source-repository")
 SIGNER_KEYS = ("key", "identity", "issuer")
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+POLICY_LIMIT = 1024 * 1024  # a policy is a few lines: the cap keeps --policy /dev/zero from reading forever
 
 
 class VerificationFailed(EnvbuildError):
@@ -149,12 +152,15 @@ class _Outcome:
 
 def load_policy(path: Path) -> Policy:
     """Read a policy file (TOML); every mistake names the file, the key and the fix."""
+    text = read_limited(path, limit=POLICY_LIMIT, what="the policy")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpecError(f"cannot read the policy {path}: {exc.strerror}", hint="check the path") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})", hint="save it as UTF-8") from exc
+    except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}", hint="fix the syntax at the position shown") from exc
+    except RecursionError as exc:
+        raise SpecError(f"{path}: not valid TOML: nested too deeply", hint="a policy is a flat table") from exc
     table = Table(data, file=path, path="", allowed=POLICY_KEYS)
     keys: list[TrustedKey] = []
     identities: list[TrustedIdentity] = []
@@ -175,6 +181,9 @@ def load_policy(path: Path) -> Policy:
                 f'write key = "release.pub", or identity = "..." with issuer = "{GITHUB_ISSUER}"',
             )
     require = table.strings("require", example='"signature", "sbom", "provenance"')
+    if table.has("require") and not require:
+        # An empty list would verify an unsigned image: every requirement trivially met.
+        table.fail("require", "is empty: nothing would be checked", 'require at least "signature"')
     for name in require:
         if name not in KINDS:
             table.fail("require", f"unknown attestation {name!r}", f"choose from {', '.join(KINDS)}")
@@ -198,15 +207,24 @@ def policy_from(
         )
     identities = (TrustedIdentity(identity=identity, issuer=issuer),) if identity and issuer else ()
     base = load_policy(policy_file) if policy_file else Policy()
-    return base.with_signers(tuple(read_trusted_key(k) for k in keys), identities)
+    policy = base.with_signers(tuple(read_trusted_key(k) for k in keys), identities)
+    _require_signers(policy)  # verify, rebuild and vendor all need one: say so before the network
+    return policy
+
+
+def _require_signers(policy: Policy) -> None:
+    """Refuse a policy that trusts nobody: nothing could ever verify under it."""
+    if not policy.keys and not policy.identities:
+        raise SpecError(
+            "no trusted signer: nothing could verify",
+            hint="give --key PUBLIC.pem, or --certificate-identity with --certificate-oidc-issuer, or a policy "
+            "with [[signers]]",
+        )
 
 
 def read_trusted_key(path: Path) -> TrustedKey:
     """A public key file (PEM) as a trusted signer."""
-    try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise SpecError(f"cannot read the public key {path}: {exc.strerror}", hint="check the path") from exc
+    pem = read_limited(path, limit=KEY_LIMIT, what="the public key")
     return TrustedKey(source=str(path), public_key=load_public_key(pem, source=str(path)))
 
 
@@ -219,12 +237,7 @@ def verify_image(
     jobs: int = 4,
 ) -> Report:
     """Verify the image ``ref`` against ``policy``; the report holds every check and its reason."""
-    if not policy.keys and not policy.identities:
-        raise SpecError(
-            "no trusted signer: nothing could verify",
-            hint="give --key PUBLIC.pem, or --certificate-identity with --certificate-oidc-issuer, or a policy "
-            "with [[signers]]",
-        )
+    _require_signers(policy)
     checks: list[Check] = []
     warnings: list[str] = []
     digest = _resolve(client, ref, checks, warnings)
@@ -503,9 +516,11 @@ def _summary(kind: str, stmt: Statement) -> str:
         definition = stmt.predicate.get("buildDefinition") or {}
         builder = (definition.get("internalParameters") or {}).get("builder") or {}
         source = (definition.get("externalParameters") or {}).get("source") or {}
-        return f"SLSA v1, {builder.get('name')} {builder.get('version')}, commit {str(source.get('commit'))[:12]}"
+        commit = str(source.get("commit"))[:12] + (" with uncommitted changes" if source.get("dirty") else "")
+        return f"SLSA v1, {builder.get('name')} {builder.get('version')}, commit {commit}"
     return "image signature"
 
 
 def _norm_repo(url: str | None) -> str:
-    return (url or "").strip().removesuffix("/").removesuffix(".git").lower()
+    # One repository, one name: https://host/org/repo.git, git@host:org/repo and git+https://host/org/repo agree.
+    return (repository_uri(url) or (url or "").strip().removesuffix("/").removesuffix(".git")).lower()

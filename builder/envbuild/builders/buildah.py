@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import tempfile
 import threading
 from pathlib import Path
 
 from envbuild.builders.base import BuildRequest
+from envbuild.errors import UsageError
 from envbuild.proc import run, which
 from envbuild.registry.layout import Layout
 
 HINT = "apt-get install buildah (Debian) — envbuild drives it as a subprocess"
 BUILT = "envbuild.local/build/image:latest"
+# A path buildah accepts as the name of an image (distribution/reference's path components).
+_PLAIN_PATH = re.compile(r"(/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+")
 
 
 class Buildah:
@@ -42,19 +46,9 @@ class Buildah:
         ]  # fmt: skip
         env = _env(request.workdir)
         if request.base_layout is not None:
-            # buildah names a pulled layout after its path, which must then be a valid image
-            # name (no dots, no upper case): pull through a link with a plain name.
-            link = Path(tempfile.gettempdir()) / f"envbuild-base-{os.getpid()}-{threading.get_ident():x}"
-            link.unlink(missing_ok=True)
-            link.symlink_to(request.base_layout.resolve())
-            try:
-                pulled = run(
-                    [*common, "pull", "--quiet", f"oci:{link}:base"], tool="buildah pull", env=env, timeout=1800
-                )
-            finally:
-                link.unlink(missing_ok=True)
+            image_id = pull_layout(common, env, request.base_layout)
             # Give the base the name the Dockerfile's FROM uses.
-            run([*common, "tag", pulled.stdout.split()[-1], request.base_name], tool="buildah tag", env=env)
+            run([*common, "tag", image_id, request.base_name], tool="buildah tag", env=env)
         args = [
             unshare, "--net", "--", *common, "bud",
             "--isolation", "chroot", "--pull-never", "--layers=false", "--quiet",
@@ -72,6 +66,39 @@ class Buildah:
             timeout=1800,
         )
         return Layout.open(raw)
+
+
+def pull_layout(common: list[str], env: dict[str, str], layout: Path, name: str = "base") -> str:
+    """Pull the image ``name`` of the OCI layout at ``layout`` into buildah's storage; return its image id.
+
+    buildah names a pulled layout after its path, which must then be a valid image name (no
+    upper case, no component starting with a dot): pull through a link with a plain name, in a
+    temporary directory whose path is plain too (see :func:`link_dir`).
+    """
+    link = link_dir() / f"envbuild-base-{os.getpid()}-{threading.get_ident():x}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(layout.resolve())
+    try:
+        pulled = run([*common, "pull", "--quiet", f"oci:{link}:{name}"], tool="buildah pull", env=env, timeout=1800)
+    finally:
+        link.unlink(missing_ok=True)
+    return pulled.stdout.split()[-1]
+
+
+def link_dir() -> Path:
+    """A writable temporary directory whose path buildah accepts inside an image name.
+
+    $TMPDIR comes first; one with upper case or a dot directory (``/home/Ann/.cache/tmp``) made
+    buildah fail with "invalid reference format", so the standard places are tried after it.
+    """
+    for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp"):
+        if _PLAIN_PATH.fullmatch(candidate) and os.path.isdir(candidate) and os.access(candidate, os.W_OK):
+            return Path(candidate)
+    raise UsageError(
+        f"no temporary directory buildah can use: {tempfile.gettempdir()} has upper case or a dot directory, "
+        "and /tmp and /var/tmp are not writable",
+        hint="set TMPDIR to a writable directory with a plain lower-case path, e.g. TMPDIR=/tmp",
+    )
 
 
 @functools.cache

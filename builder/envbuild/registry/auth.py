@@ -67,6 +67,12 @@ def find_credentials(host: str) -> Credentials | None:
         raise UsageError(f"{path}: unreadable docker config ({exc})", hint="fix or remove the file") from exc
     if not isinstance(config, dict):
         raise UsageError(f"{path}: docker config is not a JSON object", hint="fix or remove the file")
+    for key in ("auths", "credHelpers"):  # docker writes objects; anything else would crash the lookups below
+        if not isinstance(config.get(key, {}), dict):
+            raise UsageError(
+                f"{path}: {key} is a {type(config[key]).__name__}, not an object of registry hosts",
+                hint=f'fix or remove the file: {key} looks like {{"registry.example": {{...}}}}',
+            )
     helper = config.get("credHelpers", {}).get(host)
     if helper:
         return _from_helper(helper, host)
@@ -77,8 +83,11 @@ def find_credentials(host: str) -> Credentials | None:
             if entry.get("auth"):
                 try:
                     user, _, secret = base64.b64decode(entry["auth"]).decode().partition(":")
-                except ValueError as exc:
-                    raise UsageError(f"{path}: auths.{key}.auth is not base64 user:password") from exc
+                except (ValueError, TypeError) as exc:
+                    raise UsageError(
+                        f"{path}: auths.{key}.auth is not base64 user:password",
+                        hint=f"log in again (docker login {host}), or fix or remove the entry",
+                    ) from exc
                 return Credentials(user, secret, str(path))
     if config.get("credsStore"):
         return _from_helper(config["credsStore"], host)

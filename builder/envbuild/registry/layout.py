@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuild.errors import UsageError
-from envbuild.fsutil import atomic_write
+from envbuild.fsutil import atomic_write, cannot_write
 from envbuild.registry.ref import Digest
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -71,11 +71,11 @@ class Descriptor:
         if artifact_type is not None and not isinstance(artifact_type, str):
             raise DescriptorError(f"descriptor {digest}: artifactType is not a string")
         return cls(
-            media_type=value["mediaType"],
-            digest=Digest.parse(value["digest"]),
-            size=int(value["size"]),
-            annotations=tuple(sorted((value.get("annotations") or {}).items())),
-            artifact_type=value.get("artifactType"),
+            media_type=media_type,
+            digest=Digest.parse(digest),
+            size=size,
+            annotations=tuple(sorted(annotations.items())),
+            artifact_type=artifact_type,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -107,7 +107,10 @@ class Layout:
             )
         if (path / "index.json").exists():
             cls(path).manifests()  # a broken index.json is named here, not overwritten
-        (path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        try:
+            (path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a parent that is a file, a read-only place
+            raise cannot_write(path, exc) from exc
         if not (path / "oci-layout").exists():
             atomic_write(path / "oci-layout", '{"imageLayoutVersion":"1.0.0"}')
         if not (path / "index.json").exists():

@@ -11,6 +11,8 @@ from envbuild.errors import UsageError
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 # distribution/reference grammar, simplified: lower-case path components separated by / and [._-].
 _REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+# A DNS name or IPv4 address, or an IPv6 address in brackets; the port is checked apart.
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
@@ -41,6 +43,17 @@ class Digest:
         return self.value
 
 
+def _check_host(text: str, host: str, hint: str) -> None:
+    """A registry host is a name or an IP address, with an optional port from 1 to 65535."""
+    name, colon, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+    if not colon:
+        name, port = host, ""
+    if not name or not _HOST.fullmatch(name):
+        raise UsageError(f"{text!r}: {host!r} is not a valid registry host", hint=hint)
+    if colon and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise UsageError(f"{text!r}: {port!r} is not a valid port (1 to 65535)", hint=hint)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ImageRef:
     """``registry/repository[:tag][@digest]``; a reference always names its registry."""
@@ -61,6 +74,7 @@ class ImageRef:
         host, _, path = rest.partition("/")
         if not path or not ("." in host or ":" in host or host == "localhost"):
             raise UsageError(f"{text!r} does not name a registry host", hint=hint)
+        _check_host(text, host, hint)
         tag = None
         if ":" in path.rsplit("/", 1)[-1]:
             path, tag = path.rsplit(":", 1)

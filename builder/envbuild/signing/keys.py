@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,10 +26,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from envbuild.errors import UsageError
-from envbuild.fsutil import atomic_write
+from envbuild.fsutil import atomic_write, cannot_write
 
 KEY_ENV = "ENVBUILD_SIGNING_KEY"
 PASSWORD_ENV = "ENVBUILD_SIGNING_KEY_PASSWORD"
+# A key pair's base name: no path separators, no leading dot (no ../../x, no hidden files).
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+KEY_LIMIT = 64 * 1024  # a PEM key is a few hundred bytes; the cap keeps --key /dev/zero from reading forever
 
 _ENCRYPTED_PKCS8 = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
 _COSIGN_MARKERS = (b"ENCRYPTED SIGSTORE PRIVATE KEY", b"ENCRYPTED COSIGN PRIVATE KEY")
@@ -145,6 +149,11 @@ def write_keypair(directory: Path, name: str, keypair: KeyPair, *, overwrite: bo
     An existing key is never replaced unless ``overwrite`` is set: losing a signing key
     orphans every signature made with it.
     """
+    if not _KEY_NAME.fullmatch(name):
+        raise UsageError(
+            f"the key name {name!r} is not a plain file name",
+            hint="use letters, digits, '.', '_' and '-', not starting with a dot; choose the directory with -o",
+        )
     files = KeyFiles(private=directory / f"{name}.key", public=directory / f"{name}.pub")
     if not overwrite:
         for path in (files.private, files.public):
@@ -206,8 +215,11 @@ def _write_secret(path: Path, data: bytes) -> None:
     the key would be world-readable at its final path until a later chmod. mkstemp creates the
     temporary file 0600 and it keeps that mode through the rename.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # -o under a file, or a read-only place
+        raise cannot_write(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o600)

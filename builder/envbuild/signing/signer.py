@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from envbuild.errors import EnvbuildError, UsageError
+from envbuild.fsutil import read_limited
 from envbuild.signing.bundle import bundle_json, key_bundle
 from envbuild.signing.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
 from envbuild.signing.keys import (
     KEY_ENV,
+    KEY_LIMIT,
     PASSWORD_ENV,
-    SigningKeyError,
     key_hint,
     load_private_key,
     private_key_from_env,
@@ -146,10 +147,7 @@ def signer_from_options(*, key_file: Path | None, keyless: bool, identity_token:
         raise UsageError("--identity-token is for keyless signing", hint="add --keyless, or drop the token")
     password = os.environ.get(PASSWORD_ENV, "")
     if key_file is not None:
-        try:
-            pem = key_file.read_bytes()
-        except OSError as exc:
-            raise SigningKeyError(f"cannot read the signing key {key_file}: {exc.strerror}") from exc
+        pem = read_limited(key_file, limit=KEY_LIMIT, what="the signing key")
         return KeySigner(load_private_key(pem, password.encode() if password else None, source=str(key_file)))
     if os.environ.get(KEY_ENV, "").strip():
         return KeySigner(private_key_from_env())
