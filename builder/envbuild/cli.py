@@ -16,9 +16,10 @@ from rich.markup import escape
 
 from envbuild import __version__, options
 from envbuild.ci_cli import ci_group
+from envbuild.cli_buildkit import normalize_command, print_build_commands, print_build_options
 from envbuild.cli_supply import SUPPLY_COMMANDS
 from envbuild.console import Context, err, pass_ctx, progress
-from envbuild.errors import EnvbuildError, StaleLockError, UsageError, redact
+from envbuild.errors import EXIT_FAILURE, EnvbuildError, StaleLockError, UsageError, redact
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.ref import ImageRef
 
@@ -143,15 +144,39 @@ def lock_command(
 @click.option(
     "--check", "check_only", is_flag=True, help="Exit 1 if images/ or .dockerignore differ from a fresh render."
 )
+@print_build_options
 @pass_ctx
-def dockerfile_command(ctx: Context, check_only: bool) -> None:
-    """Render images/<variant>.Dockerfile and .dockerignore from the spec and the locks."""
-    from envbuild.lockfile import read_lockset
+def dockerfile_command(
+    ctx: Context,
+    check_only: bool,
+    print_build: bool,
+    buildx: bool,
+    variants: tuple[str, ...],
+    source_date_epoch: int | None,
+    allow_dirty: bool,
+) -> None:
+    """Render images/<variant>.Dockerfile and .dockerignore from the spec and the locks.
+
+    With --print-build-command, also stage the inputs and print the BuildKit commands that build them.
+    """
+    if print_build and check_only:
+        raise UsageError("--print-build-command and --check do different things", hint="run them one at a time")
+    if print_build:
+        print_build_commands(
+            ctx, variants=variants, buildx=buildx, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty
+        )
+        return
+    if variants or buildx:
+        raise UsageError("--variant and --buildx go with --print-build-command", hint="add --print-build-command")
+    from envbuild.image import current_lock
+    from envbuild.projectfiles import project_files
     from envbuild.render import render, stale_rendered, write_rendered
     from envbuild.spec import load_spec
 
     spec = load_spec(ctx.directory)
-    rendered = render(spec, read_lockset(spec.root))
+    project_files(spec)  # the files the Dockerfiles copy must exist and stay in the project
+    # The check 'envbuild lock --check' runs, guards included: nothing renders from a stale lock.
+    rendered = render(spec, current_lock(spec))
     if check_only:
         stale = stale_rendered(spec, rendered)
         if stale:
@@ -187,7 +212,7 @@ def dockerfile_command(ctx: Context, check_only: bool) -> None:
 )
 @click.option(
     "--source-date-epoch",
-    type=int,
+    type=options.EPOCH,
     envvar="SOURCE_DATE_EPOCH",
     show_envvar=True,
     help="Default: the commit time of the last change to the image's inputs.",
@@ -205,6 +230,7 @@ def dockerfile_command(ctx: Context, check_only: bool) -> None:
 )
 @options.signing_options
 @options.source_repository
+@options.allow_dirty
 @options.registry_options
 @options.jobs
 @pass_ctx
@@ -222,6 +248,7 @@ def image_command(
     keyless: bool,
     identity_token: str | None,
     source_repository: str | None,
+    allow_dirty: bool,
     insecure: bool,
     ca_file: Path | None,
     jobs: int,
@@ -237,6 +264,7 @@ def image_command(
         raise UsageError("--key, --keyless and --identity-token sign: they need --sign", hint="add --sign")
     # The signer is checked before the build: a wrong key password should not cost a build.
     signer = signer_from_options(key_file=key_file, keyless=keyless, identity_token=identity_token) if sign else None
+    target = ImageRef.parse(push_to) if push_to else None  # a bad reference should not cost a build either
     spec = load_spec(ctx.directory)
     names = list(variants)
     if not names:
@@ -244,9 +272,8 @@ def image_command(
             v.name for v in all_of(spec)
             if (all_variants or v.accelerator == ("gpu" if gpu else "cpu")) and (role is None or v.role == role)
         ]  # fmt: skip
-    target = ImageRef.parse(push_to) if push_to else None
     settings = ImageOptions(
-        variants=tuple(names), builder=builder, source_date_epoch=source_date_epoch,
+        variants=tuple(names), builder=builder, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty,
         registry=RegistryOptions(insecure=insecure, ca_file=ca_file),
     )  # fmt: skip
     with progress(ctx) as report:
@@ -302,8 +329,14 @@ def push_command(
     from envbuild.registry.transfer import push_layout
 
     target = ImageRef.parse(ref)
+    source = Layout.open(layout)
+    if not (layout / "oci-layout").is_file():  # what tells a layout from a directory that happens to hold blobs
+        raise UsageError(
+            f"{layout} is not an OCI image layout (no oci-layout file)",
+            hint="push a directory written by 'envbuild image', 'envbuild pull' or 'skopeo copy ... oci:DIR'",
+        )
     client = options.client_for(target, insecure=insecure, ca_file=ca_file)
-    result = push_layout(Layout.open(layout), target, client, name=name, jobs=jobs)
+    result = push_layout(source, target, client, name=name, jobs=jobs)
     if ctx.json:
         ctx.emit({
             "ref": str(result.ref), "digest": str(result.digest), "bytes_uploaded": result.bytes_uploaded,
@@ -382,7 +415,7 @@ def delete_command(ctx: Context, ref: str, insecure: bool, ca_file: Path | None)
     ctx.say(f"deleted {source}")
 
 
-for command in (ci_group, *SUPPLY_COMMANDS):
+for command in (ci_group, normalize_command, *SUPPLY_COMMANDS):
     cli.add_command(command)
 
 
@@ -404,7 +437,39 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
+    except Exception as exc:  # the last resort: every known cause has its own EnvbuildError
+        return _internal_error(exc, argv)
     return 0
+
+
+def _internal_error(exc: Exception, argv: list[str] | None) -> int:
+    """A bug, not a user error: one short line and where to report it; the traceback only with -vv."""
+    import traceback
+
+    err.print(f"[bold red]internal error:[/] {escape(redact(f'{type(exc).__name__}: {exc}'))}")
+    if _verbosity(sys.argv[1:] if argv is None else argv) >= 2:
+        err.print(redact("".join(traceback.format_exception(exc))), markup=False, end="")
+    else:
+        err.print(
+            "[bold]hint:[/] this is a bug in envbuild: please report it with the output of the command run with -vv"
+        )
+    return EXIT_FAILURE
+
+
+def _verbosity(argv: list[str]) -> int:
+    """How many -v the global options hold (the parsed context is gone once a command failed)."""
+    count, args = 0, iter(argv)
+    for arg in args:
+        if arg == "-C":
+            next(args, None)  # its value
+            continue
+        if not arg.startswith("-") or arg == "--":
+            break  # the command name: the global options end here
+        if arg == "--verbose":
+            count += 1
+        elif arg.startswith("-") and not arg.startswith("--") and set(arg[1:]) == {"v"}:
+            count += len(arg) - 1
+    return count
 
 
 def _print_error(exc: EnvbuildError) -> None:
