@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuild import __version__, imagestore
+from envbuild import __version__, imagestore, projectfiles
 from envbuild.builders import BuildRequest, get_builder
 from envbuild.debian import build_debian_base, epoch_of
 from envbuild.errors import StaleLockError, UsageError
@@ -70,6 +70,7 @@ def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None
     """Build the chosen variants of ``spec`` (all or nothing per variant)."""
     report = progress or (lambda variant, status: None)
     imagestore.clean_leftovers(spec.root)  # what killed runs left behind; never a running build's
+    projectfiles.project_files(spec)  # a missing file or a link out of the project: refused before anything
     lockset = current_lock(spec) if options.check_locks else _read_lock(spec)
     builder = get_builder(options.builder)
     builder.version()  # a builder that is not installed fails here, before any download
@@ -257,17 +258,8 @@ def base_image(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageO
 
 
 def _tree_digest(root: Path, paths: tuple[str, ...]) -> str:
-    """A digest of the project files an image copies (names, executability, contents)."""
-    hasher = hashlib.sha256()
-    for rel in sorted(paths):
-        base = root / rel
-        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
-        for path in files:
-            if "__pycache__" in path.parts or path.suffix == ".pyc":
-                continue
-            hasher.update(f"{path.relative_to(root).as_posix()}\0{bool(path.stat().st_mode & 0o111)}\0".encode())
-            hasher.update(hashlib.sha256(path.read_bytes()).digest())
-    return hasher.hexdigest()
+    """A digest of the project files an image copies (paths, kinds, executability, link targets, contents)."""
+    return projectfiles.digest(projectfiles.collect(root, paths))
 
 
 def _cached(out: Path, key: str) -> Digest | None:
