@@ -64,6 +64,52 @@ def pin_base(base: Base, root: Path, *, where: str, registry: RegistryOptions | 
     return pinned
 
 
+def pin_bases_offline(
+    spec: Spec, recorded: dict[str, dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Each accelerator's base as :func:`pin_bases` would pin it now, without the network, and why it
+    differs from ``recorded`` (the lock's bases), by accelerator.
+
+    A registry tag keeps its locked digest, as ``lock`` keeps it; an OCI layout is read again,
+    as ``lock`` reads it again, so a layout whose image changed makes the lock stale.
+    """
+    pinned: dict[str, dict[str, Any]] = {}
+    problems: dict[str, str] = {}
+    for accel in spec.accelerators:
+        before = recorded.get(accel.name) if isinstance(recorded, dict) else None
+        before = before if isinstance(before, dict) else {}
+        now = describe_base(accel.base)
+        if now != {k: v for k, v in before.items() if k != "digest"}:
+            problems[accel.name] = f"the {accel.name} base changed: {summary(before or None)} -> {summary(now)}"
+            continue
+        if accel.base.image:
+            ref = ImageRef.parse(accel.base.image)
+            now["digest"] = str(ref.digest) if ref.digest else before.get("digest")
+        elif accel.base.oci_layout:
+            where = f"accelerators.{accel.name}.base"
+            try:
+                now["digest"] = layout_digest(spec.root / accel.base.oci_layout, where=where)
+            except UsageError as exc:
+                problems[accel.name] = exc.message
+                continue
+        if now != before:
+            problems[accel.name] = (
+                f"the {accel.name} base {summary(now)} is {now.get('digest') or 'not pinned'}, "
+                f"locked as {before.get('digest') or 'not pinned'}"
+            )
+        pinned[accel.name] = now
+    return pinned, problems
+
+
+def summary(base: dict[str, Any] | None) -> str:
+    """A pinned or described base in a few words, for messages."""
+    if base is None:
+        return "none"
+    if base.get("kind") == "debian":
+        return f"debian {base.get('suite')} [{', '.join(map(str, base.get('packages') or ()))}]"
+    return f"{base.get('kind')} {base.get('ref') or base.get('path')}"
+
+
 def describe_base(base: Base) -> dict[str, Any]:
     """What the spec says about a base, without any network: kind and reference or recipe."""
     if base.debian:

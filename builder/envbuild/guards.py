@@ -68,6 +68,36 @@ def gpu_violations(pins: tuple[Pin, ...], cuda: str) -> tuple[list[CudaPackage],
 
 
 @dataclass(frozen=True, kw_only=True)
+class Violation:
+    """Why the guards refuse one target's pins, and how to fix it."""
+
+    message: str
+    hint: str
+
+
+def lock_violation(pins: tuple[Pin, ...], *, accelerator: str, cuda: str | None) -> Violation | None:
+    """What the CUDA guards refuse in one target's pins, or None; ``lock`` and ``lock --check`` both ask this."""
+    if accelerator == "cpu":
+        leaked = cpu_violations(pins)
+        if not leaked:
+            return None
+        return Violation(
+            message=f"the CPU lock contains CUDA packages: {', '.join(map(str, leaked))}",
+            hint="a GPU build was resolved for a CPU image: route the framework to its CPU index "
+            '([[indexes]] with accelerators = ["cpu"]) or move the package to [accelerators.gpu]',
+        )
+    assert cuda is not None, "the spec requires cuda for a GPU accelerator"
+    wrong, _ = gpu_violations(pins, cuda)
+    if not wrong:
+        return None
+    return Violation(
+        message=f"the spec says CUDA {cuda}, but the lock has {', '.join(map(str, wrong))}",
+        hint=f"pin packages built for CUDA {cuda.split('.')[0]} (route them to the matching index), "
+        "or change cuda in the spec",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Skew:
     """One package locked at different versions for training and inference."""
 

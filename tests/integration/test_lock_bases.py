@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -85,3 +86,23 @@ def test_oci_layout_base_records_its_digest_and_staleness(tmp_path: Path, envbui
     result = envbuild("-C", root, "lock", "--check")
     assert result.code == 1
     assert "the cpu base changed: oci-layout bases/one -> oci-layout bases/two" in result.err
+
+
+def test_oci_layout_base_whose_image_changed_is_stale(tmp_path: Path, envbuild) -> None:
+    """Same path, another image in it: lock would pin the new digest, so --check says stale."""
+    make_layout(tmp_path / "p" / "bases" / "one", seed="one")
+    root = spec_with_base(tmp_path / "p", '{ oci-layout = "bases/one" }')
+    assert envbuild("-C", root, "lock").code == 0
+    assert envbuild("-C", root, "lock", "--check").code == 0
+
+    replaced = make_layout(tmp_path / "other", seed="replaced")
+    shutil.rmtree(root / "bases" / "one")
+    shutil.copytree(replaced.path, root / "bases" / "one")
+    result = envbuild("-C", root, "lock", "--check")
+    assert result.code == 1
+    assert f"the cpu base oci-layout bases/one is {replaced.digest}, locked as" in result.err
+    assert envbuild("-C", root, "lock").code == 0
+    assert json.loads((root / "lockfiles" / "envbuild.lock.json").read_text())["bases"]["cpu"]["digest"] == (
+        replaced.digest
+    )
+    assert envbuild("-C", root, "lock", "--check").code == 0

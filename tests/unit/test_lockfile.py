@@ -240,7 +240,6 @@ def lockset() -> LockSet:
         resolver="uv",
         resolver_version="0.13.9",
         spec_file="envbuild.toml",
-        spec_sha256="ef" * 32,
         python="3.11",
         exclude_newer="2026-11-01T00:00:00Z",
         index_url=None,
