@@ -1,7 +1,8 @@
-"""A real buildah build of what envbuild stages and renders for [image].files: links stay links, odd names survive.
+"""Real buildah builds of what envbuild stages and renders for [image].files: links stay links, odd names survive.
 
-One small build FROM scratch (a few seconds, no base, no wheels): the staged project is copied
-with the COPY lines render writes, and the image's layer is read back with tarfile.
+Small builds FROM scratch (about 1.5 s each, no base, no wheels): the project is staged as
+'envbuild image' stages it, copied with the COPY lines render writes for the spec, and the
+image's layers are read back with tarfile.
 """
 
 from __future__ import annotations
@@ -11,20 +12,30 @@ import json
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from envbuild.builders import BuildRequest, get_builder
 from envbuild.fetch import stage_project
 from envbuild.registry.ref import Digest
-from envbuild.render import STAGE_DIR, copy_arguments
+from envbuild.render import copy_arguments, project_copies
+from envbuild.spec import load_spec
 from support.tools import require_tool
 
 ODD = 'it\'s "$HOME" (v2).txt'
+SPEC = """
+python = "3.11"
+exclude-newer = "2026-11-01T00:00:00Z"
+[roles.infer]
+entrypoint = ["python", "-m", "app"]
+[accelerators.cpu]
+base = { debian = "bookworm" }
+[image]
+files = FILES
+"""
 
 
-def test_staged_project_builds_with_links_and_odd_names(tmp_path: Path) -> None:
-    """buildah copies in-project links as links, a listed link as its target, and quoted names as themselves."""
-    require_tool("buildah")
-    require_tool("unshare")
-    root = tmp_path / "project"
+def make_project(root: Path, files: str) -> None:
+    """A project with an in-project link inside a directory, a listed link, odd names, outputs and bytecode."""
     (root / "app" / "data").mkdir(parents=True)
     (root / "app" / "data" / "v2.csv").write_text("a,b\n", encoding="utf-8")
     (root / "app" / "current.csv").symlink_to("data/v2.csv")
@@ -35,13 +46,19 @@ def test_staged_project_builds_with_links_and_odd_names(tmp_path: Path) -> None:
     (root / "serve.toml").symlink_to("config/serve.toml")
     (root / "my data.txt").write_text("spaces\n", encoding="utf-8")
     (root / ODD).write_text("quotes\n", encoding="utf-8")
-    files = ("app", "serve.toml", "my data.txt", ODD)
-    stage_project(root, files)
-    copies = [copy_arguments(f"{STAGE_DIR}/project/{f}", f"/app/{f}") for f in files]
-    dockerfile = tmp_path / "Dockerfile"
-    dockerfile.write_text("FROM scratch\n" + "".join(f"COPY {args}\n" for args in copies), encoding="utf-8")
-    work = tmp_path / "work"
-    work.mkdir()
+    for output in (".git/HEAD", "lockfiles/cpu-infer.txt", "images/cpu-infer.Dockerfile"):
+        (root / output).parent.mkdir(parents=True, exist_ok=True)
+        (root / output).write_text("output\n", encoding="utf-8")
+    (root / "envbuild.toml").write_text(SPEC.replace("FILES", files), encoding="utf-8")
+
+
+def build_and_read(root: Path, work: Path) -> tuple[dict[str, tarfile.TarInfo], dict[str, bytes]]:
+    """Stage and build the project's [image].files; the image's members and file contents by path."""
+    spec = load_spec(root)
+    stage_project(spec.root, spec.image.files)
+    dockerfile = work / "Dockerfile"
+    copies = "".join(f"COPY {copy_arguments(source, target)}\n" for source, target in project_copies(spec))
+    dockerfile.write_text("FROM scratch\n" + copies, encoding="utf-8")
     layout = get_builder("buildah").build(
         BuildRequest(
             context=root, dockerfile=dockerfile, base_name="scratch", base_layout=None, epoch=0,
@@ -60,10 +77,34 @@ def test_staged_project_builds_with_links_and_odd_names(tmp_path: Path) -> None:
                     extracted = tar.extractfile(member)
                     assert extracted is not None
                     contents[name] = extracted.read()
-    link = members["app/app/current.csv"]
+    return members, contents
+
+
+@pytest.mark.parametrize(
+    ("files", "prefix"),
+    [
+        pytest.param(json.dumps(["app", "serve.toml", "my data.txt", ODD]), "app", id="listed"),
+        pytest.param('["."]', "app", id="dot"),
+    ],
+)
+def test_staged_project_builds(tmp_path: Path, files: str, prefix: str) -> None:
+    """buildah copies in-project links as links, a listed link as its target, odd names as themselves."""
+    require_tool("buildah")
+    require_tool("unshare")
+    root, work = tmp_path / "project", tmp_path / "work"
+    work.mkdir()
+    make_project(root, files)
+    members, contents = build_and_read(root, work)
+    link = members[f"{prefix}/app/current.csv"]
     assert link.issym() and link.linkname == "data/v2.csv"
-    assert contents["app/app/data/v2.csv"] == b"a,b\n"
-    assert members["app/serve.toml"].isfile() and contents["app/serve.toml"] == b"port = 8080\n"
-    assert contents["app/my data.txt"] == b"spaces\n"
-    assert contents[f"app/{ODD}"] == b"quotes\n"
+    assert contents[f"{prefix}/app/data/v2.csv"] == b"a,b\n"
+    assert contents[f"{prefix}/my data.txt"] == b"spaces\n"
+    assert contents[f"{prefix}/{ODD}"] == b"quotes\n"
     assert not [n for n in members if "__pycache__" in n or n.endswith(".pyc")]
+    if files == '["."]':
+        # The whole project, links as links, without VCS data or envbuild's outputs.
+        assert members[f"{prefix}/serve.toml"].issym()
+        assert contents[f"{prefix}/config/serve.toml"] == b"port = 8080\n"
+        assert not [n for n in members if n.split("/")[1:2] in (["lockfiles"], ["images"], [".git"], [".envbuild"])]
+    else:
+        assert members[f"{prefix}/serve.toml"].isfile() and contents[f"{prefix}/serve.toml"] == b"port = 8080\n"
