@@ -104,7 +104,7 @@ def _check_link(root: Path, link: Path, where: str) -> str:
     )
     if leaves:
         raise UsageError(
-            f"{where}: the link {name} -> {target} points outside the project",
+            f"{where}: the link {name!r} -> {target!r} points outside the project",
             hint="copy what it points to into the project, or make it a relative link to a path inside the project",
         )
     return target
@@ -136,7 +136,7 @@ def _walk(root: Path, directory: Path, prefix: str, where: str) -> list[Entry]:
 
 def _special(rel: str, where: str) -> None:
     raise UsageError(
-        f"{where}: {rel} is not a regular file, directory or link (a FIFO, socket or device)",
+        f"{where}: {rel!r} is not a regular file, directory or link (a FIFO, socket or device)",
         hint="move it out of the listed paths: an image cannot copy it",
     )
 

@@ -128,6 +128,15 @@ def test_staging_refuses_a_link_out_of_the_project(project: Path) -> None:
     assert not staged.exists() or "SECRET-HASH" not in "".join(staged_tree(project).values())
 
 
+def test_link_names_are_quoted_in_the_message(project: Path, envbuild: Callable[..., CliResult]) -> None:
+    """A link whose name holds a terminal escape is named quoted, so the message cannot drive the terminal."""
+    (project / "fixture_app" / "x\x1b[2Jy").symlink_to("/etc/shadow")
+    result = envbuild("-C", project, "dockerfile")
+    assert result.code == 2, result.err
+    assert "\x1b" not in result.err
+    assert "'fixture_app/x\\x1b[2Jy' -> '/etc/shadow'" in result.err
+
+
 # -- links inside the project ---------------------------------------------------------------
 
 
