@@ -398,7 +398,8 @@ def resolve_command(ctx: Context, ref: str, insecure: bool, ca_file: Path | None
 def tags_command(ctx: Context, repository: str, insecure: bool, ca_file: Path | None) -> None:
     """List the tags of REGISTRY/REPO."""
     source = ImageRef.parse(repository)
-    tags = options.client_for(source, insecure=insecure, ca_file=ca_file).list_tags(source.repository)
+    client = options.client_for(source, insecure=insecure, ca_file=ca_file)
+    tags = client.list_tags(source.repository, missing_ok=False)
     ctx.emit({"tags": tags}) if ctx.json else click.echo("\n".join(tags)) if tags else None
 
 

@@ -24,7 +24,7 @@ from urllib.parse import urlencode, urljoin
 
 import requests
 
-from envbuild.errors import EnvbuildError
+from envbuild.errors import EXIT_USAGE, EnvbuildError
 from envbuild.registry.auth import Challenge, Credentials, find_credentials
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.ref import Digest
@@ -45,6 +45,12 @@ LYING_HINT = "the registry (or a proxy in front of it) answered outside the OCI 
 
 class RegistryError(EnvbuildError):
     """A registry refused or failed a request."""
+
+
+class RegistryNotFoundError(RegistryError):
+    """The registry has no such repository, tag or digest (HTTP 404): the reference is wrong, so exit 2."""
+
+    exit_code = EXIT_USAGE
 
 
 class RegistryAuthError(RegistryError):
@@ -287,8 +293,14 @@ class RegistryClient:
                 f"registry {self.host} failed {method} {_path_only(path)} (HTTP {response.status_code}{detail})",
                 hint="the registry reported an internal error: check its storage (disk full, read-only) and logs",
             )
+        if response.status_code == 404:
+            return RegistryNotFoundError(
+                f"registry {self.host} has nothing at {method} {_path_only(path)} (HTTP 404{detail})",
+                hint="check the repository, tag and digest: 'envbuild registry tags REGISTRY/REPO' lists the tags",
+            )
         return RegistryError(
-            f"registry {self.host} refused {method} {_path_only(path)} (HTTP {response.status_code}{detail})"
+            f"registry {self.host} refused {method} {_path_only(path)} (HTTP {response.status_code}{detail})",
+            hint="the registry's message above says why",
         )
 
     # -- blobs -----------------------------------------------------------------------------
@@ -514,17 +526,23 @@ class RegistryClient:
             "DELETE", f"/v2/{repository}/manifests/{tag}", scope=_scope(repository, "pull,push,delete"), ok=(202, 200)
         )
 
-    def list_tags(self, repository: str) -> list[str]:
-        """Every tag of a repository, following pagination."""
+    def list_tags(self, repository: str, *, missing_ok: bool = True) -> list[str]:
+        """Every tag of a repository, following pagination; a missing repository has none, or is an error."""
         tags: list[str] = []
         path: str | None = f"/v2/{repository}/tags/list?n=1000"
         while path:
             response = self.request("GET", path, scope=_scope(repository, "pull"), ok=(200, 404))
-            if response.status_code == 404:
+            if response.status_code == 404 and missing_ok:
                 return []
+            if response.status_code == 404:
+                raise RegistryNotFoundError(
+                    f"registry {self.host} has no repository {repository}",
+                    hint="check the name (a repository exists once an image was pushed to it)",
+                )
             found = _json_object(response.content, f"the tag list of {self.host}/{repository}").get("tags") or []
             if not isinstance(found, list) or not all(isinstance(t, str) for t in found):
-                raise RegistryError(f"the tag list of {self.host}/{repository} is not a list of strings")
+                what = f"the tag list of {self.host}/{repository}"
+                raise RegistryError(f"{what} is not a list of strings", hint=LYING_HINT)
             tags += found
             link = response.headers.get("Link", "")
             path = link.split(";")[0].strip("<> ") if 'rel="next"' in link else None

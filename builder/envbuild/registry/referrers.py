@@ -25,7 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from envbuild.registry.client import RegistryClient, RegistryError
+from envbuild.errors import UsageError
+from envbuild.registry.client import LYING_HINT, RegistryClient, RegistryError
 from envbuild.registry.layout import Descriptor
 from envbuild.registry.ref import Digest
 
@@ -118,7 +119,7 @@ def list_referrers(
     """The referrers of ``subject``, through the API when the registry has it, else the tag schema."""
     via_api = client.referrers_api(repository, subject, artifact_type)
     if via_api is not None:
-        found = [Descriptor.from_json(m) for m in via_api]
+        found = _descriptors(via_api, f"the referrers of {subject} on {client.host}/{repository}")
     else:
         found = list(_fallback_view(client, repository, subject).values())
     return sorted(
@@ -152,7 +153,19 @@ def _read_fallback(client: RegistryClient, repository: str, subject: Digest) -> 
     index = client.find_manifest(repository, fallback_tag(subject))
     if index is None:
         return []
-    return [Descriptor.from_json(m) for m in index.json().get("manifests", [])]
+    manifests = index.json().get("manifests", [])
+    where = f"the referrers index {fallback_tag(subject)} on {client.host}/{repository}"
+    if not isinstance(manifests, list):
+        raise RegistryError(f"{where} has no list of manifests", hint=LYING_HINT)
+    return _descriptors(manifests, where)
+
+
+def _descriptors(values: list[Any], where: str) -> list[Descriptor]:
+    """Descriptors a registry sent; a malformed one is the registry's failure (exit 1), not the user's."""
+    try:
+        return [Descriptor.from_json(m) for m in values]
+    except UsageError as exc:  # DescriptorError, or a digest that is not sha256
+        raise RegistryError(f"{where} is malformed: {exc.message}", hint=LYING_HINT) from exc
 
 
 def _merge_into_fallback(client: RegistryClient, repository: str, subject: Digest, mine: Descriptor) -> None:
