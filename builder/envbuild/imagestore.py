@@ -125,6 +125,8 @@ def _verify(out: Path) -> None:
         known = json.loads((out / VERIFIED).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         known = {}
+    if not isinstance(known, dict):  # not what this module writes: hash everything again
+        known = {}
     seen: dict[str, list[int]] = {}
 
     def hash_blob(path: Path) -> bool:

@@ -124,6 +124,16 @@ def _missing_config(layout: TestLayout) -> None:
     layout.blob_path(layout.config).unlink()
 
 
+def test_a_damaged_record_of_hashed_files_means_hashing_again(tmp_path: Path) -> None:
+    out = tmp_path / "images" / "cpu-infer"
+    layout = built_image(out, layer_size=1024, seed="record")
+    (out / ".verified.json").write_text("[1, 2]", encoding="utf-8")
+    assert str(image._cached(out, KEY)) == layout.digest
+    _corrupt_layer(layout)
+    (out / ".verified.json").write_text("[1, 2]", encoding="utf-8")
+    assert image._cached(out, KEY) is None
+
+
 @pytest.mark.parametrize("damage", [_empty_index, _truncated_layer, _corrupt_layer, _missing_config])
 def test_a_broken_image_is_not_a_cache_hit(
     damage: Callable[[TestLayout], None], tmp_path: Path, caplog: pytest.LogCaptureFixture
