@@ -32,6 +32,7 @@ from envbuild import __version__
 from envbuild.errors import EnvbuildError, UsageError, strip_url_credentials
 from envbuild.fsutil import atomic_write
 from envbuild.gitsource import default_repository, repository_uri
+from envbuild.imagefs import json_blob
 from envbuild.paths import IMAGES_OUT
 from envbuild.provenance import PREDICATE_TYPE as PROVENANCE_PREDICATE
 from envbuild.provenance import provenance_statement
@@ -106,8 +107,8 @@ def find_build(root: Path, *, variant: str | None = None, digest: Digest | None 
     builds = local_builds(root)
     for build in builds:
         if (variant is None or build.variant == variant) and (digest is None or build.digest == digest):
-            # Signing vouches for the image: its manifest must be there and be what the index says.
-            Layout.open(build.path).read_blob(build.digest)
+            # Signing vouches for the image: its manifest must be there, be what the index says, and be one.
+            json_blob(Layout.open(build.path), build.digest, "manifest")
             return build
     have = ", ".join(f"{b.variant} ({b.digest.hex[:12]})" for b in builds) or "none"
     wanted = f"variant {variant}" if variant else f"image {digest}"

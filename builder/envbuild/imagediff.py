@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from envbuild.imagefs import ImageReadError, LayerMember, LayerReader
+from envbuild.imagefs import ImageReadError, LayerMember, LayerReader, json_blob
 from envbuild.registry.layout import INDEX_TYPES, Descriptor, Layout
 from envbuild.registry.ref import Digest
 
@@ -158,8 +158,8 @@ def diff_images(a: Layout, b: Layout, *, name_a: str | None = None, name_b: str 
         manifest_changes.append(FieldChange(path="len(layers)", change="changed", a=len(layers_a), b=len(layers_b)))
     config_changes: list[FieldChange] = []
     if side_a.config != side_b.config:
-        config_a = json.loads(a.read_blob(Digest.parse(side_a.config)))
-        config_b = json.loads(b.read_blob(Digest.parse(side_b.config)))
+        config_a = json_blob(a, Digest.parse(side_a.config), "config")
+        config_b = json_blob(b, Digest.parse(side_b.config), "config")
         config_changes = _json_changes(config_a, config_b)
         if not config_changes:
             notes.append("config: the same JSON serialised differently (key order, spacing or escapes)")
@@ -188,7 +188,7 @@ def _label(layout: Layout, name: str | None) -> str:
 
 
 def _manifest(layout: Layout, descriptor: Descriptor) -> dict[str, Any]:
-    manifest: dict[str, Any] = json.loads(layout.read_blob(descriptor.digest))
+    manifest = json_blob(layout, descriptor.digest, "manifest")
     if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
         raise ImageReadError(
             f"{layout.path}: {descriptor.digest} is an image index, not an image",

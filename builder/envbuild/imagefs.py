@@ -22,10 +22,25 @@ from typing import IO, Any
 
 from envbuild.errors import EnvbuildError
 from envbuild.registry.layout import INDEX_TYPES, Descriptor, Layout
+from envbuild.registry.ref import Digest
 
 
 class ImageReadError(EnvbuildError):
     """An image's layers could not be read (corrupt, unsupported, not an image)."""
+
+
+def json_blob(layout: Layout, digest: Digest, what: str) -> dict[str, Any]:
+    """The blob ``digest`` of ``layout`` as a JSON object (a manifest, a config); else an :class:`ImageReadError`."""
+    try:
+        value = json.loads(layout.read_blob(digest))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ImageReadError(f"{layout.path}: {what} {digest} is not JSON", hint=_REWRITE) from exc
+    if not isinstance(value, dict):
+        raise ImageReadError(f"{layout.path}: {what} {digest} is not a JSON object", hint=_REWRITE)
+    return value
+
+
+_REWRITE = "the layout is damaged: write it again (envbuild image, envbuild pull or skopeo copy)"
 
 
 _WHITEOUT = ".wh."
@@ -56,7 +71,7 @@ def read_image_files(layout: Layout, name: str | None, paths_wanted: Callable[[s
 
 def _manifest(layout: Layout, name: str | None) -> dict[str, Any]:
     descriptor = layout.select(name)
-    manifest: dict[str, Any] = json.loads(layout.read_blob(descriptor.digest))
+    manifest = json_blob(layout, descriptor.digest, "manifest")
     if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
         raise ImageReadError(
             f"{descriptor.digest} is an image index, not an image",

@@ -134,6 +134,11 @@ def local_build(change: str = "") -> object:
             (where / "index.json").write_text("[]", encoding="utf-8")
         elif change == "descriptor-no-type":
             (where / "index.json").write_text(json.dumps({"manifests": [{"digest": made.digest}]}), encoding="utf-8")
+        elif change == "manifest-not-json":
+            _replace_manifest(where, b"not json")
+            index = json.loads((where / "index.json").read_text(encoding="utf-8"))
+            record["digest"] = index["manifests"][0]["digest"]
+            (where / "build.json").write_text(json.dumps(record), encoding="utf-8")
         elif change:
             raise AssertionError(change)
 
@@ -366,6 +371,7 @@ CASES: list[Case] = [
     C("sign-ref-port-too-big", ("sign", "--key", "envbuild.key", f"127.0.0.1:99999/app@{ZERO_DIGEST}"), 2, ("port",), setup=keys),
     C("sign-ref-no-host", ("sign", "--key", "envbuild.key", f"team/app@{ZERO_DIGEST}"), 2, ("does not name a registry host",), setup=keys),
     C("sign-manifest-blob-missing", ("sign", "--key", "envbuild.key", "cpu-infer"), 2, ("lacks blob",), setup=local_build("manifest-missing")),
+    C("sign-manifest-not-json", ("sign", "--key", "envbuild.key", "cpu-infer"), 1, ("manifest", "is not JSON"), setup=local_build("manifest-not-json")),
     C("sign-layout-index-list", ("sign", "--key", "envbuild.key", "cpu-infer"), 2, ("cpu-infer",), setup=local_build("index-list")),
     C("sign-layout-descriptor-no-type", ("sign", "--key", "envbuild.key", "cpu-infer"), 2, ("cpu-infer",), setup=local_build("descriptor-no-type")),
     # --- attest ---------------------------------------------------------------------------------------
@@ -538,3 +544,37 @@ def test_ctrl_c_while_the_cli_is_imported_exits_130_in_one_line(
     monkeypatch.setattr(builtins, "__import__", interrupted_import)
     assert run() == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+# -- libraries under the commands --------------------------------------------------------------
+
+DAMAGE = ["index-not-json", "index-not-utf8", "index-list", "manifests-string", "descriptor-no-type",
+          "descriptor-bad-size", "descriptor-bad-digest", "manifest-missing", "manifest-not-json", "manifest-list",
+          "manifest-config-string", "layer-missing", "layer-corrupt"]  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_imagediff_names_a_damaged_layout(damage: str, tmp_path: Path) -> None:
+    """Comparing with a damaged layout (what rebuild does) is an EnvbuildError naming it, never a crash."""
+    from envbuild.errors import EnvbuildError
+    from envbuild.imagediff import diff_images
+    from envbuild.registry.layout import Layout
+
+    good = make_layout(tmp_path / "good", seed="other")
+    edit_layout(damage)(tmp_path)  # type: ignore[operator]
+    with pytest.raises(EnvbuildError) as caught:
+        diff_images(Layout.open(good.path), Layout.open(tmp_path / "lay"))
+    assert "lay" in caught.value.message and caught.value.hint
+
+
+def test_an_unwritable_output_is_named(tmp_path: Path) -> None:
+    """atomic_write under a file or onto a directory: a UsageError naming the path, not an OSError."""
+    from envbuild.errors import UsageError
+    from envbuild.fsutil import atomic_write
+
+    (tmp_path / "f").write_text("a file", encoding="utf-8")
+    (tmp_path / "d").mkdir()
+    for path in (tmp_path / "f" / "out.json", tmp_path / "d"):
+        with pytest.raises(UsageError, match="cannot write") as caught:
+            atomic_write(path, "{}")
+        assert str(path) in caught.value.message and caught.value.hint
