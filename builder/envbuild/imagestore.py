@@ -115,6 +115,7 @@ def clean_leftovers(root: Path) -> None:
     removed += clean(images, ".")
     for tmp in sorted({Path(tempfile.gettempdir()), Path("/tmp")}):
         removed += clean(tmp, "envbuild-")
+    for tmp in sorted({Path(tempfile.gettempdir()), Path("/tmp"), Path("/var/tmp")}):  # buildah's link_dir()
         removed += _dead_links(tmp)
     for path in removed:
         log.info("removed %s, left behind by a run that was killed", path)
