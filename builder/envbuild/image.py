@@ -250,11 +250,21 @@ def base_image(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageO
 
     ref = ImageRef.parse(name)
     destination = cache_dir() / "pulled" / Digest.parse(str(pinned["digest"])).hex
-    if not (destination / "index.json").is_file():
+    if not _pulled(destination):
         insecure = bool(options.registry and options.registry.insecure)
         ca_file = options.registry.ca_file if options.registry else None
         pull_image(ref, client_for(ref, insecure=insecure, ca_file=ca_file), destination, name="base")
     return Layout.open(destination), name.split("@", 1)[0]
+
+
+def _pulled(destination: Path) -> bool:
+    """Whether the pull of a base into ``destination`` finished (a killed one leaves index.json without it)."""
+    try:
+        layout = Layout.open(destination)
+        layout.verify(layout.select("base"), hash_blob=lambda _path: False)  # blobs arrive digest-checked
+    except UsageError:
+        return False
+    return True
 
 
 def _tree_digest(root: Path, paths: tuple[str, ...]) -> str:

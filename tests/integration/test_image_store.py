@@ -9,19 +9,27 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from envbuild import image
 from envbuild.errors import EnvbuildError
+from envbuild.registry.client import RegistryClient
+from envbuild.registry.layout import Layout
+from envbuild.registry.options import RegistryOptions
+from envbuild.registry.ref import ImageRef
+from envbuild.registry.transfer import push_layout
 from support.demo import built, envbuild
 from support.layouts import TestLayout, index_digest, make_layout, verify_blobs
+from support.registry import Registry
 from support.tools import require_tool, unavailable
 
 MiB = 1024 * 1024
@@ -252,3 +260,27 @@ def test_the_next_run_cleans_up_and_keeps_the_image(demo_image: tuple[Path, str]
     assert again["digest"] == digest and again["cached"] is True
     assert not leftover.exists() and not stale.exists()
     assert json.loads((project / ".envbuild" / "images" / "cpu-infer" / "index.json").read_text())["manifests"]
+
+
+@pytest.mark.registry
+def test_a_pull_of_the_base_killed_half_way_is_finished_by_the_next_run(
+    shared_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry base's cache: a killed pull leaves index.json without the image; the next build pulls again."""
+    source = make_layout(tmp_path / "base", layer_size=64 * 1024, layers=2, seed="killed-base-pull")
+    ref = ImageRef.parse(f"{shared_registry.host}/killed-pull/python:3.11")
+    pushed = push_layout(Layout.open(source.path), ref, RegistryClient(ref.registry, RegistryOptions(insecure=True)))
+    monkeypatch.setenv("ENVBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    killed = Layout.create(tmp_path / "cache" / "pulled" / pushed.digest.hex)  # as pull_image starts
+    shutil.copy(source.blob_path(source.layers[0]), killed.path / "blobs" / "sha256")  # one blob made it
+
+    pinned = {"kind": "image", "ref": str(ref), "digest": str(pushed.digest)}
+    base, _name = image.base_image(
+        # Of the spec, the lock and the target, what base_image reads.
+        SimpleNamespace(name="demo"),
+        SimpleNamespace(bases={"cpu": pinned}),
+        SimpleNamespace(variant=SimpleNamespace(accelerator="cpu"), platform="linux/amd64"),
+        image.ImageOptions(registry=RegistryOptions(insecure=True)),
+    )
+    assert base.select().digest == pushed.digest
+    assert set(verify_blobs(base.path)) == {source.digest, *source.blobs}
