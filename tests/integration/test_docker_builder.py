@@ -8,11 +8,17 @@ envbuild's canonical layers must still make two clean builds agree.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import shutil
 import subprocess
+import sys
+import tarfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -58,12 +64,29 @@ def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_docker_builds_reproducibly_and_says_buildkit_is_too_old(dockerd: dict[str, str], tmp_path: Path) -> None:
-    cache = tmp_path / "cache"
-    project = make_project(tmp_path / "demo")
-    first = envbuild(project, cache, "image", "--variant", "cpu-infer", "--builder", "docker", env=dockerd)
-    image = built(first)["cpu-infer"]
-    assert "BuildKit 0.8 has no rewrite-timestamp" in first.stderr
+@dataclass(frozen=True)
+class DockerBuilt:
+    """The demo project with its cpu-infer image built by 'envbuild image --builder docker'."""
+
+    project: Path
+    cache: Path
+    image: dict[str, object]
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def docker_built(dockerd: dict[str, str], demo_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> DockerBuilt:
+    """One docker build of the demo, shared by the tests of this module (the session's cache holds base and wheels)."""
+    project = make_project(tmp_path_factory.mktemp("docker") / "demo")
+    first = envbuild(project, demo_cache, "image", "--variant", "cpu-infer", "--builder", "docker", env=dockerd)
+    return DockerBuilt(project=project, cache=demo_cache, image=built(first)["cpu-infer"], stderr=first.stderr)
+
+
+def test_docker_builds_reproducibly_and_says_buildkit_is_too_old(
+    dockerd: dict[str, str], docker_built: DockerBuilt, tmp_path: Path
+) -> None:
+    project, cache, image = docker_built.project, docker_built.cache, docker_built.image
+    assert "BuildKit 0.8 has no rewrite-timestamp" in docker_built.stderr
 
     # Clean: no previous image, no BuildKit cache, no built image in the daemon.
     env = {**os.environ, **dockerd}
@@ -92,6 +115,105 @@ def test_docker_builds_reproducibly_and_says_buildkit_is_too_old(dockerd: dict[s
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == "setosa"
+
+
+def test_the_printed_buildkit_commands_give_envbuilds_image(
+    dockerd: dict[str, str], docker_built: DockerBuilt, tmp_path: Path
+) -> None:
+    """'envbuild dockerfile --print-build-command', run by a shell with dockerd's BuildKit, then normalised:
+    the digest of 'envbuild image --builder docker', from the same SOURCE_DATE_EPOCH, REVISION and base.
+
+    The daemon may still hold BuildKit's cache of the envbuild build: a step is reused only when its
+    inputs (base, files, build arguments) are the same, and the image config is made anew either way.
+    """
+    project, cache, image = docker_built.project, docker_built.cache, docker_built.image
+    record = json.loads((project / ".envbuild" / "images" / "cpu-infer" / "build.json").read_text())
+    printed = envbuild(project, cache, "dockerfile", "--print-build-command", "--variant", "cpu-infer", env=dockerd)
+    assert printed.returncode == 0, printed.stderr
+    recipe = json.loads(printed.stdout)
+    (variant,) = recipe["recipes"]
+    assert (variant["source_date_epoch"], variant["revision"]) == (record["source_date_epoch"], record["revision"])
+    assert f"--build-arg SOURCE_DATE_EPOCH={record['source_date_epoch']}" in recipe["script"]
+
+    # The script runs as printed: 'docker' is the 20.10 CLI (dockerd's own BuildKit), 'envbuild' this one.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").symlink_to(DOCKER_CLI)
+    (tmp_path / "build.sh").write_text(recipe["script"])
+    environ = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}  # the script carries it
+    environ.update({**dockerd, "ENVBUILD_CACHE_DIR": str(cache)})
+    environ["PATH"] = f"{bin_dir}:{Path(sys.executable).parent}:{environ['PATH']}"
+    ran = subprocess.run(
+        ["sh", "-e", str(tmp_path / "build.sh")], cwd=tmp_path, env=environ, capture_output=True, text=True,
+        timeout=1200,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert ran.stdout.splitlines()[-1] == image["digest"]  # what envbuild normalize printed
+    normalized = project / variant["output"]
+    assert json.loads((normalized / "index.json").read_text())["manifests"][0]["digest"] == image["digest"]
+
+    # The same image as an OCI archive shaped like buildx's (an index: the image and a provenance
+    # attestation) normalises to the same digest.
+    oci_archive = tmp_path / "cpu-infer.oci.tar"
+    _as_buildx_oci_archive(project / ".envbuild" / "buildkit" / "cpu-infer.docker.tar", oci_archive)
+    again = envbuild(project, cache, "normalize", str(oci_archive), "--variant", "cpu-infer", "-o", str(tmp_path / "o"))
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["digest"] == image["digest"]
+
+    # The buildx form names the same base as a build context, by digest.
+    buildx = envbuild(project, cache, "dockerfile", "--print-build-command", "--buildx", "--variant", "cpu-infer")
+    assert buildx.returncode == 0, buildx.stderr
+    script = json.loads(buildx.stdout)["script"]
+    assert f"--build-context={record['base']['name']}=oci-layout://" in script
+    assert f"@{record['base']['digest']} " in script and "docker buildx build" in script
+
+
+def _as_buildx_oci_archive(docker_archive: Path, out: Path) -> None:
+    """Repack a `docker save` archive as 'docker buildx build --output type=oci' packs an image: the
+    config bytes as they are, an image index holding the image manifest and an attestation manifest."""
+    blobs: dict[str, bytes] = {}
+
+    def blob(data: bytes, media_type: str, **extra: object) -> dict[str, object]:
+        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        blobs[digest] = data
+        return {"mediaType": media_type, "digest": digest, "size": len(data), **extra}
+
+    with tarfile.open(docker_archive) as tar:
+
+        def member(name: str) -> bytes:
+            file = tar.extractfile(name)
+            assert file is not None, name
+            return file.read()
+
+        (saved,) = json.loads(member("manifest.json"))
+        config = blob(member(saved["Config"]), "application/vnd.oci.image.config.v1+json")
+        layers = [blob(member(name), "application/vnd.oci.image.layer.v1.tar") for name in saved["Layers"]]
+    image = blob(
+        json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": config, "layers": layers}).encode(),
+        "application/vnd.oci.image.manifest.v1+json", platform={"architecture": "amd64", "os": "linux"},
+    )  # fmt: skip
+    statement = blob(b'{"_type":"https://in-toto.io/Statement/v0.1"}', "application/vnd.in-toto+json")
+    attestation = blob(
+        json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": blob(b"{}", "application/vnd.oci.image.config.v1+json"), "layers": [statement]}).encode(),
+        "application/vnd.oci.image.manifest.v1+json", platform={"architecture": "unknown", "os": "unknown"},
+    )  # fmt: skip
+    index = blob(
+        json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": [image, attestation]}).encode(),
+        "application/vnd.oci.image.index.v1+json",
+    )  # fmt: skip
+    files = {
+        "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
+        "index.json": json.dumps({"schemaVersion": 2, "manifests": [index]}).encode(),
+        **{f"blobs/sha256/{d.split(':')[1]}": data for d, data in blobs.items()},
+    }
+    with tarfile.open(out, "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
 
 
 def test_a_missing_daemon_is_a_clear_error(tmp_path: Path) -> None:

@@ -132,7 +132,7 @@ def build_command(
         "--network=none", "--pull=false",
         *(f"--build-context={c}" for c in contexts),
         "--build-arg", f"SOURCE_DATE_EPOCH={request.epoch}",
-        *(f"--build-arg={k}={v}" for k, v in sorted(request.build_args.items())),
+        *(a for k, v in sorted(request.build_args.items()) for a in ("--build-arg", f"{k}={v}")),
         "--file", str(request.dockerfile), "--tag", tag, str(request.context),
     ]  # fmt: skip
     return args
