@@ -68,11 +68,14 @@ def assemble(*, built: Layout, base: Layout, out: Path, epoch: int, name: str) -
 
     config["created"] = rfc3339(epoch)
     config["rootfs"] = {"type": "layers", "diff_ids": [*base_ids, *new_ids]}
-    base_history = len(base_config.get("history", []))
-    for entry in config.get("history", [])[base_history:]:
+    base_history = base_config.get("history", [])
+    steps = config.get("history", [])[len(base_history) :]
+    for entry in steps:
         entry["created"] = rfc3339(epoch)
         entry.pop("author", None)
         entry.pop("comment", None)  # buildah writes "FROM <local name>" here: how the base was named, not what it is
+    if "history" in config:
+        config["history"] = [*base_history, *layer_history(steps, len(new_ids))]
     image_config = config.get("config")
     if image_config is not None:
         labels = {k: v for k, v in (image_config.get("Labels") or {}).items() if k not in BUILDER_LABELS}
@@ -82,6 +85,62 @@ def assemble(*, built: Layout, base: Layout, out: Path, epoch: int, name: str) -
             image_config.pop("Labels", None)
     annotations = {"org.opencontainers.image.base.digest": str(base_desc.digest)}
     return write_image(layout, config=config, layers=layers, annotations=annotations, name=name)
+
+
+# Dockerfile instructions that write files; every other one changes only the config.
+_FILE_STEPS = frozenset({"RUN", "COPY", "ADD"})
+
+
+def step_instruction(created_by: str) -> str:
+    """The Dockerfile instruction of a history entry, from the forms builders write.
+
+    buildah and the classic docker builder: ``/bin/sh -c #(nop) COPY ...`` for everything but
+    RUN, and the bare shell command (after ``|N ARG=...`` build arguments) for RUN; BuildKit:
+    ``COPY ... # buildkit``, ``RUN /bin/sh -c ...``.
+    """
+    if "#(nop)" in created_by:
+        words = created_by.split("#(nop)", 1)[1].split()
+        return words[0].upper() if words else "NOP"
+    first = created_by.split(maxsplit=1)[0] if created_by.strip() else ""
+    return first if first.isupper() and first.isalpha() else "RUN"
+
+
+def layer_history(steps: list[dict[str, Any]], layers: int) -> list[dict[str, Any]]:
+    """The history of the builder's ``steps`` told truthfully for the ``layers`` new layers they made.
+
+    One entry without ``empty_layer`` per layer, in order, naming the step that made it;
+    ``empty_layer`` on every config-only step. buildah with ``--layers=false`` squashes the
+    stage into one layer and credits it to the last step (often ENTRYPOINT), marking the
+    COPY and RUN steps that wrote it empty: then the file-writing steps become one entry
+    that names them all, where the last of them stood.
+    """
+    writers = [i for i, entry in enumerate(steps) if step_instruction(entry.get("created_by", "")) in _FILE_STEPS]
+    told = [i for i, entry in enumerate(steps) if not entry.get("empty_layer")]
+    if len(told) == layers and set(told) <= set(writers):
+        owned = set(told)  # the builder's own account holds (BuildKit: a RUN that changed nothing made no layer)
+    elif len(writers) == layers:
+        owned = set(writers)
+    elif layers == 1 and writers:
+        merged = {
+            **steps[writers[-1]],
+            "created_by": " ; ".join(steps[i].get("created_by", "").strip() for i in writers),
+        }
+        steps = [merged if i == writers[-1] else entry for i, entry in enumerate(steps) if i not in writers[:-1]]
+        owned = {writers[-1] - (len(writers) - 1)}
+    elif len(told) == layers:
+        owned = set(told)  # a config step that made a layer (BuildKit's WORKDIR creating its directory)
+    else:
+        raise EnvbuildError(
+            f"the builder made {layers} layers in {len(steps)} steps and its history cannot say which step made which",
+            hint="this is a builder bug; report it with the Dockerfile and the build log",
+        )
+    history = []
+    for i, entry in enumerate(steps):
+        entry = {k: v for k, v in entry.items() if k != "empty_layer"}
+        if i not in owned:
+            entry["empty_layer"] = True
+        history.append(entry)
+    return history
 
 
 def write_image(
