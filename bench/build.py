@@ -249,7 +249,9 @@ class Envbuild:
         """Build (``clean``: after deleting the previous image, so envbuild's build-key cache misses)."""
         if clean:
             shutil.rmtree(self.out, ignore_errors=True)
-        printed = run([BIN / "envbuild", "-q", "image", "--variant", VARIANT], env=self.env, cwd=self.root)
+        # The copy may hold the working tree's uncommitted inputs (copy_repo): build them, recorded as dirty.
+        argv = [BIN / "envbuild", "-q", "image", "--variant", VARIANT, "--allow-dirty"]
+        printed = run(argv, env=self.env, cwd=self.root)
         digest = str(Layout.open(self.out).select().digest)
         if printed.split()[-1] != digest:
             sys.exit(f"bench: envbuild printed {printed.strip()}, but its layout holds {digest}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from envbuild.debian import build_debian_base, epoch_of
 from envbuild.errors import StaleLockError, UsageError
 from envbuild.fetch import Wheel, cache_dir, fetch_lockfile, stage, stage_project, stage_uv
 from envbuild.fsutil import atomic_write
+from envbuild.gitsource import SourceState, source_state
 from envbuild.lock import check, tools_filename
 from envbuild.lockfile import LOCK_DIR, LockSet, read_lockset
 from envbuild.ociimage import assemble
@@ -53,6 +53,8 @@ class ImageOptions:
     revision: str | None = None
     base_layout: Path | None = None
     check_locks: bool = True
+    # Build inputs with uncommitted changes: refused, unless allowed (then recorded as dirty).
+    allow_dirty: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,7 +113,8 @@ def _build_one(
     report: Progress,
 ) -> BuiltImage:
     variant = target.variant.name
-    epoch, revision = build_date(spec, target, options)
+    source = build_source(spec, target, options)
+    epoch = source.epoch
     report(variant, "preparing the base")
     base_layout, base_name = base_image(spec, lockset, target, options)
     report(variant, "fetching wheels")
@@ -126,7 +129,8 @@ def _build_one(
         "builder": {"name": builder.name, "version": builder.version()},
         "compressor": COMPRESSOR,
         "source_date_epoch": epoch,
-        "revision": revision,
+        "revision": source.commit,
+        "dirty": source.to_json(),
         "spec": spec.file.relative_to(spec.root).as_posix(),
         "spec_sha256": hashlib.sha256(spec.file.read_bytes()).hexdigest(),
         "base": {"name": base_name, "digest": base_digest},
@@ -154,7 +158,7 @@ def _build_one(
             BuildRequest(
                 context=spec.root, dockerfile=dockerfile_file, base_name=base_name,
                 base_layout=base_layout.path if base_layout else None, epoch=epoch, platform=target.platform,
-                build_args={"REVISION": revision}, workdir=work,
+                build_args={"REVISION": source.revision_label}, workdir=work,
             )
         )  # fmt: skip
         report(variant, "writing the image")
@@ -180,10 +184,24 @@ def build_targets(spec: Spec, names: tuple[str, ...]) -> tuple[LockTarget, ...]:
 
 
 def build_date(spec: Spec, target: LockTarget, options: ImageOptions) -> tuple[int, str]:
-    """SOURCE_DATE_EPOCH and the revision of a build: replayed, overridden, or the last commit of its inputs."""
+    """SOURCE_DATE_EPOCH and the revision label of a build (see :func:`build_source`)."""
+    source = build_source(spec, target, options)
+    return source.epoch, source.revision_label
+
+
+def build_source(spec: Spec, target: LockTarget, options: ImageOptions) -> SourceState:
+    """The source of a build: replayed (an audit rebuild), or the last commit of its inputs, checked clean.
+
+    An input with uncommitted changes is refused unless ``options.allow_dirty``
+    (:func:`envbuild.gitsource.source_state`); the tools' lockfile counts as an input too.
+    """
     if options.revision is not None and options.source_date_epoch is not None:
-        return options.source_date_epoch, options.revision
-    return _source_date(spec.root, _input_paths(spec, target), options.source_date_epoch)
+        return SourceState(epoch=options.source_date_epoch, commit=options.revision)
+    dated_by = _input_paths(spec, target)
+    return source_state(
+        spec.root, sorted({*dated_by, f"{LOCK_DIR}/{tools_filename(spec, target.platform)}"}), dated_by=dated_by,
+        epoch=options.source_date_epoch, allow_dirty=options.allow_dirty,
+    )  # fmt: skip
 
 
 def fetch_wheels(spec: Spec, target: LockTarget) -> tuple[list[Wheel], list[Wheel]]:
@@ -210,25 +228,6 @@ def stage_inputs(spec: Spec, target: LockTarget, wheels: list[Wheel], tools: lis
 def _input_paths(spec: Spec, target: LockTarget) -> list[str]:
     """The project paths whose last change dates the image (SOURCE_DATE_EPOCH)."""
     return sorted({spec.file.relative_to(spec.root).as_posix(), f"{LOCK_DIR}/{target.filename}", *spec.image.files})
-
-
-def _source_date(root: Path, paths: list[str], override: int | None) -> tuple[int, str]:
-    """SOURCE_DATE_EPOCH and the revision: the last commit that touched ``paths``."""
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "log", "-1", "--format=%ct %H", "--", *paths],
-            capture_output=True, text=True, timeout=60, check=True,
-        ).stdout.split()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        out = []
-    if override is not None:
-        return override, out[1] if len(out) == 2 else "unknown"
-    if len(out) != 2:
-        raise UsageError(
-            f"{root} has no git history for its inputs, so SOURCE_DATE_EPOCH has no default",
-            hint="commit the project, or pass --source-date-epoch SECONDS",
-        )
-    return int(out[0]), out[1]
 
 
 def base_image(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageOptions) -> tuple[Layout, str]:

@@ -25,14 +25,22 @@ def make_project(path: Path, *, umask: int = 0o022) -> Path:
                 shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             else:
                 shutil.copy(source, path / name)
-        env = {**os.environ, "GIT_AUTHOR_DATE": COMMIT_DATE, "GIT_COMMITTER_DATE": COMMIT_DATE}
-        git = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
-        subprocess.run([*git, "init", "-q"], check=True)
-        subprocess.run([*git, "add", "-A"], check=True)
-        subprocess.run([*git, "commit", "-q", "-m", "demo"], check=True, env=env)
+        subprocess.run(["git", "-C", str(path), "init", "-q"], check=True)
+        commit(path, "demo")
     finally:
         os.umask(old)
     return path
+
+
+def commit(path: Path, message: str) -> None:
+    """Commit the project's files at ``path`` (a build refuses uncommitted inputs), dated COMMIT_DATE.
+
+    Only PROJECT_FILES: what builds leave (.envbuild/) stays out of the history.
+    """
+    env = {**os.environ, "GIT_AUTHOR_DATE": COMMIT_DATE, "GIT_COMMITTER_DATE": COMMIT_DATE}
+    git = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "add", "-A", "--", *PROJECT_FILES], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", message], check=True, env=env)
 
 
 def envbuild(
