@@ -134,10 +134,13 @@ def _build_one(
         "spec": spec.file.relative_to(spec.root).as_posix(),
         "spec_sha256": hashlib.sha256(spec.file.read_bytes()).hexdigest(),
         "base": {"name": base_name, "digest": base_digest},
+        "dockerfile": dockerfile_path(target.variant),
         "dockerfile_sha256": hashlib.sha256(dockerfile.encode()).hexdigest(),
+        "lockfile": f"{LOCK_DIR}/{target.filename}",
         "lockfile_sha256": hashlib.sha256((spec.root / LOCK_DIR / target.filename).read_bytes()).hexdigest(),
         "wheels": [w.to_json() for w in wheels],
         "tools": [w.to_json() for w in tools],
+        "files": sorted(spec.image.files),
         "files_sha256": _tree_digest(spec.root, spec.image.files),
     }
     key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()

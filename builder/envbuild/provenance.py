@@ -10,8 +10,10 @@ SOURCE_DATE_EPOCH and no host names, so the same build gives the same bytes.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from envbuild.errors import EnvbuildError, strip_url_credentials
+from envbuild.gitsource import commit_uri, repository_uri
 from envbuild.signing.dsse import statement
 
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -40,39 +42,75 @@ def provenance_statement(
 
 
 def provenance_predicate(record: dict[str, Any], *, spec_file: str, source_repository: str | None) -> dict[str, Any]:
-    """The SLSA v1 predicate (buildDefinition and runDetails) for a build record."""
-    dependencies: list[dict[str, Any]] = [
-        {"name": "base", "uri": f"oci:{record['base']['name']}", "digest": {"sha256": _hex(record["base"]["digest"])}},
-    ]
-    dependencies += [
+    """The SLSA v1 predicate (buildDefinition and runDetails) for a build record.
+
+    Every resolved dependency has a ``uri``: the source commit as ``git+https://host/path@<sha>``
+    (only when the repository is known and the tree was clean), the base as a ``pkg:oci`` purl,
+    wheels and tools by the URL they came from (else a ``pkg:pypi`` purl), and the project's
+    own inputs by their path relative to the source.
+    """
+    repository = repository_uri(source_repository)
+    commit, dirty = record.get("revision"), record.get("dirty")
+    dependencies: list[dict[str, Any]] = []
+    if repository and commit and not dirty:
+        dependencies.append({"name": "source", "uri": commit_uri(repository, commit), "digest": {"gitCommit": commit}})
+    base_name, base_hex = record["base"]["name"], _hex(record["base"]["digest"])
+    dependencies.append(
         {
-            "name": f"wheel:{w['filename']}",
-            "uri": strip_url_credentials(w["url"]) or f"pypi:{w['name']}=={w['version']}",
-            "digest": {"sha256": w["sha256"]},
+            "name": "base",
+            "uri": oci_purl(base_name, base_hex),
+            "digest": {"sha256": base_hex},
+            "annotations": {"reference": base_name},
         }
+    )
+    dependencies += [
+        {"name": f"wheel:{w['filename']}", "uri": _download_uri(w), "digest": {"sha256": w["sha256"]}}
         for w in sorted(record["wheels"], key=lambda w: w["filename"])
     ]
     dependencies += [
-        {"name": f"tool:{t['filename']}", "uri": strip_url_credentials(t["url"]), "digest": {"sha256": t["sha256"]}}
+        {"name": f"tool:{t['filename']}", "uri": _download_uri(t), "digest": {"sha256": t["sha256"]}}
         for t in sorted(record["tools"], key=lambda t: t["filename"])
     ]
     if record.get("spec_sha256"):
         dependencies.append(
-            {"name": "spec", "uri": record.get("spec", spec_file), "digest": {"sha256": record["spec_sha256"]}}
+            {
+                "name": "spec",
+                "uri": _path_uri(record.get("spec", spec_file)),
+                "digest": {"sha256": record["spec_sha256"]},
+            }
         )
+    variant = record["variant"]
     dependencies += [
-        {"name": "lockfile", "digest": {"sha256": record["lockfile_sha256"]}},
-        {"name": "dockerfile", "digest": {"sha256": record["dockerfile_sha256"]}},
-        {"name": "files", "digest": {"sha256": record["files_sha256"]}},
+        {
+            "name": "lockfile",
+            "uri": _path_uri(record.get("lockfile", f"lockfiles/{variant}.txt")),
+            "digest": {"sha256": record["lockfile_sha256"]},
+        },
+        {
+            "name": "dockerfile",
+            "uri": _path_uri(record.get("dockerfile", f"images/{variant}.Dockerfile")),
+            "digest": {"sha256": record["dockerfile_sha256"]},
+        },
+        {
+            "name": "files",
+            "uri": ",".join(_path_uri(p) for p in record.get("files") or ["."]),
+            "digest": {"sha256": record["files_sha256"]},
+        },
     ]
-    source: dict[str, Any] = {"commit": record["revision"]}
-    if source_repository:
-        source["repository"] = strip_url_credentials(source_repository)
+    # A commit is claimed only for a tree that held exactly the commit's inputs; a dirty build
+    # says so, with a digest of what was uncommitted, and a build outside git names no commit.
+    source: dict[str, Any] = {}
+    if commit:
+        source["commit"] = commit
+    if dirty:
+        source["dirty"] = {"paths": list(dirty["paths"]), "sha256": dirty["sha256"]}
+    if repository:
+        source["repository"] = repository
     return {
         "buildDefinition": {
             "buildType": BUILD_TYPE,
             "externalParameters": {
-                "variant": record["variant"],
+                "variant": variant,
                 "platform": record["platform"],
                 "spec": spec_file,
                 "source": source,
@@ -87,6 +125,31 @@ def provenance_predicate(record: dict[str, Any], *, spec_file: str, source_repos
         },
         "runDetails": {"builder": {"id": f"urn:envbuild:builder:{record['builder']['name']}"}, "metadata": {}},
     }
+
+
+def oci_purl(reference: str, digest_hex: str) -> str:
+    """The package URL of an image: ``pkg:oci/<name>@sha256%3A<hex>?repository_url=<repository>[&tag=<tag>]``."""
+    repository = reference.split("@", 1)[0]
+    tag = None
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository, tag = repository.rsplit(":", 1)
+    name = repository.rsplit("/", 1)[-1].lower()
+    qualifiers = f"repository_url={quote(repository, safe='/')}" + (f"&tag={quote(tag, safe='')}" if tag else "")
+    return f"pkg:oci/{quote(name, safe='')}@sha256%3A{digest_hex}?{qualifiers}"
+
+
+def _download_uri(wheel: dict[str, Any]) -> str:
+    """Where a wheel came from (credentials stripped), else its ``pkg:pypi`` purl."""
+    url = strip_url_credentials(str(wheel.get("url") or ""))
+    if "://" in url:
+        return url
+    name = str(wheel["name"]).lower().replace("_", "-").replace(".", "-")
+    return f"pkg:pypi/{quote(name, safe='')}@{quote(str(wheel['version']), safe='')}"
+
+
+def _path_uri(path: str) -> str:
+    """A path relative to the source, as a relative URI reference."""
+    return quote(path, safe="/")
 
 
 def _hex(digest: str) -> str:
@@ -129,13 +192,14 @@ def recorded_build(predicate: dict[str, Any]) -> dict[str, Any]:
             "variant": external["variant"],
             "platform": external["platform"],
             "spec": external.get("spec", "envbuild.toml"),
-            "revision": external["source"]["commit"],
+            "revision": external["source"].get("commit"),
+            "dirty": external["source"].get("dirty"),
             "source_repository": external["source"].get("repository"),
             "source_date_epoch": int(internal["sourceDateEpoch"]),
             "builder": internal["builder"],
             "envbuild": internal["envbuild"],
             "compressor": internal["compressor"],
-            "base": {"name": str(deps["base"]["uri"]).removeprefix("oci:"), "digest": f"sha256:{sha('base')}"},
+            "base": {"name": _base_reference(deps["base"]), "digest": f"sha256:{sha('base')}"},
             "spec_sha256": sha("spec"),
             "lockfile_sha256": sha("lockfile"),
             "dockerfile_sha256": sha("dockerfile"),
@@ -147,3 +211,9 @@ def recorded_build(predicate: dict[str, Any]) -> dict[str, Any]:
         raise ProvenanceError(
             f"the provenance lacks {exc} needed for a rebuild", hint="it was not written by envbuild, or is damaged"
         ) from exc
+
+
+def _base_reference(dependency: dict[str, Any]) -> str:
+    """The FROM name of the base: its ``reference`` annotation (older provenance: an ``oci:`` URI)."""
+    reference = (dependency.get("annotations") or {}).get("reference")
+    return str(reference) if reference else str(dependency["uri"]).removeprefix("oci:")

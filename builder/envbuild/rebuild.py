@@ -132,6 +132,11 @@ def rebuild(
         else:
             bundles = attached_bundles(client_for(ref), ref.repository, digest)
         recorded = recorded_build(dict(verified_provenance(bundles, digest, policy).predicate))
+        if recorded.get("dirty"):
+            notes.append(
+                f"the original was built with uncommitted changes to {', '.join(recorded['dirty']['paths'])}, "
+                f"which commit {recorded['revision']} does not hold"
+            )
 
         source = work / "source"
         if options.archive is not None:
@@ -140,7 +145,7 @@ def rebuild(
             copy_worktree(options.source, source)
             notes.append(f"built {options.source} as it is on disk, not commit {recorded['revision']}")
         else:
-            export_commit(options.source, recorded["revision"], source)
+            export_commit(options.source, _recorded_commit(recorded, digest), source)
 
         base_digest = Digest.parse(recorded["base"]["digest"])
         with _cache_at(vendored.cache if options.archive is not None else None):
@@ -194,7 +199,7 @@ def vendor(ref: ImageRef, policy: Policy, source: Path, output: Path, client_for
     recorded = recorded_build(dict(verified_provenance(bundles, digest, policy).predicate))
     with scratch_dir(None, "envbuild-vendor-") as tmp:
         staged = Path(tmp) / "archive"
-        export_commit(source, recorded["revision"], staged / "source")
+        export_commit(source, _recorded_commit(recorded, digest), staged / "source")
         wheels = collect_wheels(recorded, staged / "cache")
         base_digest = Digest.parse(recorded["base"]["digest"])
         _vendor_base(recorded, base_digest, staged / "source", staged / "base", client_for)
@@ -260,6 +265,16 @@ def _digest_of(ref: ImageRef) -> Digest:
             hint=f"envbuild registry resolve {ref}, then pass REF@sha256:...",
         )
     return ref.digest
+
+
+def _recorded_commit(recorded: dict[str, Any], digest: Digest) -> str:
+    """The commit the provenance names; one built outside git names none, and only its files can rebuild it."""
+    if not recorded.get("revision"):
+        raise UsageError(
+            f"the provenance of {digest} names no commit: it was built outside git",
+            hint="rebuild from a copy of its source with --worktree",
+        )
+    return str(recorded["revision"])
 
 
 def _input_changes(recorded: dict[str, Any], rebuilt: dict[str, Any]) -> Iterator[InputChange]:

@@ -12,9 +12,9 @@ import os
 
 import pytest
 
-from envbuild.attest import SIGN_PREDICATE
+from envbuild.attest import SIGN_PREDICATE, signature_statement
+from envbuild.registry.ref import Digest
 from envbuild.signing.bundle import load_bundle, verify_keyless_bundle
-from envbuild.signing.dsse import statement
 from envbuild.signing.signer import KeylessSigner
 
 pytestmark = [pytest.mark.sigstore_online, pytest.mark.network]
@@ -27,7 +27,7 @@ def test_keyless_signing_with_the_github_identity() -> None:
             "--sigstore-online needs GitHub Actions (GITHUB_SERVER_URL, GITHUB_WORKFLOW_REF) with id-token: write"
         )
     digest = "sha256:" + hashlib.sha256(b"envbuild online keyless test").hexdigest()
-    payload = statement("envbuild-online-test", digest, SIGN_PREDICATE, {})
+    payload = signature_statement("envbuild-online-test", Digest.parse(digest))
 
     bundle = KeylessSigner().sign(payload)
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from envbuild.provenance import BUILD_TYPE, PREDICATE_TYPE, provenance_statement
+from envbuild.attest import SIGN_PREDICATE, signature_statement
+from envbuild.provenance import BUILD_TYPE, PREDICATE_TYPE, provenance_statement, recorded_build
+from envbuild.registry.ref import Digest
+from support.intoto import validated
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -51,14 +54,18 @@ def record() -> dict[str, Any]:
     }
 
 
-def make() -> bytes:
+def make(build: dict[str, Any] | None = None, repository: str | None = "https://git.example/demo.git") -> bytes:
     return provenance_statement(
-        record(),
+        build or record(),
         image_name="demo-cpu-infer",
         image_digest=DIGEST,
         spec_file="envbuild.toml",
-        source_repository="https://git.example/demo.git",
+        source_repository=repository,
     )
+
+
+def dependencies(statement: bytes) -> dict[str, dict[str, Any]]:
+    return {d["name"]: d for d in json.loads(statement)["predicate"]["buildDefinition"]["resolvedDependencies"]}
 
 
 def test_statement_names_the_image_and_the_build_type() -> None:
@@ -69,7 +76,7 @@ def test_statement_names_the_image_and_the_build_type() -> None:
     assert definition["buildType"] == BUILD_TYPE
     assert definition["externalParameters"]["source"] == {
         "commit": "c0ffee",
-        "repository": "https://git.example/demo.git",
+        "repository": "git+https://git.example/demo",
     }
     assert definition["internalParameters"]["sourceDateEpoch"] == 1793620800
 
@@ -91,3 +98,67 @@ def test_deterministic_and_without_secrets_or_times() -> None:
     text = make().decode()
     assert "s3cret" not in text and "bot@" not in text
     assert "startedOn" not in text and "finishedOn" not in text and "invocationId" not in text
+
+
+def test_the_in_toto_library_accepts_the_provenance_and_every_dependency_has_a_uri() -> None:
+    stmt = validated(make())
+    deps = stmt["predicate"]["buildDefinition"]["resolvedDependencies"]
+    assert all(d.get("uri") for d in deps), [d["name"] for d in deps if not d.get("uri")]
+    by_name = {d["name"]: d for d in deps}
+    assert by_name["lockfile"]["uri"] == "lockfiles/cpu-infer.txt"  # relative to the source commit
+    assert by_name["dockerfile"]["uri"] == "images/cpu-infer.Dockerfile"
+    assert by_name["base"]["uri"] == (
+        f"pkg:oci/base-cpu@sha256%3A{'11' * 32}?repository_url=envbuild.local/demo/base-cpu&tag=0123456789abcdef"
+    )
+    # A wheel recorded without a download URL is named by its purl.
+    unlinked = record()
+    unlinked["wheels"][1]["url"] = ""
+    assert dependencies(make(unlinked))["wheel:a-1.whl"]["uri"] == "pkg:pypi/a@1"
+
+
+def test_the_source_commit_is_a_resolved_dependency_of_a_normalised_repository() -> None:
+    for remote in ("git@git.example:demo.git", "https://bot:s3cret@git.example/demo.git"):
+        stmt = json.loads(make(repository=remote))
+        assert stmt["predicate"]["buildDefinition"]["externalParameters"]["source"]["repository"] == (
+            "git+https://git.example/demo"
+        )
+        assert dependencies(make(repository=remote))["source"] == {
+            "name": "source",
+            "uri": "git+https://git.example/demo@c0ffee",
+            "digest": {"gitCommit": "c0ffee"},
+        }
+    # A local path names no repository: no repository field, no source dependency; the commit stays.
+    local = json.loads(make(repository="/home/me/src/demo"))["predicate"]["buildDefinition"]
+    assert local["externalParameters"]["source"] == {"commit": "c0ffee"}
+    assert "source" not in {d["name"] for d in local["resolvedDependencies"]}
+
+
+def test_a_dirty_build_is_recorded_as_dirty_and_claims_no_commit_as_a_dependency() -> None:
+    dirty = {**record(), "dirty": {"paths": ["demo/app.py"], "sha256": "88" * 32}}
+    stmt = validated(make(dirty))
+    source = stmt["predicate"]["buildDefinition"]["externalParameters"]["source"]
+    assert source["dirty"] == {"paths": ["demo/app.py"], "sha256": "88" * 32}
+    assert "source" not in dependencies(make(dirty))
+    assert recorded_build(stmt["predicate"])["dirty"] == source["dirty"]
+
+
+def test_a_build_outside_git_claims_no_commit() -> None:
+    stmt = validated(make({**record(), "revision": None}))
+    definition = stmt["predicate"]["buildDefinition"]
+    assert definition["externalParameters"]["source"] == {"repository": "git+https://git.example/demo"}
+    assert "source" not in {d["name"] for d in definition["resolvedDependencies"]}
+    assert recorded_build(stmt["predicate"])["revision"] is None
+
+
+def test_the_provenance_reads_back_for_a_rebuild() -> None:
+    again = recorded_build(json.loads(make())["predicate"])
+    assert again["base"] == {"name": record()["base"]["name"], "digest": record()["base"]["digest"]}
+    assert again["source_repository"] == "git+https://git.example/demo"
+    assert [w["filename"] for w in again["wheels"]] == ["a-1.whl", "b-2.whl"]
+
+
+def test_the_image_signature_statement_validates() -> None:
+    stmt = validated(signature_statement("demo-cpu-infer", Digest.parse(DIGEST)))
+    assert stmt["predicateType"] == SIGN_PREDICATE
+    assert stmt["subject"] == [{"name": "demo-cpu-infer", "digest": {"sha256": "ab" * 32}}]
+    assert stmt["predicate"]["critical"]["image"] == {"docker-manifest-digest": DIGEST}
