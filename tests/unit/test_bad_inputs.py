@@ -578,3 +578,34 @@ def test_an_unwritable_output_is_named(tmp_path: Path) -> None:
         with pytest.raises(UsageError, match="cannot write") as caught:
             atomic_write(path, "{}")
         assert str(path) in caught.value.message and caught.value.hint
+
+
+def test_a_report_that_cannot_be_written_keeps_the_rebuilds_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """rebuild --report on a disk that fills up meanwhile: the verdict is printed first, then the error.
+
+    A real rebuild takes minutes; its result is made here (the rebuild itself is tested in
+    tests/integration/test_rebuild.py), and the report write fails as a full disk would.
+    """
+    from envbuild import rebuild as rebuild_module
+    from envbuild.cli import main
+    from envbuild.errors import EnvbuildError
+    from envbuild.registry.ref import Digest
+
+    digest = Digest.of(b"image")
+    result = rebuild_module.RebuildResult(
+        image=f"{NOWHERE}/app@{digest}", variant="cpu-infer", expected=digest, rebuilt=digest, inputs=(),
+        diff=None, notes=(), seconds=1.0,
+    )  # fmt: skip
+
+    def full_disk(*args: object) -> None:
+        raise EnvbuildError("cannot write report.json: No space left on device", hint="free some space")
+
+    monkeypatch.setattr(rebuild_module, "rebuild", lambda *args, **kwargs: result)
+    monkeypatch.setattr(rebuild_module, "write_result", full_disk)
+    keys(tmp_path)
+    argv = ["-C", str(tmp_path), "rebuild", f"{NOWHERE}/app@{digest}", "--key", str(tmp_path / "envbuild.pub")]
+    assert main([*argv, "--report", str(tmp_path / "report.json")]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith("identical: the rebuild of cpu-infer is") and "No space left" in err
