@@ -165,39 +165,76 @@ class LockSet:
             if data.get("schema") != SCHEMA:
                 raise ValueError(f"schema {data.get('schema')!r}, expected {SCHEMA}")
 
-            def entries_of(table: dict[str, Any]) -> tuple[LockEntry, ...]:
+            def entries_of(table: Any, where: str) -> tuple[LockEntry, ...]:
                 return tuple(
                     LockEntry(
                         name=name,
-                        variant=e["variant"],
-                        platform=e["platform"],
-                        file=e["file"],
-                        sha256=e["sha256"],
-                        inputs=e["inputs"],
-                        packages=e["packages"],
+                        variant=_typed(e["variant"], str, f"{where}.{name}.variant"),
+                        platform=_typed(e["platform"], str, f"{where}.{name}.platform"),
+                        file=_typed(e["file"], str, f"{where}.{name}.file"),
+                        sha256=_typed(e["sha256"], str, f"{where}.{name}.sha256"),
+                        inputs=_inputs(e["inputs"], f"{where}.{name}.inputs"),
+                        packages=_table_of_tables(e["packages"], f"{where}.{name}.packages"),
                     )
-                    for name, e in table.items()
+                    for name, e in _table_of_tables(table, where).items()
                 )
 
-            entries = entries_of(data["locks"])
-            tools = entries_of(data.get("tools", {}))
+            data = _typed(data, dict, "the document")
+            resolver = _typed(data["resolver"], dict, "resolver")
+            index_url = data["index-url"]
             return cls(
-                envbuild_version=data["envbuild"],
-                resolver=data["resolver"]["name"],
-                resolver_version=data["resolver"]["version"],
-                spec_file=data["spec"]["file"],
-                python=data["python"],
-                exclude_newer=data["exclude-newer"],
-                index_url=data["index-url"],
-                indexes=data["indexes"],
-                bases=data["bases"],
-                entries=entries,
-                tools=tools,
+                envbuild_version=_typed(data["envbuild"], str, "envbuild"),
+                resolver=_typed(resolver["name"], str, "resolver.name"),
+                resolver_version=_typed(resolver["version"], str, "resolver.version"),
+                spec_file=_typed(_typed(data["spec"], dict, "spec")["file"], str, "spec.file"),
+                python=_typed(data["python"], str, "python"),
+                exclude_newer=_typed(data["exclude-newer"], str, "exclude-newer"),
+                index_url=None if index_url is None else _typed(index_url, str, "index-url"),
+                indexes=[_typed(i, dict, "indexes[]") for i in _typed(data["indexes"], list, "indexes")],
+                bases={k: _base_pin(v, f"bases.{k}") for k, v in _table_of_tables(data["bases"], "bases").items()},
+                entries=entries_of(data["locks"], "locks"),
+                tools=entries_of(data.get("tools", {}), "tools"),
             )
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise StaleLockError(
                 f"{source}: unreadable lock metadata ({exc})", hint="run 'envbuild lock' to write it anew"
             ) from exc
+
+
+def _typed(value: Any, kind: type, where: str) -> Any:
+    """``value`` if it is a ``kind``; else a TypeError naming where it sits (turned into a StaleLockError)."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{where} is a {type(value).__name__}, not a {kind.__name__}")
+    return value
+
+
+def _table_of_tables(value: Any, where: str) -> dict[str, dict[str, Any]]:
+    for key, item in _typed(value, dict, where).items():
+        _typed(item, dict, f"{where}.{key}")
+    return dict(value)
+
+
+# What each kind of pinned base must carry, as strings (debian's packages: a list of them).
+_BASE_FIELDS = {"debian": ("suite", "recipe-sha256"), "image": ("ref", "digest"), "oci-layout": ("path", "digest")}
+
+
+def _base_pin(value: dict[str, Any], where: str) -> dict[str, Any]:
+    kind = value.get("kind")
+    if not isinstance(kind, str) or kind not in _BASE_FIELDS:
+        raise TypeError(f"{where}.kind is {kind!r}, not one of {', '.join(_BASE_FIELDS)}")
+    for key in _BASE_FIELDS[kind]:
+        _typed(value.get(key), str, f"{where}.{key}")
+    if kind == "debian" and not all(isinstance(p, str) for p in _typed(value.get("packages"), list, where)):
+        raise TypeError(f"{where}.packages holds a value that is not a string")
+    return value
+
+
+def _inputs(value: Any, where: str) -> dict[str, Any]:
+    """A lock's recorded inputs; its requirements are compared as sets of strings, so they must be strings."""
+    requirements = _typed(value, dict, where).get("requirements", [])
+    if not all(isinstance(r, str) for r in _typed(requirements, list, f"{where}.requirements")):
+        raise TypeError(f"{where}.requirements holds a value that is not a string")
+    return dict(value)
 
 
 def read_lockset(root: Path) -> LockSet | None:

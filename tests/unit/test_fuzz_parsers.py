@@ -5,7 +5,8 @@ two ways: structure-aware (a valid document with a few values replaced, keys rem
 or added — which reaches the checks deep inside) and as raw bytes (flipped, cut,
 inserted — which reaches the decoders). The only exception allowed out is
 :class:`envbuild.errors.EnvbuildError`; anything else fails the test with the input
-hypothesis shrank it to. Runs are derandomized, so CI sees the same inputs every time.
+hypothesis shrank it to. Runs are derandomized, so CI sees the same inputs every time;
+ENVBUILD_FUZZ_EXAMPLES=5000 hunts longer.
 
 Parsers: the spec (envbuild.toml, and [tool.envbuild] with [project] and
 [dependency-groups] in pyproject.toml), the lock metadata and lockfiles (then the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import threading
@@ -55,7 +57,7 @@ RENDER_PROJECT = ASSETS / "render-project"
 SUBJECT = Digest.parse("sha256:" + "ab" * 32)
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("ENVBUILD_FUZZ_EXAMPLES", "150")),  # more for a longer hunt
     derandomize=True,
     deadline=None,
     database=None,

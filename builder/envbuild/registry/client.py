@@ -611,9 +611,7 @@ def _registry_message(response: requests.Response) -> str:
         return ""
     if not isinstance(errors, list):
         return ""
-    return "".join(
-        f": {e.get('code', '')} {e.get('message', '')}".rstrip() for e in errors[:2] if isinstance(e, dict)
-    )
+    return "".join(f": {e.get('code', '')} {e.get('message', '')}".rstrip() for e in errors[:2] if isinstance(e, dict))
 
 
 def _path_only(path: str) -> str:

@@ -287,13 +287,21 @@ class Layout:
         atomic_write(self.path / "index.json", json.dumps(index, separators=(",", ":")))
 
 
-def children(manifest: dict[str, Any]) -> tuple[list[Descriptor], list[Descriptor]]:
+def children(manifest: Any) -> tuple[list[Descriptor], list[Descriptor]]:
     """A manifest's (blobs, sub-manifests): config and layers for an image, manifests for an index."""
-    if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
-        return [], [Descriptor.from_json(m) for m in manifest.get("manifests", [])]
+    if not isinstance(manifest, dict):
+        raise DescriptorError(f"a manifest is {_kind(manifest)}, not a JSON object")
+    if manifest.get("mediaType") in tuple(INDEX_TYPES) or "manifests" in manifest:  # a tuple: any value compares
+        return [], [Descriptor.from_json(m) for m in _list(manifest.get("manifests", []), "manifests")]
     blobs = [Descriptor.from_json(manifest["config"])] if "config" in manifest else []
-    blobs += [Descriptor.from_json(layer) for layer in manifest.get("layers", [])]
+    blobs += [Descriptor.from_json(layer) for layer in _list(manifest.get("layers", []), "layers")]
     return blobs, []
+
+
+def _list(value: Any, key: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise DescriptorError(f"a manifest's {key} is {_kind(value)}, not a list")
+    return value
 
 
 def blob_size(path: Path) -> int:

@@ -102,7 +102,7 @@ def verify_key_bundle(
     (``sha256:<hex>``) is given, that some subject has exactly that SHA-256.
     """
     media_type = bundle.get("mediaType")
-    if media_type not in _V03_MEDIA_TYPES:
+    if not isinstance(media_type, str) or media_type not in _V03_MEDIA_TYPES:
         raise BundleError(
             f"unsupported bundle media type {media_type!r}",
             hint=f"envbuild reads Sigstore bundles of type {BUNDLE_MEDIA_TYPE}",
