@@ -23,10 +23,25 @@ from envbuild.fetch import cache_dir
 from envbuild.ociimage import write_single_layer_image
 from envbuild.proc import run, which
 from envbuild.registry.layout import Layout
+from envbuild.tarnorm import COMPRESSOR
 
 # Documentation, manual pages and translations: large, and never read in an image.
 _PATH_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
 _PATH_INCLUDES = ("/usr/share/doc/*/copyright",)  # licences stay
+# What mmdebstrap would otherwise take from the build machine (see "SOURCE_DATE_EPOCH" in its
+# man page): it copies the host's /etc/resolv.conf and /etc/hostname in, and adds a signed-by
+# option to sources.list when the host's apt does not itself trust the suite's key. Either would
+# make the base depend on the machine (and leak its DNS server). Container runtimes provide
+# resolv.conf, hostname and hosts at run time, so the base has neither of the first two, and a
+# fixed hosts that names localhost for runs without a runtime (chroot).
+_HOSTS = r"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+_CUSTOMIZE_HOOKS = (
+    # Leftovers that carry build times or host state.
+    'rm -rf "$1"/var/log/* "$1"/var/cache/ldconfig/aux-cache "$1"/var/lib/apt/lists/*',
+    'rm -f "$1"/etc/resolv.conf "$1"/etc/hostname',
+    f'[ -e "$1"/etc/hosts ] || printf \'{_HOSTS}\' > "$1"/etc/hosts',
+    'if [ -f "$1"/etc/apt/sources.list ]; then sed -i \'s/ \\[signed-by=[^]]*\\]//\' "$1"/etc/apt/sources.list; fi',
+)
 VARIANT = "essential"  # Essential: yes packages plus the recipe's: no apt, no compilers
 BASE_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
 _ARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64"}
@@ -50,15 +65,40 @@ def mmdebstrap_version() -> str:
 
 
 def base_key(recipe: dict[str, Any], *, platform: str, epoch: int) -> str:
-    """The cache key of a base: what it is made from and by what."""
+    """The cache key of a base: everything its bytes depend on.
+
+    That is the recipe, platform and epoch, mmdebstrap's version and every option it is
+    run with (hooks and path filters included, so changing one never reuses an old base),
+    and how envbuild turns the root file system into an image (its compressor).
+    """
     material = {
         "recipe": recipe,
         "platform": platform,
         "epoch": epoch,
         "mmdebstrap": mmdebstrap_version(),
-        "variant": VARIANT,
+        "options": _options(recipe, platform),
+        "image": {"compressor": COMPRESSOR, "env": BASE_ENV, "created_by": _created_by(recipe)},
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def _options(recipe: dict[str, Any], platform: str) -> list[str]:
+    """mmdebstrap's arguments for ``recipe``, but for the program and the output file."""
+    options = [
+        f"--variant={VARIANT}",
+        f"--architectures={_ARCH[platform]}",
+        "--format=tar",
+        *(f"--dpkgopt=path-exclude={p}" for p in _PATH_EXCLUDES),
+        *(f"--dpkgopt=path-include={p}" for p in _PATH_INCLUDES),
+        *(f"--customize-hook={hook}" for hook in _CUSTOMIZE_HOOKS),
+    ]
+    if recipe["packages"]:
+        options.append("--include=" + ",".join(recipe["packages"]))
+    return [*options, recipe["suite"]]
+
+
+def _created_by(recipe: dict[str, Any]) -> str:
+    return f"mmdebstrap --variant={VARIANT} {recipe['suite']} [{', '.join(recipe['packages'])}]"
 
 
 def build_debian_base(recipe: dict[str, Any], *, platform: str, epoch: int) -> Layout:
@@ -70,19 +110,7 @@ def build_debian_base(recipe: dict[str, Any], *, platform: str, epoch: int) -> L
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{key[:12]}-") as tmp:
         rootfs = Path(tmp) / "rootfs.tar"
-        args = [
-            which("mmdebstrap", hint="apt-get install mmdebstrap"),
-            f"--variant={VARIANT}",
-            f"--architectures={_ARCH[platform]}",
-            "--format=tar",
-            *(f"--dpkgopt=path-exclude={p}" for p in _PATH_EXCLUDES),
-            *(f"--dpkgopt=path-include={p}" for p in _PATH_INCLUDES),
-            # Leftovers that carry build times or host state.
-            '--customize-hook=rm -rf "$1"/var/log/* "$1"/var/cache/ldconfig/aux-cache "$1"/var/lib/apt/lists/*',
-        ]
-        if recipe["packages"]:
-            args.append("--include=" + ",".join(recipe["packages"]))
-        args += [recipe["suite"], str(rootfs)]
+        args = [which("mmdebstrap", hint="apt-get install mmdebstrap"), *_options(recipe, platform), str(rootfs)]
         run(args, tool="mmdebstrap", env=_env(epoch), timeout=1800)
         layout_dir = Path(tmp) / "layout"
         write_single_layer_image(
@@ -90,7 +118,7 @@ def build_debian_base(recipe: dict[str, Any], *, platform: str, epoch: int) -> L
             out=layout_dir,
             epoch=epoch,
             name="base",
-            created_by=f"mmdebstrap --variant={VARIANT} {recipe['suite']} [{', '.join(recipe['packages'])}]",
+            created_by=_created_by(recipe),
             env=BASE_ENV,
             architecture=_ARCH[platform],
             keep_owners=True,

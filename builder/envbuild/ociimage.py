@@ -62,7 +62,11 @@ def assemble(*, built: Layout, base: Layout, out: Path, epoch: int, name: str) -
     new_ids = []
     for layer in built_manifest["layers"][len(base_ids) :]:
         source = built.blob_path(Digest.parse(layer["digest"]))
-        written = normalize_layer(source, blobs, epoch=epoch, compressed=layer["mediaType"].endswith("gzip"))
+        # Without drop_mount_stubs, buildah's empty /etc/hosts (and resolv.conf, hostname) would
+        # sit in the new layer, hiding the base's own or adding one it never had.
+        written = normalize_layer(
+            source, blobs, epoch=epoch, compressed=layer["mediaType"].endswith("gzip"), drop_mount_stubs=True
+        )
         layers.append({"mediaType": OCI_LAYER_GZIP, "digest": written.digest, "size": written.size})
         new_ids.append(written.diff_id)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import posixpath
 import shutil
 import tarfile
 import tempfile
@@ -21,6 +22,12 @@ from typing import Protocol
 
 GZIP_LEVEL = 6
 COMPRESSOR = f"python-zlib {zlib.ZLIB_VERSION} gzip -{GZIP_LEVEL}"
+# Files a container runtime provides at run time by bind-mounting its own over them. A builder
+# running a RUN step does the same, and leaves an empty file behind where the image had none
+# (buildah: /etc/hosts, /etc/resolv.conf, /etc/hostname), or a whiteout of it.
+RUNTIME_FILES = frozenset({"/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/run/.containerenv"})
+_WHITEOUT = ".wh."
+_OPAQUE = ".wh..wh..opq"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,12 +64,20 @@ class _HashingWriter:
 
 
 def normalize_layer(
-    source: Path, blobs: Path, *, epoch: int, compressed: bool = True, keep_owners: bool = False
+    source: Path,
+    blobs: Path,
+    *,
+    epoch: int,
+    compressed: bool = True,
+    keep_owners: bool = False,
+    drop_mount_stubs: bool = False,
 ) -> Layer:
     """Rewrite the layer tar at ``source`` (gzip'ed when ``compressed``) canonically into ``blobs``.
 
     New layers get uid/gid 0; a base root file system (``keep_owners``) keeps its
-    numeric owners (root:shadow on /etc/shadow matters), never the names.
+    numeric owners (root:shadow on /etc/shadow matters), never the names. A layer a
+    builder wrote (``drop_mount_stubs``) loses what its RUN steps' mounts left behind
+    (see :func:`is_mount_stub`).
     """
     with tempfile.TemporaryDirectory(dir=blobs) as tmp:
         plain = Path(tmp) / "layer.tar"
@@ -77,7 +92,7 @@ def normalize_layer(
             gzip_file = gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=compressed_out, mtime=0)
             with gzip_file as gz:
                 uncompressed = _HashingWriter(gz)
-                _rewrite(plain, uncompressed, epoch, keep_owners)
+                _rewrite(plain, uncompressed, epoch, keep_owners, drop_mount_stubs)
         digest = compressed_out.hasher.hexdigest()
         final = blobs / digest
         out.replace(final)
@@ -89,9 +104,26 @@ def normalize_layer(
     )
 
 
-def _rewrite(plain: Path, out: _HashingWriter, epoch: int, keep_owners: bool) -> None:
+def is_mount_stub(member: tarfile.TarInfo) -> bool:
+    """Whether ``member`` is what a builder's mount of a runtime file left in a layer.
+
+    That is an empty file, or a whiteout, at one of :data:`RUNTIME_FILES`: the image holds
+    the builder's mount point, not a file of its own, and a whiteout would hide the file the
+    base has. A file with content there was put by the Dockerfile (a COPY) and stays.
+    """
+    path = posixpath.normpath("/" + member.name.lstrip("/"))
+    directory, name = posixpath.split(path)
+    if name.startswith(_WHITEOUT) and name != _OPAQUE:
+        return posixpath.join(directory, name[len(_WHITEOUT) :]) in RUNTIME_FILES and member.isreg()
+    return path in RUNTIME_FILES and member.isreg() and member.size == 0
+
+
+def _rewrite(plain: Path, out: _HashingWriter, epoch: int, keep_owners: bool, drop_mount_stubs: bool) -> None:
     with tarfile.open(plain, "r:") as src:
         members = src.getmembers()
+        if drop_mount_stubs:
+            linked = {m.linkname for m in members if m.islnk()}
+            members = [m for m in members if not (is_mount_stub(m) and m.name not in linked)]
         by_name = {m.name: m for m in members}
         # Hard-link groups: the data goes with the first name in sorted order, the rest link to it.
         groups: dict[str, list[str]] = {}
