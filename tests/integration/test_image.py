@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from envbuild.registry.layout import Layout
 from support.demo import REPO, built, envbuild, make_project
+from support.machine import another_machine, files_containing
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
@@ -59,6 +61,30 @@ def test_clean_rebuild_gives_the_same_digest(first_build: tuple[Path, str], cach
     shutil.rmtree(project / ".envbuild")  # previous image, staged inputs: gone; builder storage is per build
     again = built(envbuild(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
     assert again["digest"] == digest and again["cached"] is False
+
+
+def test_another_machine_builds_the_same_image(first_build: tuple[Path, str], tmp_path: Path) -> None:
+    """The demo image built again as on another machine: the same digest, and nothing of either machine in it.
+
+    The other machine (:func:`support.machine.another_machine`) has its own resolv.conf, hosts
+    and host name, trusts the Debian keys only through /usr/share/keyrings and has umask 077;
+    the build there also has another time zone, locale and home, an empty envbuild cache (so
+    mmdebstrap makes the Debian base again) and a git clone of the project at a deeper path.
+    """
+    project, digest = first_build
+    machine = another_machine(tmp_path / "etc")
+    checkout = tmp_path / "elsewhere" / "a deeper path" / "iris"
+    subprocess.run([*machine.prefix, "git", "clone", "-q", str(project), str(checkout)], check=True)
+    (tmp_path / "home").mkdir()
+    cache = tmp_path / "empty-cache"
+    result = envbuild(
+        checkout, cache, "image", "--variant", "cpu-infer", prefix=machine.prefix,
+        env={"TZ": "Pacific/Kiritimati", "LANG": "C", "LC_ALL": "C", "HOME": str(tmp_path / "home")},
+    )  # fmt: skip
+    elsewhere = built(result)["cpu-infer"]
+    assert any((cache / "bases").iterdir()), "the base is made on the other machine, not found in a cache"
+    assert files_containing(Layout.open(checkout / ".envbuild" / "images" / "cpu-infer"), machine.traces) == []
+    assert elsewhere["digest"] == digest
 
 
 def test_image_works_and_tools_agree(first_build: tuple[Path, str], cache: Path, tmp_path: Path) -> None:
