@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envbuild import imagestore
 from envbuild.builders.base import BuildRequest
 from envbuild.builders.docker import build_command, build_env, docker_archive, from_docker_archive
 from envbuild.errors import UsageError
@@ -185,7 +185,7 @@ def normalize(spec: Spec, variant: str, source: Path, out: Path, options: ImageO
             )
         staged = Path(tmp) / "image"
         descriptor = assemble(built=built, base=base, out=staged, epoch=epoch, name=f"{spec.name}-{variant}")
-        _replace_tree(staged, out)
+        imagestore.replace(staged, out)  # at every instant, the old image or the new one, whole
     return descriptor
 
 
@@ -268,14 +268,3 @@ def _built_on(built: Layout, base: Layout) -> bool:
 
     base_ids = diff_ids(base)
     return diff_ids(built)[: len(base_ids)] == base_ids
-
-
-def _replace_tree(staged: Path, out: Path) -> None:
-    """Put the directory ``staged`` where ``out`` is; the old ``out`` stays until the new one is in place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    shutil.move(str(staged), out)
-    shutil.rmtree(old, ignore_errors=True)
