@@ -13,11 +13,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from envbuild.attest import statement_of
 from envbuild.registry.layout import Layout
-from support.demo import REPO, built, envbuild, make_project
+from envbuild.registry.ref import Digest
+from support.demo import REPO, built, commit, envbuild, make_project
+from support.intoto import validated
 from support.machine import another_machine, files_containing
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
@@ -146,6 +150,7 @@ def test_a_failed_build_leaves_the_previous_image(first_build: tuple[Path, str],
         )
     )
     assert envbuild(project, cache, "lock").returncode == 0
+    commit(project, "a base without python3")
     result = envbuild(project, cache, "image", "--variant", "cpu-infer")
     assert result.returncode == 1
     assert "buildah bud failed" in result.stderr and "Traceback" not in result.stderr
@@ -202,11 +207,19 @@ def test_gpu_inference_image_carries_its_cuda_libraries(cache: Path, tmp_path: P
 
 
 def use_base(project: Path, base: str) -> None:
-    """Point both accelerators of the project's spec at ``base`` (a TOML inline table) and relock."""
+    """Point both accelerators of the project's spec at ``base`` (a TOML inline table); the test relocks."""
     spec = project / "envbuild.toml"
     debian = 'base = { debian = "bookworm", packages = ["python3", "ca-certificates", "libstdc++6", "libgomp1"] }'
     assert debian in spec.read_text()
     spec.write_text(spec.read_text().replace(debian, f"base = {base}"))
+
+
+def layers(project: Path, variant: str = "cpu-infer") -> list[str]:
+    """The layer digests of the project's built image of ``variant``."""
+    from envbuild.registry.layout import Layout
+
+    layout = Layout.open(project / ".envbuild" / "images" / variant)
+    return [layer["digest"] for layer in json.loads(layout.read_blob(layout.select().digest))["layers"]]
 
 
 @pytest.mark.registry
@@ -218,13 +231,20 @@ def test_registry_and_layout_bases(first_build: tuple[Path, str], cache: Path, t
     from envbuild.registry.ref import ImageRef
     from envbuild.registry.transfer import push_layout
 
-    debian_base = next(p for p in (cache / "bases").iterdir() if (p / "index.json").is_file())
+    # The first build's base by its digest: the cache may hold others (test_a_failed_build's has no python3).
+    first_base = json.loads((first_build[0] / ".envbuild" / "images" / "cpu-infer" / "build.json").read_text())["base"]
+    debian_base = next(
+        p
+        for p in (cache / "bases").iterdir()
+        if (p / "index.json").is_file() and str(Layout.open(p).select().digest) == first_base["digest"]
+    )
     client = RegistryClient(registry.host, RegistryOptions(insecure=True))
     pushed = push_layout(Layout.open(debian_base), ImageRef.parse(f"{registry.host}/bases/bookworm:py3"), client)
 
     project = make_project(tmp_path / "from-registry")
     use_base(project, f'{{ image = "{registry.host}/bases/bookworm:py3" }}')
     assert envbuild(project, cache, "lock", "--insecure").returncode == 0
+    commit(project, "the base from a registry")
     image = built(envbuild(project, cache, "image", "--variant", "cpu-infer", "--insecure"))["cpu-infer"]
     manifest = json.loads(
         subprocess.run(
@@ -244,16 +264,21 @@ def test_registry_and_layout_bases(first_build: tuple[Path, str], cache: Path, t
     shutil.copytree(debian_base, project / "bases" / "bookworm")
     use_base(project, '{ oci-layout = "bases/bookworm" }')
     assert envbuild(project, cache, "lock").returncode == 0
+    commit(project, "the base from a layout")
     from_layout = built(envbuild(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
-    # Same base, same inputs, same commit time: the debian, registry and layout routes agree.
-    assert from_layout["digest"] == image["digest"] == first_build[1]
+    # Same base, same inputs, same commit time: the debian, registry and layout routes make the same
+    # layers. (Not the same digest: each image names its own commit, whose spec says where its base is.)
+    assert layers(tmp_path / "from-layout") == layers(tmp_path / "from-registry") == layers(first_build[0])
+    assert from_layout["digest"] != image["digest"]
 
     missing = "sha256:" + "0" * 64
     project = make_project(tmp_path / "missing")
     use_base(project, f'{{ image = "{registry.host}/bases/bookworm@{missing}" }}')
     assert envbuild(project, cache, "lock").returncode == 0  # a digest needs no registry to lock
+    commit(project, "a base that is nowhere")
     result = envbuild(project, cache, "image", "--variant", "cpu-infer", "--insecure")
-    assert result.returncode == 1 and missing in result.stderr and "Traceback" not in result.stderr
+    # A 404 from the registry is RegistryNotFoundError: bad input (the spec names an image that is not there), exit 2.
+    assert result.returncode == 2 and missing in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.registry
@@ -305,7 +330,8 @@ def test_demo_image_pushed_signed_and_verified(
     assert envbuild(project, cache, "keygen", "-o", str(tmp_path), env=secrets).returncode == 0
     result = envbuild(
         project, cache, "image", "--variant", "cpu-infer", "--push", f"{registry.host}/team/iris", "--insecure",
-        "--sign", "--key", str(tmp_path / "envbuild.key"), env=secrets,
+        "--sign", "--key", str(tmp_path / "envbuild.key"), "--source-repository", "git@git.example:team/iris.git",
+        env=secrets,
     )  # fmt: skip
     pushed = built(result)["cpu-infer"]
     assert pushed["digest"] == digest and pushed["signed"] == ["provenance", "sbom", "signature"]
@@ -319,9 +345,20 @@ def test_demo_image_pushed_signed_and_verified(
     assert report["verified"] is True and report["digest"] == digest
 
     image = project / ".envbuild" / "images" / "cpu-infer"
-    provenance = json.loads((image / "provenance.intoto.json").read_text())
+    # The in-toto attestation library (protobuf) accepts every statement signed, and the provenance
+    # names a URI for every input and the commit as a dependency of the normalised repository.
+    for kind in ("signature", "sbom", "provenance"):
+        validated(statement_of((image / f"{kind}.sigstore.json").read_bytes()).raw)
+    provenance = validated((image / "provenance.intoto.json").read_bytes())
     dependencies = {d["name"]: d for d in provenance["predicate"]["buildDefinition"]["resolvedDependencies"]}
     record = json.loads((image / "build.json").read_text())
+    assert all(d["uri"] for d in dependencies.values())
+    assert dependencies["source"] == {
+        "name": "source",
+        "uri": f"git+https://git.example/team/iris@{record['revision']}",
+        "digest": {"gitCommit": record["revision"]},
+    }
+    assert record["revision"] == git_head(project) and record["dirty"] is None
     assert dependencies["base"]["digest"]["sha256"] == record["base"]["digest"].removeprefix("sha256:")
     assert {f"wheel:{w['filename']}" for w in record["wheels"]} <= set(dependencies)
     assert any(name.startswith("tool:uv-") for name in dependencies)
@@ -330,3 +367,83 @@ def test_demo_image_pushed_signed_and_verified(
         if path.is_file():
             assert b"demo-key-password-1234" not in path.read_bytes(), path
     assert "demo-key-password-1234" not in result.stdout + result.stderr
+
+
+def git_head(project: Path) -> str:
+    return subprocess.run(
+        ["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+
+
+def image_config(layout: Path) -> dict[str, Any]:
+    from envbuild.registry.layout import Layout
+
+    image = Layout.open(layout)
+    manifest = json.loads(image.read_blob(image.select().digest))
+    return dict(json.loads(image.read_blob(Digest.parse(manifest["config"]["digest"]))))
+
+
+def test_the_history_names_the_step_of_every_layer(first_build: tuple[Path, str]) -> None:
+    """One non-empty history entry per layer, in order; the venv's layer is credited to the COPY of the venv."""
+    import gzip
+    import tarfile
+
+    from envbuild.registry.layout import Layout
+
+    layout = first_build[0] / ".envbuild" / "images" / "cpu-infer"
+    config = image_config(layout)
+    image = Layout.open(layout)
+    manifest = json.loads(image.read_blob(image.select().digest))
+    made = [e for e in config["history"] if not e.get("empty_layer")]
+    assert len(made) == len(manifest["layers"]) == len(config["rootfs"]["diff_ids"])
+    assert made[0]["created_by"].startswith("mmdebstrap ")  # the base's own history, kept
+    venv = []
+    for entry, layer in zip(made, manifest["layers"], strict=True):
+        with (
+            gzip.open(image.blob_path(Digest.parse(layer["digest"]))) as raw,
+            tarfile.open(fileobj=raw, mode="r|") as tar,
+        ):
+            if any(member.name.startswith(("opt/venv/", "./opt/venv/")) for member in tar):
+                venv.append(entry["created_by"])
+    assert len(venv) == 1 and "COPY" in venv[0] and "/opt/venv" in venv[0], venv
+    # Config-only steps made no layer, and say so.
+    empty = [e["created_by"] for e in config["history"] if e.get("empty_layer")]
+    assert any("ENTRYPOINT" in e for e in empty) and not any("COPY" in e for e in empty)
+
+
+def test_a_dirty_tree_is_refused_and_allowed_dirt_is_recorded(
+    first_build: tuple[Path, str], cache: Path, tmp_path: Path
+) -> None:
+    """An image never names a commit that does not hold its inputs."""
+    from envbuild.provenance import provenance_statement
+
+    project = tmp_path / "demo"
+    shutil.copytree(first_build[0], project, symlinks=True)
+    head = git_head(project)
+    predict = project / "demo" / "iris_demo" / "predict.py"
+    predict.write_text(predict.read_text() + "# not committed\n")
+    (project / "demo" / "iris_demo" / "scratch.py").write_text("x = 1\n")
+    refused = envbuild(project, cache, "image", "--variant", "cpu-infer")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "demo/iris_demo/predict.py" in refused.stderr and "demo/iris_demo/scratch.py" in refused.stderr
+    assert "--allow-dirty" in refused.stderr and "commit" in refused.stderr
+    assert "building" not in refused.stderr  # refused before any build
+
+    dirty = built(envbuild(project, cache, "image", "--variant", "cpu-infer", env={"ENVBUILD_ALLOW_DIRTY": "1"}))
+    assert dirty["cpu-infer"]["cached"] is False and dirty["cpu-infer"]["digest"] != first_build[1]
+    layout = project / ".envbuild" / "images" / "cpu-infer"
+    record = json.loads((layout / "build.json").read_text())
+    assert record["revision"] == head
+    assert record["dirty"]["paths"] == ["demo/iris_demo/predict.py", "demo/iris_demo/scratch.py"]
+    assert len(record["dirty"]["sha256"]) == 64
+    labels = image_config(layout)["config"]["Labels"]
+    assert labels["org.opencontainers.image.revision"] == f"{head}-dirty"  # not the commit, plainly
+    statement = validated(
+        provenance_statement(
+            record, image_name="iris-demo-cpu-infer", image_digest=record["digest"], spec_file="envbuild.toml",
+            source_repository="https://git.example/team/iris",
+        )
+    )  # fmt: skip
+    definition = statement["predicate"]["buildDefinition"]
+    assert definition["externalParameters"]["source"]["dirty"] == record["dirty"]
+    assert "source" not in {d["name"] for d in definition["resolvedDependencies"]}
