@@ -516,8 +516,9 @@ def _summary(kind: str, stmt: Statement) -> str:
         definition = stmt.predicate.get("buildDefinition") or {}
         builder = (definition.get("internalParameters") or {}).get("builder") or {}
         source = (definition.get("externalParameters") or {}).get("source") or {}
-        commit = str(source.get("commit"))[:12] + (" with uncommitted changes" if source.get("dirty") else "")
-        return f"SLSA v1, {builder.get('name')} {builder.get('version')}, commit {commit}"
+        commit = f"commit {str(source['commit'])[:12]}" if source.get("commit") else "no commit (built outside git)"
+        commit += " with uncommitted changes" if source.get("dirty") else ""
+        return f"SLSA v1, {builder.get('name')} {builder.get('version')}, {commit}"
     return "image signature"
 
 

@@ -162,3 +162,17 @@ def test_the_image_signature_statement_validates() -> None:
     assert stmt["predicateType"] == SIGN_PREDICATE
     assert stmt["subject"] == [{"name": "demo-cpu-infer", "digest": {"sha256": "ab" * 32}}]
     assert stmt["predicate"]["critical"]["image"] == {"docker-manifest-digest": DIGEST}
+
+
+def test_verify_says_plainly_when_provenance_claims_no_clean_commit() -> None:
+    from envbuild.signing.dsse import Statement
+    from envbuild.verify import _summary
+
+    def summary(build: dict[str, Any]) -> str:
+        return _summary("provenance", Statement.parse(make(build)))
+
+    assert summary(record()).endswith("commit c0ffee")
+    assert summary({**record(), "dirty": {"paths": ["a"], "sha256": "88" * 32}}).endswith(
+        "commit c0ffee with uncommitted changes"
+    )
+    assert summary({**record(), "revision": None}).endswith("no commit (built outside git)")
