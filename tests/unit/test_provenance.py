@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from envbuild.attest import SIGN_PREDICATE, signature_statement
+import pytest
+
+from envbuild.attest import SIGN_PREDICATE, _repository, signature_statement
+from envbuild.errors import UsageError
 from envbuild.provenance import BUILD_TYPE, PREDICATE_TYPE, provenance_statement, recorded_build
 from envbuild.registry.ref import Digest
 from support.intoto import validated
@@ -176,3 +180,10 @@ def test_verify_says_plainly_when_provenance_claims_no_clean_commit() -> None:
         "commit c0ffee with uncommitted changes"
     )
     assert summary({**record(), "revision": None}).endswith("no commit (built outside git)")
+
+
+def test_a_source_repository_that_is_a_local_path_is_refused(tmp_path: Path) -> None:
+    assert _repository("git@git.example:team/iris.git", tmp_path) == "git+https://git.example/team/iris"
+    with pytest.raises(UsageError, match="names no repository") as raised:
+        _repository("/home/me/src/iris", tmp_path)
+    assert raised.value.hint is not None and "https URL" in raised.value.hint
