@@ -187,3 +187,13 @@ def test_a_source_repository_that_is_a_local_path_is_refused(tmp_path: Path) -> 
     with pytest.raises(UsageError, match="names no repository") as raised:
         _repository("/home/me/src/iris", tmp_path)
     assert raised.value.hint is not None and "https URL" in raised.value.hint
+
+
+def test_provenance_without_a_commit_is_rebuilt_only_from_a_worktree() -> None:
+    from envbuild.rebuild import _recorded_commit
+
+    recorded = recorded_build(json.loads(make({**record(), "revision": None}))["predicate"])
+    with pytest.raises(UsageError, match="names no commit") as raised:
+        _recorded_commit(recorded, Digest.parse(DIGEST))
+    assert raised.value.hint is not None and "--worktree" in raised.value.hint
+    assert _recorded_commit(recorded_build(json.loads(make())["predicate"]), Digest.parse(DIGEST)) == "c0ffee"
