@@ -36,16 +36,19 @@ PRODUCER_VERSION = "1"
 
 
 def train() -> tuple[LogisticRegression, np.ndarray, np.ndarray]:
-    """Fit the classifier on the full iris dataset and return it with the data.
+    """Fit the classifier on the full iris dataset and return it with the data (as float32).
 
-    lbfgs is deterministic for fixed data; random_state is set anyway so a
-    change of solver cannot silently introduce randomness.
+    Newton's method on float64 data, to a tight tolerance, reaches the one optimum
+    of this (strictly convex) problem whatever BLAS kernel the machine picks: the
+    float32 weights the model stores are then the same everywhere. lbfgs at its
+    default tolerance stopped at weights that differed in the third digit between
+    OpenBLAS kernels (OPENBLAS_CORETYPE=Haswell and the default on one AMD EPYC).
+    random_state is set so a change of solver cannot silently introduce randomness.
     """
     features, labels = load_iris(return_X_y=True)
-    features = features.astype(np.float32)
-    model = LogisticRegression(max_iter=1000, random_state=0)
+    model = LogisticRegression(solver="newton-cholesky", tol=1e-10, max_iter=1000, random_state=0)
     model.fit(features, labels)
-    return model, features, labels
+    return model, features.astype(np.float32), labels
 
 
 def export(model: LogisticRegression) -> onnx.ModelProto:
