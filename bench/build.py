@@ -52,9 +52,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envbuild.fetch import cache_dir
-from envbuild.registry.layout import Layout
-from envbuild.registry.ref import Digest
+from envbuild.image.fetch import cache_dir
+from envbuild.oci.layout import Layout
+from envbuild.oci.ref import Digest
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -53,8 +53,8 @@ BIN = Path(sys.executable).parent
 # The registry fixture of the integration tests: the same real registry they push to.
 sys.path.insert(0, str(REPO / "tests"))
 
-from envbuild.registry.layout import Descriptor, Layout  # noqa: E402
-from envbuild.registry.ref import Digest  # noqa: E402
+from envbuild.oci.layout import Descriptor, Layout  # noqa: E402
+from envbuild.oci.ref import Digest  # noqa: E402
 from support.registry import Registry, run_registry  # noqa: E402
 
 LOCKFILE = REPO / "lockfiles" / "cpu-infer.txt"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.cli import main
+from envbuild.cli.main import main
 
 pytest_plugins = ["support.registry_fixtures", "support.demo_fixtures"]
 

@@ -1,6 +1,6 @@
 """envbuild: hermetic, reproducible, signed container images for ML projects.
 
-The package is a library first; :mod:`envbuild.cli` is a thin layer over it.
+The package is a library first; :mod:`envbuild.cli.main` is a thin layer over it.
 """
 
 # The single source of the version (pyproject.toml reads it through hatch).

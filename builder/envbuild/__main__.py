@@ -11,7 +11,7 @@ import sys
 def run() -> int:
     """Import the CLI and run it; return the exit code."""
     try:
-        from envbuild.cli import main
+        from envbuild.cli.main import main
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.cli import main
+from envbuild.cli.main import main
 
 Setup = Callable[[Path], None]
 FileContent = str | bytes

@@ -15,8 +15,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from envbuild.imagefs import LayerReader
-from envbuild.registry.layout import Descriptor, Layout
+from envbuild.oci.imagefs import LayerReader
+from envbuild.oci.layout import Descriptor, Layout
 
 HOSTNAME = "envbuild-elsewhere-7f3a"
 NAMESERVER = "192.0.2.153"  # TEST-NET-1: never a real server

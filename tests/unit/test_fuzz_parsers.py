@@ -36,21 +36,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from envbuild.errors import EnvbuildError
-from envbuild.lock import check
-from envbuild.lockfile import read_lockset
+from envbuild.image.render import render
+from envbuild.lock.lockfile import read_lockset
+from envbuild.lock.resolve import check
+from envbuild.lock.resolvers.base import parse_requirements
+from envbuild.lock.spec import load_spec
+from envbuild.lock.variants import select
+from envbuild.oci.layout import Layout, children
+from envbuild.oci.ref import Digest
 from envbuild.registry.client import RegistryClient
-from envbuild.registry.layout import Layout, children
 from envbuild.registry.options import RegistryOptions
-from envbuild.registry.ref import Digest
 from envbuild.registry.referrers import fallback_tag, list_referrers
-from envbuild.render import render
-from envbuild.resolvers.base import parse_requirements
-from envbuild.signing.bundle import bundle_json, key_bundle
-from envbuild.signing.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
-from envbuild.signing.keys import generate_keypair, load_private_key, public_pem
-from envbuild.spec import load_spec
-from envbuild.variants import select
-from envbuild.verify import Policy, TrustedKey, check_bundle, load_policy
+from envbuild.supply.signing.bundle import bundle_json, key_bundle
+from envbuild.supply.signing.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
+from envbuild.supply.signing.keys import generate_keypair, load_private_key, public_pem
+from envbuild.supply.verify import Policy, TrustedKey, check_bundle, load_policy
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 RENDER_PROJECT = ASSETS / "render-project"

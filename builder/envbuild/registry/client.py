@@ -25,9 +25,9 @@ from urllib.parse import urlencode, urljoin
 import requests
 
 from envbuild.errors import EXIT_USAGE, EnvbuildError
+from envbuild.oci.ref import Digest
 from envbuild.registry.auth import Challenge, Credentials, find_credentials
 from envbuild.registry.options import RegistryOptions
-from envbuild.registry.ref import Digest
 
 log = logging.getLogger(__name__)
 

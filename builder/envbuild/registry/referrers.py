@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from envbuild.errors import UsageError
+from envbuild.oci.layout import Descriptor
+from envbuild.oci.ref import Digest
 from envbuild.registry.client import LYING_HINT, RegistryClient, RegistryError
-from envbuild.registry.layout import Descriptor
-from envbuild.registry.ref import Digest
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envbuild.errors import UsageError
+from envbuild.oci.layout import BrokenLayoutError, Descriptor, Layout, children
+from envbuild.oci.ref import Digest, ImageRef
 from envbuild.registry.client import RegistryClient
-from envbuild.registry.layout import BrokenLayoutError, Descriptor, Layout, children
-from envbuild.registry.ref import Digest, ImageRef
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]

@@ -1,0 +1,1 @@
+"""Audits: rebuilds from provenance, vendor archives, image diffs and their reports."""

@@ -1,0 +1,1 @@
+"""CI workflows envbuild writes (GitHub Actions)."""

@@ -1,0 +1,1 @@
+"""The envbuild command: click lives here and nowhere else."""

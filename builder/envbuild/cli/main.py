@@ -1,0 +1,484 @@
+"""The ``envbuild`` command: parse options, call one library function, map errors to exit codes.
+
+Logs and progress go to stderr; data (JSON, digests) to stdout, so
+``envbuild --json lock | jq`` works.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from envbuild import __version__
+from envbuild.cli import options
+from envbuild.cli.buildkit import normalize_command, print_build_commands, print_build_options
+from envbuild.cli.ci import ci_group
+from envbuild.cli.console import Context, err, pass_ctx, progress
+from envbuild.cli.supply import SUPPLY_COMMANDS
+from envbuild.errors import EXIT_FAILURE, EnvbuildError, StaleLockError, UsageError, redact
+from envbuild.oci.ref import ImageRef
+from envbuild.registry.options import RegistryOptions
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="envbuild")
+@click.option(
+    "-C",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    envvar="ENVBUILD_DIR",
+    show_envvar=True,
+    help="Run as if started in DIR.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="ENVBUILD_JSON",
+    show_envvar=True,
+    help="Machine-readable output on stdout.",
+)
+@click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv: every tool command).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@click.pass_context
+def cli(click_ctx: click.Context, directory: Path, as_json: bool, verbose: int, quiet: bool) -> None:
+    """Lock, build, sign and verify reproducible images for an ML project."""
+    if not directory.is_dir():
+        raise click.BadParameter(f"{directory} is not a directory", param_hint="-C")
+    verbosity = -1 if quiet else verbose
+    logging.basicConfig(
+        level=logging.DEBUG if verbosity >= 2 else logging.INFO if verbosity == 1 else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    click_ctx.obj = Context(directory=directory, json=as_json, verbosity=verbosity)
+
+
+@cli.command("init")
+@click.option("--force", is_flag=True, help="Overwrite an existing envbuild.toml.")
+@pass_ctx
+def init_command(ctx: Context, force: bool) -> None:
+    """Write a starter envbuild.toml for the Python project in this directory."""
+    from envbuild.lock.starter import init_spec
+
+    path = init_spec(ctx.directory, force=force)
+    if ctx.json:
+        ctx.emit({"spec": str(path)})
+    ctx.say(f"wrote {path}: review it, then run 'envbuild lock'")
+
+
+@cli.command("lock")
+@click.option("--check", "check_only", is_flag=True, help="Exit 1 if any lock is stale against the spec (offline).")
+@click.option("--upgrade", "-U", is_flag=True, help="Move every package to its newest version before the cutoff.")
+@click.option(
+    "--upgrade-package", "-P", "upgrade_packages", multiple=True, metavar="NAME", help="Move one package (repeatable)."
+)
+@click.option(
+    "--resolver",
+    type=click.Choice(["uv", "pip-tools"]),
+    default="uv",
+    envvar="ENVBUILD_RESOLVER",
+    show_envvar=True,
+    show_default=True,
+    help="Which resolver to run.",
+)
+@options.registry_options
+@pass_ctx
+def lock_command(
+    ctx: Context,
+    check_only: bool,
+    upgrade: bool,
+    upgrade_packages: tuple[str, ...],
+    resolver: str,
+    insecure: bool,
+    ca_file: Path | None,
+) -> None:
+    """Resolve and hash-pin every variant into lockfiles/."""
+    from envbuild.lock.resolve import LockOptions, check, lock
+    from envbuild.lock.spec import load_spec
+
+    spec = load_spec(ctx.directory)
+    if check_only:
+        stale = check(spec)
+        if ctx.json:
+            ctx.emit({"stale": [{"target": s.target, "reasons": list(s.reasons)} for s in stale]})
+        if stale:
+            raise StaleLockError(
+                "stale locks:\n" + "\n".join(f"  {s}" for s in stale),
+                hint="run 'envbuild lock' and commit lockfiles/",
+            )
+        ctx.say("all locks are current")
+        return
+    with progress(ctx) as report:
+        settings = LockOptions(
+            resolver=resolver,
+            upgrade=upgrade,
+            upgrade_packages=upgrade_packages,
+            registry=RegistryOptions(insecure=insecure, ca_file=ca_file),  # for base images given by tag
+        )
+        result = lock(spec, settings, progress=report)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
+    if ctx.json:
+        ctx.emit(
+            {
+                "locks": {
+                    e.name: {"file": f"lockfiles/{e.file}", "sha256": e.sha256, "packages": len(e.packages)}
+                    for e in result.lockset.entries
+                },
+                "changed": [str(p.relative_to(spec.root)) for p in result.changed],
+                "warnings": list(result.warnings),
+            }
+        )
+    for entry in result.lockset.entries:
+        ctx.say(f"{entry.name:<24} {len(entry.packages):>3} packages  lockfiles/{entry.file}")
+    ctx.say(f"{len(result.changed)} file(s) written, {len(result.unchanged)} unchanged")
+
+
+@cli.command("dockerfile")
+@click.option(
+    "--check", "check_only", is_flag=True, help="Exit 1 if images/ or .dockerignore differ from a fresh render."
+)
+@print_build_options
+@pass_ctx
+def dockerfile_command(
+    ctx: Context,
+    check_only: bool,
+    print_build: bool,
+    buildx: bool,
+    variants: tuple[str, ...],
+    source_date_epoch: int | None,
+    allow_dirty: bool,
+) -> None:
+    """Render images/<variant>.Dockerfile and .dockerignore from the spec and the locks.
+
+    With --print-build-command, also stage the inputs and print the BuildKit commands that build them.
+    """
+    if print_build and check_only:
+        raise UsageError("--print-build-command and --check do different things", hint="run them one at a time")
+    if print_build:
+        print_build_commands(
+            ctx, variants=variants, buildx=buildx, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty
+        )
+        return
+    if variants or buildx:
+        raise UsageError("--variant and --buildx go with --print-build-command", hint="add --print-build-command")
+    from envbuild.image.build import current_lock
+    from envbuild.image.projectfiles import project_files
+    from envbuild.image.render import render, stale_rendered, write_rendered
+    from envbuild.lock.spec import load_spec
+
+    spec = load_spec(ctx.directory)
+    project_files(spec)  # the files the Dockerfiles copy must exist and stay in the project
+    # The check 'envbuild lock --check' runs, guards included: nothing renders from a stale lock.
+    rendered = render(spec, current_lock(spec))
+    if check_only:
+        stale = stale_rendered(spec, rendered)
+        if stale:
+            raise StaleLockError(
+                f"out of date: {', '.join(stale)}", hint="run 'envbuild dockerfile' and commit the result"
+            )
+        ctx.say("Dockerfiles are current")
+        return
+    changed = write_rendered(spec, rendered)
+    if ctx.json:
+        ctx.emit(
+            {"files": [rel for rel, _ in rendered.files], "changed": [str(p.relative_to(spec.root)) for p in changed]}
+        )
+    for rel, _ in rendered.files:
+        ctx.say(rel)
+    ctx.say(f"{len(changed)} file(s) written")
+
+
+@cli.command("image")
+@click.option(
+    "--variant", "variants", multiple=True, metavar="NAME", help="Build this variant (repeatable), e.g. gpu-infer."
+)
+@click.option("--gpu", is_flag=True, help="The GPU variants instead of the CPU ones.")
+@click.option("--role", type=click.Choice(["train", "infer"]), help="Only this role.")
+@click.option("--all", "all_variants", is_flag=True, help="Every variant.")
+@click.option(
+    "--builder",
+    type=click.Choice(["buildah", "docker"]),
+    default="buildah",
+    envvar="ENVBUILD_BUILDER",
+    show_envvar=True,
+    show_default=True,
+)
+@click.option(
+    "--source-date-epoch",
+    type=options.EPOCH,
+    envvar="SOURCE_DATE_EPOCH",
+    show_envvar=True,
+    help="Default: the commit time of the last change to the image's inputs.",
+)
+@click.option(
+    "--push",
+    "push_to",
+    metavar="REGISTRY/REPO[:PREFIX]",
+    help="Push each image as REPO:<variant> (or REPO:<PREFIX>-<variant>).",
+)
+@click.option(
+    "--sign",
+    is_flag=True,
+    help="Also make the SBOM and provenance and sign them and the image (kept beside the layout, attached on push).",
+)
+@options.signing_options
+@options.source_repository
+@options.allow_dirty
+@options.registry_options
+@options.jobs
+@pass_ctx
+def image_command(
+    ctx: Context,
+    variants: tuple[str, ...],
+    gpu: bool,
+    role: str | None,
+    all_variants: bool,
+    builder: str,
+    source_date_epoch: int | None,
+    push_to: str | None,
+    sign: bool,
+    key_file: Path | None,
+    keyless: bool,
+    identity_token: str | None,
+    source_repository: str | None,
+    allow_dirty: bool,
+    insecure: bool,
+    ca_file: Path | None,
+    jobs: int,
+) -> None:
+    """Build the images (CPU by default) reproducibly; print each manifest digest."""
+    from envbuild.image.build import ImageOptions, build_images
+    from envbuild.lock.spec import load_spec
+    from envbuild.lock.variants import variants as all_of
+    from envbuild.supply.attest import find_build, make_attestations
+    from envbuild.supply.signing.signer import signer_from_options
+
+    if not sign and (key_file or keyless or identity_token):
+        raise UsageError("--key, --keyless and --identity-token sign: they need --sign", hint="add --sign")
+    # The signer is checked before the build: a wrong key password should not cost a build.
+    signer = signer_from_options(key_file=key_file, keyless=keyless, identity_token=identity_token) if sign else None
+    target = ImageRef.parse(push_to) if push_to else None  # a bad reference should not cost a build either
+    spec = load_spec(ctx.directory)
+    names = list(variants)
+    if not names:
+        names = [
+            v.name for v in all_of(spec)
+            if (all_variants or v.accelerator == ("gpu" if gpu else "cpu")) and (role is None or v.role == role)
+        ]  # fmt: skip
+    settings = ImageOptions(
+        variants=tuple(names), builder=builder, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty,
+        registry=RegistryOptions(insecure=insecure, ca_file=ca_file),
+    )  # fmt: skip
+    with progress(ctx) as report:
+        built = build_images(spec, settings, progress=report)
+    results = []
+    client = options.client_for(target, insecure=insecure, ca_file=ca_file) if target else None
+    for image in built:
+        entry: dict[str, Any] = {
+            "variant": image.variant,
+            "digest": str(image.digest),
+            "layout": str(image.layout),
+            "cached": image.cached,
+        }
+        attestations = None
+        if signer is not None:
+            attestations = make_attestations(
+                find_build(spec.root, variant=image.variant), signer, source_repository=source_repository
+            )
+            entry["signed"] = sorted(attestations.bundles)
+        if target is not None and client is not None:
+            from envbuild.oci.layout import Layout
+            from envbuild.registry.transfer import push_layout
+            from envbuild.supply.attest import attach_attestations
+
+            tag = f"{target.tag}-{image.variant}" if target.tag else image.variant
+            pushed = push_layout(Layout.open(image.layout), target.with_tag(tag), client, jobs=jobs)
+            entry["ref"] = str(pushed.ref)
+            if attestations is not None:
+                entry["attached"] = attach_attestations(client, target.repository, image.digest, attestations)
+        results.append(entry)
+        ctx.say(f"{image.variant}: {image.digest}{' (unchanged)' if image.cached else ''}")
+    if ctx.json:
+        ctx.emit({"images": results})
+    else:
+        for entry in results:
+            click.echo(entry.get("ref") or f"{entry['variant']} {entry['digest']}")
+
+
+@cli.command("push")
+@click.argument("layout", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("ref")
+@click.option(
+    "--name", help="Which image of the layout (its org.opencontainers.image.ref.name); default: the only one."
+)
+@options.registry_options
+@options.jobs
+@pass_ctx
+def push_command(
+    ctx: Context, layout: Path, ref: str, name: str | None, insecure: bool, ca_file: Path | None, jobs: int
+) -> None:
+    """Push an OCI image layout to REF (REGISTRY/REPO[:TAG]); print REF@DIGEST."""
+    from envbuild.oci.layout import Layout
+    from envbuild.registry.transfer import push_layout
+
+    target = ImageRef.parse(ref)
+    source = Layout.open(layout)
+    if not (layout / "oci-layout").is_file():  # what tells a layout from a directory that happens to hold blobs
+        raise UsageError(
+            f"{layout} is not an OCI image layout (no oci-layout file)",
+            hint="push a directory written by 'envbuild image', 'envbuild pull' or 'skopeo copy ... oci:DIR'",
+        )
+    client = options.client_for(target, insecure=insecure, ca_file=ca_file)
+    result = push_layout(source, target, client, name=name, jobs=jobs)
+    if ctx.json:
+        ctx.emit({
+            "ref": str(result.ref), "digest": str(result.digest), "bytes_uploaded": result.bytes_uploaded,
+            "uploaded": len(result.uploaded), "existed": len(result.existed), "mounted": len(result.mounted),
+        })  # fmt: skip
+    else:
+        click.echo(str(result.ref))
+    ctx.say(
+        f"{len(result.uploaded)} blob(s) uploaded ({result.bytes_uploaded} bytes), {len(result.existed)} already there"
+    )
+
+
+@cli.command("pull")
+@click.argument("ref")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The OCI layout to write.",
+)
+@options.registry_options
+@options.jobs
+@pass_ctx
+def pull_command(ctx: Context, ref: str, output: Path, insecure: bool, ca_file: Path | None, jobs: int) -> None:
+    """Pull REF@DIGEST with every blob into an OCI layout, checking every digest."""
+    from envbuild.registry.transfer import pull_image
+
+    source = ImageRef.parse(ref)
+    top = pull_image(source, options.client_for(source, insecure=insecure, ca_file=ca_file), output, jobs=jobs)
+    if ctx.json:
+        ctx.emit({"ref": str(source), "digest": str(top.digest), "layout": str(output)})
+    else:
+        click.echo(str(top.digest))
+
+
+@cli.group("registry")
+def registry_group() -> None:
+    """Resolve tags, list tags, delete images."""
+
+
+@registry_group.command("resolve")
+@click.argument("ref")
+@options.registry_options
+@pass_ctx
+def resolve_command(ctx: Context, ref: str, insecure: bool, ca_file: Path | None) -> None:
+    """Print REF's digest (REF@sha256:...): what the tag points at now."""
+    source = ImageRef.parse(ref)
+    digest = options.client_for(source, insecure=insecure, ca_file=ca_file).resolve(source.repository, source.reference)
+    pinned = source.with_digest(digest)
+    ctx.emit({"ref": str(pinned), "digest": str(digest)}) if ctx.json else click.echo(str(pinned))
+
+
+@registry_group.command("tags")
+@click.argument("repository")
+@options.registry_options
+@pass_ctx
+def tags_command(ctx: Context, repository: str, insecure: bool, ca_file: Path | None) -> None:
+    """List the tags of REGISTRY/REPO."""
+    source = ImageRef.parse(repository)
+    client = options.client_for(source, insecure=insecure, ca_file=ca_file)
+    tags = client.list_tags(source.repository, missing_ok=False)
+    ctx.emit({"tags": tags}) if ctx.json else click.echo("\n".join(tags)) if tags else None
+
+
+@registry_group.command("delete")
+@click.argument("ref")
+@options.registry_options
+@pass_ctx
+def delete_command(ctx: Context, ref: str, insecure: bool, ca_file: Path | None) -> None:
+    """Delete the manifest REF@DIGEST (the registry must allow deletes)."""
+    source = ImageRef.parse(ref)
+    if source.digest is None:
+        raise UsageError(f"{ref} has no digest: deletes are by digest", hint=f"envbuild registry resolve {ref}")
+    options.client_for(source, insecure=insecure, ca_file=ca_file).delete_manifest(source.repository, source.digest)
+    ctx.say(f"deleted {source}")
+
+
+for command in (ci_group, normalize_command, *SUPPLY_COMMANDS):
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code (tests call this in-process)."""
+    try:
+        cli.main(args=argv, prog_name="envbuild", standalone_mode=False)
+    except EnvbuildError as exc:
+        _print_error(exc)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        err.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except Exception as exc:  # the last resort: every known cause has its own EnvbuildError
+        return _internal_error(exc, argv)
+    return 0
+
+
+def _internal_error(exc: Exception, argv: list[str] | None) -> int:
+    """A bug, not a user error: one short line and where to report it; the traceback only with -vv."""
+    import traceback
+
+    err.print(f"[bold red]internal error:[/] {escape(redact(f'{type(exc).__name__}: {exc}'))}")
+    if _verbosity(sys.argv[1:] if argv is None else argv) >= 2:
+        err.print(redact("".join(traceback.format_exception(exc))), markup=False, end="")
+    else:
+        err.print(
+            "[bold]hint:[/] this is a bug in envbuild: please report it with the output of the command run with -vv"
+        )
+    return EXIT_FAILURE
+
+
+def _verbosity(argv: list[str]) -> int:
+    """How many -v the global options hold (the parsed context is gone once a command failed)."""
+    count, args = 0, iter(argv)
+    for arg in args:
+        if arg == "-C":
+            next(args, None)  # its value
+            continue
+        if not arg.startswith("-") or arg == "--":
+            break  # the command name: the global options end here
+        if arg == "--verbose":
+            count += 1
+        elif arg.startswith("-") and not arg.startswith("--") and set(arg[1:]) == {"v"}:
+            count += len(arg) - 1
+    return count
+
+
+def _print_error(exc: EnvbuildError) -> None:
+    # Messages quote user input back (a bad URL, a requirement): strip credentials once more here.
+    err.print(f"[bold red]error:[/] {escape(redact(exc.message))}")
+    if exc.details:
+        for line in redact(exc.details).splitlines():
+            err.print(f"  {line}", markup=False)
+    if exc.hint:
+        err.print(f"[bold]hint:[/] {escape(redact(exc.hint))}")

@@ -1,0 +1,104 @@
+"""Command-line options shared by several commands, each defined once with its ENVBUILD_* default."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from envbuild.oci.ref import ImageRef
+from envbuild.registry.options import RegistryOptions
+
+if TYPE_CHECKING:
+    from envbuild.registry.client import RegistryClient
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+insecure = click.option(
+    "--insecure",
+    is_flag=True,
+    envvar="ENVBUILD_REGISTRY_INSECURE",
+    show_envvar=True,
+    help="Talk plain HTTP to the registry (loopback registries in tests and CI).",
+)
+ca_file = click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="ENVBUILD_REGISTRY_CA_FILE",
+    show_envvar=True,
+    help="Trust this CA certificate (PEM) for the registry's TLS.",
+)
+# SOURCE_DATE_EPOCH becomes every file's mtime and the image's created time: tar and OCI need
+# 0 <= epoch < 2**32 here, and a value outside failed only deep inside buildah.
+EPOCH = click.IntRange(0, 2**32 - 1)
+jobs = click.option(
+    "--jobs", "-j", type=click.IntRange(1, 32), default=4, show_default=True, envvar="ENVBUILD_JOBS", show_envvar=True,
+    help="Blobs transferred in parallel.",
+)  # fmt: skip
+
+
+def registry_options(command: F) -> F:
+    """--insecure and --ca-file."""
+    return insecure(ca_file(command))
+
+
+def client_for(ref: ImageRef, *, insecure: bool, ca_file: Path | None) -> RegistryClient:
+    """A registry client for ``ref``'s host, with credentials looked up for it."""
+    from envbuild.registry.client import RegistryClient  # the HTTP stack loads only when a command needs it
+
+    return RegistryClient(ref.registry, RegistryOptions(insecure=insecure, ca_file=ca_file))
+
+
+key_file = click.option(
+    "--key", "key_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="ENVBUILD_SIGNING_KEY_FILE", show_envvar=True,
+    help="Sign with this ECDSA P-256 private key (PEM); its password from ENVBUILD_SIGNING_KEY_PASSWORD. "
+    "Without --key or --keyless, the key's PEM text is read from ENVBUILD_SIGNING_KEY.",
+)  # fmt: skip
+keyless = click.option(
+    "--keyless", is_flag=True, envvar="ENVBUILD_KEYLESS", show_envvar=True,
+    help="Sign keyless with Sigstore: a Fulcio certificate for your OIDC identity, logged in Rekor.",
+)  # fmt: skip
+identity_token = click.option(
+    "--identity-token", metavar="TOKEN", envvar="ENVBUILD_IDENTITY_TOKEN", show_envvar=True,
+    help="The OIDC token for --keyless (default: ambient credentials, e.g. GitHub Actions with id-token: write).",
+)  # fmt: skip
+source_repository = click.option(
+    "--source-repository", metavar="URL", envvar="ENVBUILD_SOURCE_REPOSITORY", show_envvar=True,
+    help="The source repository named in provenance, as a git remote or https URL (default: GitHub Actions' "
+    "repository, else the current branch's remote or origin; a local path names none).",
+)  # fmt: skip
+allow_dirty = click.option(
+    "--allow-dirty", is_flag=True, envvar="ENVBUILD_ALLOW_DIRTY", show_envvar=True,
+    help="Build even when the spec, lockfiles or image files have uncommitted changes; the build record, "
+    "provenance and revision label (<commit>-dirty) then say so.",
+)  # fmt: skip
+
+
+def signing_options(command: F) -> F:
+    """--key, --keyless and --identity-token."""
+    return key_file(keyless(identity_token(command)))
+
+
+trusted_keys = click.option(
+    "--key", "keys", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="ENVBUILD_VERIFY_KEY", show_envvar=True, help="Trust signatures by this public key (PEM; repeatable).",
+)  # fmt: skip
+certificate_identity = click.option(
+    "--certificate-identity", metavar="ID", help="Trust keyless signatures of this identity (the certificate's SAN)."
+)
+certificate_oidc_issuer = click.option(
+    "--certificate-oidc-issuer", metavar="URL", help="...issued through this OIDC issuer."
+)
+policy_file = click.option(
+    "--policy", "policy_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="ENVBUILD_VERIFY_POLICY", show_envvar=True,
+    help="A policy file: signers, required attestations, builder, source repository.",
+)  # fmt: skip
+
+
+def trust_options(command: F) -> F:
+    """--key, --certificate-identity, --certificate-oidc-issuer and --policy: whose signatures count."""
+    return trusted_keys(certificate_identity(certificate_oidc_issuer(policy_file(command))))

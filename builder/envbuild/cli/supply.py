@@ -1,0 +1,364 @@
+"""The supply-chain commands: keygen, sign, attest, sbom, verify, rebuild and vendor.
+
+Each parses its options and calls one library function (:mod:`envbuild.supply.attest`,
+:mod:`envbuild.supply.verify`, :mod:`envbuild.audit.rebuild`); cli.py adds them to the ``envbuild`` group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.markup import escape
+
+from envbuild.cli import options
+from envbuild.cli.console import Context, err, pass_ctx, progress
+from envbuild.errors import EnvbuildError, SpecError, UsageError
+from envbuild.fsutil import check_output
+from envbuild.oci.ref import ImageRef
+from envbuild.registry.options import RegistryOptions
+
+if TYPE_CHECKING:
+    from envbuild.supply.signing.signer import Signer  # imports cryptography: only the commands that sign load it
+
+
+@click.command("keygen")
+@click.option(
+    "--output-dir", "-o", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
+    help="Where to write NAME.key and NAME.pub.",
+)  # fmt: skip
+@click.option("--name", default="envbuild", show_default=True, help="The files' base name.")
+@click.option("--no-password", is_flag=True, help="Leave the private key unencrypted (for throwaway keys only).")
+@click.option("--force", is_flag=True, help="Overwrite existing key files.")
+@pass_ctx
+def keygen_command(ctx: Context, output_dir: Path, name: str, no_password: bool, force: bool) -> None:
+    """Make an ECDSA P-256 signing key pair: NAME.key (PKCS#8 PEM, 0600) and NAME.pub.
+
+    The password comes from ENVBUILD_SIGNING_KEY_PASSWORD, else it is asked for on a terminal.
+    """
+    import os
+
+    from envbuild.supply.signing.keys import PASSWORD_ENV, generate_keypair, write_keypair
+
+    password: str | None = None if no_password else os.environ.get(PASSWORD_ENV) or None
+    if password is None and not no_password:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "no password for the new signing key",
+                hint=f"set {PASSWORD_ENV}, or pass --no-password for an unencrypted key",
+            )
+        password = click.prompt("Password for the new key", hide_input=True, confirmation_prompt=True, err=True)
+    files = write_keypair(output_dir, name, generate_keypair(password.encode() if password else None), overwrite=force)
+    if ctx.json:
+        ctx.emit({"private": str(files.private), "public": str(files.public), "encrypted": password is not None})
+    ctx.say(f"wrote {files.private} (keep it secret) and {files.public} (give it to verifiers)")
+
+
+@click.command("sign")
+@click.argument("targets", nargs=-1, required=True, metavar="VARIANT|REF...")
+@options.signing_options
+@options.registry_options
+@pass_ctx
+def sign_command(
+    ctx: Context,
+    targets: tuple[str, ...],
+    key_file: Path | None,
+    keyless: bool,
+    identity_token: str | None,
+    insecure: bool,
+    ca_file: Path | None,
+) -> None:
+    """Sign images: a local build (by variant) or an image in a registry (attached as a referrer)."""
+    from envbuild.supply.signing.signer import signer_from_options
+
+    signer = signer_from_options(key_file=key_file, keyless=keyless, identity_token=identity_token)
+    _attest(ctx, targets, ("signature",), signer, None, insecure, ca_file)
+
+
+@click.command("attest")
+@click.argument("targets", nargs=-1, required=True, metavar="VARIANT|REF...")
+@click.option(
+    "--type", "kinds", multiple=True, type=click.Choice(["sbom", "provenance"]),
+    help="Which attestation (repeatable); default both.",
+)  # fmt: skip
+@options.signing_options
+@options.source_repository
+@options.registry_options
+@pass_ctx
+def attest_command(
+    ctx: Context,
+    targets: tuple[str, ...],
+    kinds: tuple[str, ...],
+    key_file: Path | None,
+    keyless: bool,
+    identity_token: str | None,
+    source_repository: str | None,
+    insecure: bool,
+    ca_file: Path | None,
+) -> None:
+    """Make the SBOM and provenance of built images and sign them; attach them to images in a registry."""
+    chosen = kinds or ("sbom", "provenance")
+    from envbuild.supply.signing.signer import signer_from_options
+
+    signer = signer_from_options(key_file=key_file, keyless=keyless, identity_token=identity_token)
+    _attest(ctx, targets, chosen, signer, source_repository, insecure, ca_file)
+
+
+@click.command("sbom")
+@click.argument("target", metavar="VARIANT|REF")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Also write the SBOM here.")
+@click.option("--attach", is_flag=True, help="Attach it (unsigned) to REF as an OCI referrer.")
+@options.registry_options
+@pass_ctx
+def sbom_command(
+    ctx: Context, target: str, output: Path | None, attach: bool, insecure: bool, ca_file: Path | None
+) -> None:
+    """Write the CycloneDX 1.6 SBOM of a built image (beside its layout); print it without -o."""
+    from envbuild.fsutil import atomic_write
+
+    if output is not None:
+        check_output(output)
+    if attach and "/" not in target:
+        raise UsageError(
+            f"--attach needs an image in a registry, not the variant {target!r}", hint="pass REG/REPO@sha256:..."
+        )
+    made = _attest(ctx, (target,), ("sbom",), None, None, insecure, ca_file, attach=attach)
+    sbom = made[0]
+    if output is not None:
+        atomic_write(output, sbom)
+        ctx.say(f"wrote {output}")
+    elif not ctx.json:
+        click.echo(sbom.decode("utf-8"), nl=False)
+
+
+@click.command("verify")
+@click.argument("ref")
+@options.trust_options
+@click.option("--no-layers", is_flag=True, help="Do not fetch and hash the layers (manifest and config only).")
+@click.option(
+    "--validate-sbom", is_flag=True, help="Also check the SBOM against the CycloneDX 1.6 JSON schema (about 2 s)."
+)
+@options.registry_options
+@options.jobs
+@pass_ctx
+def verify_command(
+    ctx: Context,
+    ref: str,
+    keys: tuple[Path, ...],
+    certificate_identity: str | None,
+    certificate_oidc_issuer: str | None,
+    policy_file: Path | None,
+    no_layers: bool,
+    validate_sbom: bool,
+    insecure: bool,
+    ca_file: Path | None,
+    jobs: int,
+) -> None:
+    """Verify an image before deploying it: signature, SBOM, provenance, all for exactly this digest.
+
+    Exit 0 only when everything holds.
+    """
+    from envbuild.supply.verify import VerificationFailed, policy_from, render_report, verify_image
+
+    rules = policy_from(
+        keys=keys, identity=certificate_identity, issuer=certificate_oidc_issuer, policy_file=policy_file
+    )
+    if validate_sbom:
+        rules = dataclasses.replace(rules, validate_sbom=True)
+    source = ImageRef.parse(ref)
+    client = options.client_for(source, insecure=insecure, ca_file=ca_file)
+    report = verify_image(client, source, rules, check_layers=not no_layers, jobs=jobs)
+    if ctx.json:
+        ctx.emit(report.to_json())
+    else:
+        click.echo(render_report(report))
+    if not report.ok:
+        raise VerificationFailed(
+            f"{ref} did not verify: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures()),
+            hint="do not deploy it; the report above says which check failed and why",
+        )
+
+
+@click.command("rebuild")
+@click.argument("ref", metavar="REF@DIGEST")
+@options.trust_options
+@click.option(
+    "--source", type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A checkout of the project holding the recorded commit (default: -C's directory).",
+)  # fmt: skip
+@click.option("--worktree", is_flag=True, help="Build the checkout as it is on disk instead of the recorded commit.")
+@click.option(
+    "--from", "archive", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A vendor archive (envbuild vendor): every input from it, nothing from the network.",
+)  # fmt: skip
+@click.option(
+    "--source-date-epoch", type=options.EPOCH, help="Replace the recorded SOURCE_DATE_EPOCH (to see what it changes)."
+)
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report (.json or .html).",
+)
+@options.registry_options
+@pass_ctx
+def rebuild_command(
+    ctx: Context,
+    ref: str,
+    keys: tuple[Path, ...],
+    certificate_identity: str | None,
+    certificate_oidc_issuer: str | None,
+    policy_file: Path | None,
+    source: Path | None,
+    worktree: bool,
+    archive: Path | None,
+    source_date_epoch: int | None,
+    report_file: Path | None,
+    insecure: bool,
+    ca_file: Path | None,
+) -> None:
+    """Audit: rebuild REF@DIGEST from its signed provenance and compare digests; explain any difference.
+
+    Exit 0 when the rebuild is identical, 1 when it differs.
+    """
+    from envbuild.audit.rebuild import RebuildOptions, rebuild, render_result, write_result
+    from envbuild.supply.verify import policy_from
+
+    if archive is not None and (source is not None or worktree):
+        raise UsageError("--from takes the source from the archive", hint="drop --source / --worktree")
+    if report_file is not None:  # found now, not after a rebuild of many minutes
+        if report_file.suffix not in (".json", ".html"):
+            raise UsageError(f"cannot write a report to {report_file}", hint="name the report file with .json or .html")
+        check_output(report_file)
+    rules = policy_from(
+        keys=keys, identity=certificate_identity, issuer=certificate_oidc_issuer, policy_file=policy_file
+    )
+    settings = RebuildOptions(
+        source=(source or ctx.directory).resolve(), worktree=worktree, archive=archive,
+        source_date_epoch=source_date_epoch, registry=RegistryOptions(insecure=insecure, ca_file=ca_file),
+    )  # fmt: skip
+    with progress(ctx) as report:
+        result = rebuild(
+            ImageRef.parse(ref), rules, settings, lambda r: options.client_for(r, insecure=insecure, ca_file=ca_file),
+            progress=report,
+        )  # fmt: skip
+    # The verdict first: a report that cannot be written must not lose a finished rebuild's result.
+    if ctx.json:
+        ctx.emit(result.to_json())
+    else:
+        click.echo(render_result(result), nl=False)
+    if report_file is not None:
+        write_result(result, report_file)
+    if not result.identical:
+        raise EnvbuildError(
+            f"the rebuild differs from {ref}",
+            hint="the report says which inputs and which files differ" + (f" ({report_file})" if report_file else ""),
+        )
+
+
+@click.command("vendor")
+@click.argument("ref", metavar="REF@DIGEST")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The archive to write."
+)
+@options.trust_options
+@click.option(
+    "--source", type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A checkout of the project holding the recorded commit (default: -C's directory).",
+)  # fmt: skip
+@options.registry_options
+@pass_ctx
+def vendor_command(
+    ctx: Context,
+    ref: str,
+    output: Path,
+    keys: tuple[Path, ...],
+    certificate_identity: str | None,
+    certificate_oidc_issuer: str | None,
+    policy_file: Path | None,
+    source: Path | None,
+    insecure: bool,
+    ca_file: Path | None,
+) -> None:
+    """Archive every input of REF@DIGEST's build, so 'envbuild rebuild --from ARCHIVE' works offline."""
+    from envbuild.audit.rebuild import vendor
+    from envbuild.supply.verify import policy_from
+
+    check_output(output)
+    rules = policy_from(
+        keys=keys, identity=certificate_identity, issuer=certificate_oidc_issuer, policy_file=policy_file
+    )
+    result = vendor(
+        ImageRef.parse(ref), rules, (source or ctx.directory).resolve(), output,
+        lambda r: options.client_for(r, insecure=insecure, ca_file=ca_file),
+    )  # fmt: skip
+    if ctx.json:
+        ctx.emit(
+            {"archive": str(result.path), "bytes": result.size, "wheels": result.wheels, "digest": str(result.digest)}
+        )
+    ctx.say(f"wrote {result.path}: {result.size / 1e6:.1f} MB, {result.wheels} wheels, the base and the source")
+
+
+def _attest(
+    ctx: Context,
+    targets: tuple[str, ...],
+    kinds: tuple[str, ...],
+    signer: Signer | None,
+    source_repository: str | None,
+    insecure: bool,
+    ca_file: Path | None,
+    *,
+    attach: bool = True,
+) -> list[bytes]:
+    """sign / attest / sbom: make what ``kinds`` names for each target, keep it, and attach it to registry refs.
+
+    Returns the SBOM of each target when ``kinds`` has it (for ``envbuild sbom``).
+    """
+    from envbuild.lock.spec import find_spec
+    from envbuild.supply.attest import attach_attestations, attestations_for, resolve_target
+
+    try:
+        root = find_spec(ctx.directory.resolve()).parent
+    except SpecError:
+        root = ctx.directory.resolve()  # signing an image in a registry needs no project
+    clients: dict[str, Any] = {}
+
+    def client_for(ref: ImageRef) -> Any:
+        if ref.registry not in clients:
+            clients[ref.registry] = options.client_for(ref, insecure=insecure, ca_file=ca_file)
+        return clients[ref.registry]
+
+    results, sboms = [], []
+    for text in targets:
+        target = resolve_target(root, text, client_for)
+        if target.warning:
+            err.print(f"[yellow]warning:[/] {escape(target.warning)}")
+        made = attestations_for(target, root, signer, kinds=kinds, source_repository=source_repository)
+        entry: dict[str, Any] = {"target": text, "digest": str(target.digest), "signed": sorted(made.bundles)}
+        if target.build is not None:
+            entry["layout"] = str(target.build.path)
+        if target.ref is not None and attach:
+            entry["attached"] = attach_attestations(client_for(target.ref), target.ref.repository, target.digest, made)
+        if made.sbom is not None:
+            sboms.append(made.sbom)
+        results.append(entry)
+        what = ", ".join(sorted(made.bundles)) or "SBOM"
+        where = f"attached to {entry['target']}" if "attached" in entry else f"in {entry.get('layout')}"
+        ctx.say(f"{text}: {what} {'signed and ' if made.bundles else ''}{where}")
+    if ctx.json:
+        ctx.emit({"images": results})
+    return sboms
+
+
+SUPPLY_COMMANDS = (
+    keygen_command,
+    sign_command,
+    attest_command,
+    sbom_command,
+    verify_command,
+    rebuild_command,
+    vendor_command,
+)

@@ -1,0 +1,1 @@
+"""Images: Dockerfiles, hash-checked inputs, bases, builders, the build and its record."""

@@ -1,0 +1,287 @@
+"""``build_images``: locked spec -> Dockerfile -> builder -> canonical OCI image on disk.
+
+For each variant: the lock must be current; every input (base, wheels, uv) is
+fetched and hash-checked on the host; the build key (a digest of every input) is
+compared with the last build's, and an unchanged variant returns its digest at
+once; otherwise the builder runs with no network and envbuild writes the final
+image (:mod:`envbuild.oci.writer`) into ``.envbuild/images/<variant>/``, replacing
+the previous one only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envbuild import __version__
+from envbuild.errors import StaleLockError, UsageError
+from envbuild.fsutil import atomic_write
+from envbuild.git import SourceState, source_state
+from envbuild.image import projectfiles
+from envbuild.image import store as imagestore
+from envbuild.image.builders import BuildRequest, get_builder
+from envbuild.image.debian import build_debian_base, epoch_of
+from envbuild.image.fetch import Wheel, cache_dir, fetch_lockfile, stage, stage_project, stage_uv
+from envbuild.image.render import STAGE_DIR, base_reference, dockerfile_path, render, write_rendered
+from envbuild.image.scratch import scratch_dir
+from envbuild.lock.lockfile import LOCK_DIR, LockSet, read_lockset
+from envbuild.lock.resolve import check, tools_filename
+from envbuild.lock.spec import Spec
+from envbuild.lock.variants import LockTarget, select, targets
+from envbuild.oci.layout import Layout
+from envbuild.oci.ref import Digest, ImageRef
+from envbuild.oci.tarnorm import COMPRESSOR
+from envbuild.oci.writer import assemble
+from envbuild.registry.options import RegistryOptions
+from envbuild.workspace import IMAGES_OUT
+
+Progress = Callable[[str, str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageOptions:
+    """Which variants to build, with what, and when."""
+
+    variants: tuple[str, ...] = ()  # names; empty: the CPU variants
+    builder: str = "buildah"
+    source_date_epoch: int | None = None  # default: the commit time of the last change to the inputs
+    registry: RegistryOptions | None = None  # to pull bases given as registry images
+    # Audit rebuilds (envbuild.audit.rebuild) replay a recorded build: its revision, the base layout
+    # found by its recorded digest, and the lockfile as it is (the rebuild compares digests itself).
+    revision: str | None = None
+    base_layout: Path | None = None
+    check_locks: bool = True
+    # Build inputs with uncommitted changes: refused, unless allowed (then recorded as dirty).
+    allow_dirty: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuiltImage:
+    """One built image: where it is, its digest, and what it was built from."""
+
+    variant: str
+    digest: Digest
+    layout: Path
+    cached: bool
+    record: dict[str, Any]  # the build record (inputs), also written as build.json
+
+
+def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None = None) -> list[BuiltImage]:
+    """Build the chosen variants of ``spec`` (all or nothing per variant)."""
+    report = progress or (lambda variant, status: None)
+    imagestore.clean_leftovers(spec.root)  # what killed runs left behind; never a running build's
+    projectfiles.project_files(spec)  # a missing file or a link out of the project: refused before anything
+    lockset = current_lock(spec) if options.check_locks else _read_lock(spec)
+    builder = get_builder(options.builder)
+    builder.version()  # a builder that is not installed fails here, before any download
+    rendered = render(spec, lockset)
+    write_rendered(spec, rendered)
+    built = []
+    for target in build_targets(spec, options.variants):
+        variant = target.variant
+        built.append(
+            _build_one(spec, lockset, target, rendered.text(dockerfile_path(variant)), builder, options, report)
+        )
+    return built
+
+
+def _read_lock(spec: Spec) -> LockSet:
+    lockset = read_lockset(spec.root)
+    if lockset is None:
+        raise StaleLockError("the project is not locked", hint="run 'envbuild lock' first")
+    return lockset
+
+
+def current_lock(spec: Spec) -> LockSet:
+    """The project's lock, refused when it is stale against the spec."""
+    lockset = _read_lock(spec)
+    stale = check(spec)
+    if stale:
+        raise StaleLockError("stale locks:\n" + "\n".join(f"  {s}" for s in stale), hint="run 'envbuild lock' first")
+    return lockset
+
+
+def _build_one(
+    spec: Spec,
+    lockset: LockSet,
+    target: LockTarget,
+    dockerfile: str,
+    builder: Any,
+    options: ImageOptions,
+    report: Progress,
+) -> BuiltImage:
+    variant = target.variant.name
+    source = build_source(spec, target, options)
+    epoch = source.epoch
+    report(variant, "preparing the base")
+    base_layout, base_name = base_image(spec, lockset, target, options)
+    report(variant, "fetching wheels")
+    wheels, tools = fetch_wheels(spec, target)
+    base_digest = (
+        str(base_layout.select().digest) if base_layout else str(lockset.bases[target.variant.accelerator]["digest"])
+    )
+    record = {
+        "envbuild": __version__,
+        "variant": variant,
+        "platform": target.platform,
+        "builder": {"name": builder.name, "version": builder.version()},
+        "compressor": COMPRESSOR,
+        "source_date_epoch": epoch,
+        "revision": source.commit,
+        "dirty": source.to_json(),
+        "spec": spec.file.relative_to(spec.root).as_posix(),
+        "spec_sha256": hashlib.sha256(spec.file.read_bytes()).hexdigest(),
+        "base": {"name": base_name, "digest": base_digest},
+        "dockerfile": dockerfile_path(target.variant),
+        "dockerfile_sha256": hashlib.sha256(dockerfile.encode()).hexdigest(),
+        "lockfile": f"{LOCK_DIR}/{target.filename}",
+        "lockfile_sha256": hashlib.sha256((spec.root / LOCK_DIR / target.filename).read_bytes()).hexdigest(),
+        "wheels": [w.to_json() for w in wheels],
+        "tools": [w.to_json() for w in tools],
+        "files": sorted(spec.image.files),
+        "files_sha256": _tree_digest(spec.root, spec.image.files),
+    }
+    key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+    out = spec.root / IMAGES_OUT / variant
+    cached = _cached(out, key)
+    if cached is not None:
+        report(variant, "unchanged")
+        return BuiltImage(variant=variant, digest=cached, layout=out, cached=True, record=record)
+
+    report(variant, f"building with {builder.name}")
+    stage_inputs(spec, target, wheels, tools)
+    work_root = spec.root / ".envbuild" / "work"
+    work_root.mkdir(parents=True, exist_ok=True)
+    with imagestore.writing_image(out), scratch_dir(work_root, f"{variant}-") as work:
+        dockerfile_file = work / "Dockerfile"
+        dockerfile_file.write_text(dockerfile, encoding="utf-8")
+        raw = builder.build(
+            BuildRequest(
+                context=spec.root, dockerfile=dockerfile_file, base_name=base_name,
+                base_layout=base_layout.path if base_layout else None, epoch=epoch, platform=target.platform,
+                build_args={"REVISION": source.revision_label}, workdir=work,
+            )
+        )  # fmt: skip
+        report(variant, "writing the image")
+        staged = work / "image"
+        assert base_layout is not None, "registry bases are pulled into a layout first"
+        descriptor = assemble(built=raw, base=base_layout, out=staged, epoch=epoch, name=f"{spec.name}-{variant}")
+        atomic_write(
+            staged / "build.json",
+            json.dumps({**record, "digest": str(descriptor.digest)}, indent=2, sort_keys=True) + "\n",
+        )
+        atomic_write(staged / "build-key", key + "\n")
+        _replace(staged, out)
+    report(variant, "built")
+    return BuiltImage(variant=variant, digest=descriptor.digest, layout=out, cached=False, record=record)
+
+
+def build_targets(spec: Spec, names: tuple[str, ...]) -> tuple[LockTarget, ...]:
+    """The lock targets to build for the variants ``names`` (default: the CPU ones), on the first platform."""
+    chosen = select(spec, names) if names else tuple(v for v in select(spec, ()) if v.accelerator == "cpu")
+    if not chosen:
+        raise UsageError("no variant to build", hint="name one with --variant, or use --gpu / --all")
+    return tuple(t for t in targets(spec, chosen) if t.platform == spec.platforms[0])
+
+
+def build_date(spec: Spec, target: LockTarget, options: ImageOptions) -> tuple[int, str]:
+    """SOURCE_DATE_EPOCH and the revision label of a build (see :func:`build_source`)."""
+    source = build_source(spec, target, options)
+    return source.epoch, source.revision_label
+
+
+def build_source(spec: Spec, target: LockTarget, options: ImageOptions) -> SourceState:
+    """The source of a build: replayed (an audit rebuild), or the last commit of its inputs, checked clean.
+
+    An input with uncommitted changes is refused unless ``options.allow_dirty``
+    (:func:`envbuild.git.source_state`); the tools' lockfile counts as an input too.
+    """
+    if options.revision is not None and options.source_date_epoch is not None:
+        return SourceState(epoch=options.source_date_epoch, commit=options.revision)
+    dated_by = _input_paths(spec, target)
+    return source_state(
+        spec.root, sorted({*dated_by, f"{LOCK_DIR}/{tools_filename(spec, target.platform)}"}), dated_by=dated_by,
+        epoch=options.source_date_epoch, allow_dirty=options.allow_dirty,
+    )  # fmt: skip
+
+
+def fetch_wheels(spec: Spec, target: LockTarget) -> tuple[list[Wheel], list[Wheel]]:
+    """The variant's locked wheels and the tools' (uv), downloaded or found in the cache, hash-checked."""
+    routed = tuple(i for i in spec.indexes if target.variant.accelerator in i.accelerators)
+    wheels = fetch_lockfile(
+        spec.root / LOCK_DIR / target.filename, python=spec.python, platform=target.platform, glibc=spec.glibc,
+        index_url=spec.index_url, indexes=routed,
+    )  # fmt: skip
+    tools = fetch_lockfile(
+        spec.root / LOCK_DIR / tools_filename(spec, target.platform), python=spec.python, platform=target.platform,
+        glibc=spec.glibc, index_url=spec.index_url, indexes=(),
+    )  # fmt: skip
+    return wheels, tools
+
+
+def stage_inputs(spec: Spec, target: LockTarget, wheels: list[Wheel], tools: list[Wheel]) -> None:
+    """Put what the Dockerfile copies into .envbuild/stage/: the wheels, uv, the project's files."""
+    stage(spec.root, target.variant.name, wheels)
+    stage_uv(spec.root, tools[0])
+    stage_project(spec.root, spec.image.files)
+
+
+def _input_paths(spec: Spec, target: LockTarget) -> list[str]:
+    """The project paths whose last change dates the image (SOURCE_DATE_EPOCH)."""
+    return sorted({spec.file.relative_to(spec.root).as_posix(), f"{LOCK_DIR}/{target.filename}", *spec.image.files})
+
+
+def base_image(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageOptions) -> tuple[Layout, str]:
+    """The base as a layout on disk, and the FROM name the Dockerfile gives it."""
+    pinned = lockset.bases[target.variant.accelerator]
+    name = base_reference(spec.name, target.variant.accelerator, pinned)
+    if options.base_layout is not None:
+        return Layout.open(options.base_layout), name.split("@", 1)[0]
+    if pinned["kind"] == "debian":
+        recipe = {"suite": pinned["suite"], "packages": pinned["packages"]}
+        return build_debian_base(recipe, platform=target.platform, epoch=epoch_of(spec.exclude_newer)), name
+    if pinned["kind"] == "oci-layout":
+        layout = Layout.open(spec.root / pinned["path"])
+        if str(layout.select().digest) != pinned["digest"]:
+            raise StaleLockError(f"the base layout {pinned['path']} changed since the lock", hint="run 'envbuild lock'")
+        return layout, name
+    from envbuild.cli.options import client_for
+    from envbuild.registry.transfer import pull_image
+
+    ref = ImageRef.parse(name)
+    destination = cache_dir() / "pulled" / Digest.parse(str(pinned["digest"])).hex
+    if not _pulled(destination):
+        insecure = bool(options.registry and options.registry.insecure)
+        ca_file = options.registry.ca_file if options.registry else None
+        pull_image(ref, client_for(ref, insecure=insecure, ca_file=ca_file), destination, name="base")
+    return Layout.open(destination), name.split("@", 1)[0]
+
+
+def _pulled(destination: Path) -> bool:
+    """Whether the pull of a base into ``destination`` finished (a killed one leaves index.json without it)."""
+    try:
+        layout = Layout.open(destination)
+        layout.verify(layout.select("base"), hash_blob=lambda _path: False)  # blobs arrive digest-checked
+    except UsageError:
+        return False
+    return True
+
+
+def _tree_digest(root: Path, paths: tuple[str, ...]) -> str:
+    """A digest of the project files an image copies (paths, kinds, executability, link targets, contents)."""
+    return projectfiles.digest(projectfiles.collect(root, paths))
+
+
+def _cached(out: Path, key: str) -> Digest | None:
+    return imagestore.cached_digest(out, key)  # checked whole first: a broken image is rebuilt
+
+
+def _replace(staged: Path, out: Path) -> None:
+    imagestore.replace(staged, out)  # at every instant, the old image or the new one, whole
+
+
+__all__ = ["IMAGES_OUT", "STAGE_DIR", "BuiltImage", "ImageOptions", "build_images"]

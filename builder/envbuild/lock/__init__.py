@@ -1,0 +1,1 @@
+"""The spec and the lock: variants, lockfiles, staleness, guards, pinned bases, resolvers."""

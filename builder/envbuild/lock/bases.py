@@ -1,0 +1,149 @@
+"""Pinning base images at lock time, so no build ever reads a floating reference."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from envbuild.errors import EnvbuildError, UsageError
+from envbuild.lock.lockfile import canonical_json
+from envbuild.lock.spec import Base, Spec
+from envbuild.oci.ref import ImageRef
+
+if TYPE_CHECKING:
+    from envbuild.registry.options import RegistryOptions
+
+_INDEX_MANIFEST_TYPES = {
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+}
+
+
+def pin_bases(
+    spec: Spec, registry: RegistryOptions | None = None, *, keep: dict[str, dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Each accelerator's base, resolved to something immutable: a digest or a content-hashed recipe.
+
+    A registry tag is resolved to the digest it points at now (the registry is
+    reached with ``registry`` options), unless ``keep`` (the previous lock's bases)
+    already pinned the same reference: like package pins, a base moves only on upgrade.
+    """
+    pinned: dict[str, dict[str, Any]] = {}
+    for accel in spec.accelerators:
+        before = (keep or {}).get(accel.name, {})
+        if accel.base.image and before.get("ref") == accel.base.image and before.get("digest"):
+            pinned[accel.name] = {**describe_base(accel.base), "digest": before["digest"]}
+        else:
+            where = f"accelerators.{accel.name}.base"
+            pinned[accel.name] = pin_base(accel.base, spec.root, where=where, registry=registry)
+    return pinned
+
+
+def pin_base(base: Base, root: Path, *, where: str, registry: RegistryOptions | None = None) -> dict[str, Any]:
+    """One base, pinned."""
+    pinned = describe_base(base)
+    if base.image:
+        ref = ImageRef.parse(base.image)
+        if ref.digest is None:
+            from envbuild.registry.client import RegistryClient  # only bases given by tag need the network
+
+            try:
+                digest = RegistryClient(ref.registry, registry).resolve(ref.repository, ref.reference)
+            except EnvbuildError as exc:
+                exc.message = f"{where}: cannot pin {base.image} to a digest: {exc.message}"
+                raise
+            pinned["digest"] = str(digest)
+        else:
+            pinned["digest"] = str(ref.digest)
+    elif base.oci_layout:
+        pinned["digest"] = layout_digest(root / base.oci_layout, where=where)
+    return pinned
+
+
+def pin_bases_offline(
+    spec: Spec, recorded: dict[str, dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Each accelerator's base as :func:`pin_bases` would pin it now, without the network, and why it
+    differs from ``recorded`` (the lock's bases), by accelerator.
+
+    A registry tag keeps its locked digest, as ``lock`` keeps it; an OCI layout is read again,
+    as ``lock`` reads it again, so a layout whose image changed makes the lock stale.
+    """
+    pinned: dict[str, dict[str, Any]] = {}
+    problems: dict[str, str] = {}
+    for accel in spec.accelerators:
+        before = recorded.get(accel.name) if isinstance(recorded, dict) else None
+        before = before if isinstance(before, dict) else {}
+        now = describe_base(accel.base)
+        if now != {k: v for k, v in before.items() if k != "digest"}:
+            problems[accel.name] = f"the {accel.name} base changed: {summary(before or None)} -> {summary(now)}"
+            continue
+        if accel.base.image:
+            ref = ImageRef.parse(accel.base.image)
+            now["digest"] = str(ref.digest) if ref.digest else before.get("digest")
+        elif accel.base.oci_layout:
+            where = f"accelerators.{accel.name}.base"
+            try:
+                now["digest"] = layout_digest(spec.root / accel.base.oci_layout, where=where)
+            except UsageError as exc:
+                problems[accel.name] = exc.message
+                continue
+        if now != before:
+            problems[accel.name] = (
+                f"the {accel.name} base {summary(now)} is {now.get('digest') or 'not pinned'}, "
+                f"locked as {before.get('digest') or 'not pinned'}"
+            )
+        pinned[accel.name] = now
+    return pinned, problems
+
+
+def summary(base: dict[str, Any] | None) -> str:
+    """A pinned or described base in a few words, for messages."""
+    if base is None:
+        return "none"
+    if base.get("kind") == "debian":
+        return f"debian {base.get('suite')} [{', '.join(map(str, base.get('packages') or ()))}]"
+    return f"{base.get('kind')} {base.get('ref') or base.get('path')}"
+
+
+def describe_base(base: Base) -> dict[str, Any]:
+    """What the spec says about a base, without any network: kind and reference or recipe."""
+    if base.debian:
+        recipe = {"suite": base.debian, "packages": sorted(set(base.packages))}
+        return {
+            "kind": "debian",
+            **recipe,
+            "recipe-sha256": hashlib.sha256(canonical_json(recipe).encode()).hexdigest(),
+        }
+    if base.image:
+        return {"kind": "image", "ref": base.image}
+    return {"kind": "oci-layout", "path": base.oci_layout}
+
+
+def layout_digest(layout: Path, *, where: str) -> str:
+    """The digest of the single image in an OCI layout's index.json."""
+    index_file = layout / "index.json"
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+        manifests = [m for m in index["manifests"] if m.get("mediaType") in _INDEX_MANIFEST_TYPES]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(
+            f"{where}: {layout} is not a readable OCI layout ({exc})",
+            hint="point oci-layout at a directory holding index.json and blobs/",
+        ) from exc
+    if len(manifests) != 1:
+        raise UsageError(
+            f"{where}: {layout} holds {len(manifests)} images, expected exactly one",
+            hint="export a layout with just the base image",
+        )
+    digest = str(manifests[0]["digest"])
+    blob = layout / "blobs" / Path(*digest.split(":", 1))
+    if not blob.is_file():
+        raise UsageError(
+            f"{where}: {layout} lacks the blob of {digest}", hint="the layout is incomplete; export it again"
+        )
+    return digest

@@ -1,0 +1,129 @@
+"""The spec's ``[image]`` table, and what each of its values may hold to reach a Dockerfile safely.
+
+Every value here ends up in a Dockerfile the template writes: ``workdir`` in WORKDIR, COPY
+and a RUN line, ``user`` in a RUN line, ``files`` in COPY, ``env`` in ENV. The rules below
+keep out what would add an instruction (a newline) or change its meaning (quotes, ``$``,
+glob characters); :mod:`envbuild.image.render` checks and quotes again, so a value that reached it
+another way is still safe.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from envbuild.tomlread import Table
+
+# An absolute POSIX path of characters no Dockerfile or /etc/passwd line treats specially.
+WORKDIR = re.compile(r"/|(/[A-Za-z0-9._-]+)+")
+USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# COPY reads these in a source as a pattern or an escape, whatever the quoting.
+PATH_UNSAFE = "\\*?[]"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageSpec:
+    """What goes into the final image besides the environment."""
+
+    files: tuple[str, ...]
+    workdir: str
+    user: str
+    env: tuple[tuple[str, str], ...]
+
+
+def control_character(text: str) -> str | None:
+    """The first character of ``text`` that would break a Dockerfile line (newline, tab, U+2028, ...)."""
+    return next((c for c in text if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+
+
+def value_problem(value: str) -> str | None:
+    """Why an ENV or LABEL value cannot be written as a double-quoted Dockerfile word, or None.
+
+    A backslash right before a double quote or at the end is quoted correctly for buildah and
+    BuildKit (\\\\ then \\" or the closing quote), but hadolint's parser reads it otherwise and
+    rejects the file, so such values are refused rather than written into an unlintable Dockerfile.
+    """
+    bad = control_character(value)
+    if bad is not None:
+        return f"the control character {bad!r}, which a Dockerfile line cannot carry"
+    if value.endswith("\\") or '\\"' in value:
+        return "a backslash at the end or before a double quote, which hadolint cannot parse"
+    return None
+
+
+def parse_image(t: Table) -> ImageSpec:
+    """The ``[image]`` table of ``t``, each value checked against what a Dockerfile can carry."""
+    table = t.table("image", ("files", "workdir", "user", "env"))
+    if table is None:
+        return ImageSpec(files=(), workdir="/app", user="app", env=())
+    files = tuple(_check_file(table, f) for f in table.strings("files", example='"src"'))
+    if "." in files and len(files) > 1:
+        table.fail("files", "'.' already copies the whole project", "list '.' alone, or only the paths the image needs")
+    workdir = table.text("workdir", default="/app", example="/app")
+    user = table.text("user", default="app", example="app")
+    assert workdir is not None and user is not None
+    if not workdir.startswith("/"):
+        table.fail("workdir", f"{workdir!r} is not absolute", 'write workdir = "/app"')
+    if not WORKDIR.fullmatch(workdir):
+        table.fail(
+            "workdir",
+            f"{workdir!r} is not an absolute path of plain characters",
+            "use letters, digits, '.', '_', '-' and '/' (no trailing '/'), e.g. workdir = \"/app\"",
+        )
+    if {".", ".."} & set(workdir.split("/")):
+        table.fail(
+            "workdir", f"{workdir!r} has a '.' or '..' component", 'write the path itself, e.g. workdir = "/app"'
+        )
+    if not USER.fullmatch(user):
+        table.fail(
+            "user", f"{user!r} is not a valid user name", "use lower-case letters, digits, '_' and '-', e.g. app"
+        )
+    names = [PurePosixPath(f).name for f in files]
+    for name in names:
+        if names.count(name) > 1:
+            table.fail(
+                "files",
+                f"two entries would both be copied to {workdir}/{name}",
+                "list each file or directory name once",
+            )
+    if user in ("root", "0"):
+        table.fail("user", "images run as a non-root user", 'write user = "app"')
+    env = table.mapping("env")
+    for key, value in env.items():
+        if not ENV_NAME.fullmatch(key):
+            table.fail("env", f"{key!r} is not a valid environment variable name", "use letters, digits and '_'")
+        if not isinstance(value, str):
+            table.fail("env", f"{key} must be a string", f'write env = {{ {key} = "{value}" }}')
+        problem = value_problem(value)
+        if problem is not None:
+            table.fail(
+                "env",
+                f"{key}: the value holds {problem}",
+                "write the value on one line, without control characters and with no backslash before a quote "
+                "or at the end",
+            )
+    return ImageSpec(files=files, workdir=workdir, user=user, env=tuple(sorted(env.items())))
+
+
+def _check_file(table: Table, f: str) -> str:
+    """One ``files`` entry, normalised (``./src/`` is ``src``); refused when no COPY can name it safely."""
+    if not f:
+        table.fail("files", "an empty path", "write '.' for the whole project, or the path of a file or directory")
+    bad = control_character(f)
+    if bad is not None:
+        table.fail("files", f"{f!r} holds the control character {bad!r}", "rename the file, or list its directory")
+    unsafe = next((c for c in f if c in PATH_UNSAFE), None)
+    if unsafe == "\\":
+        table.fail("files", f"{f!r} holds {unsafe!r}", "separate directories with '/' (COPY reads '\\' as an escape)")
+    if unsafe is not None:
+        table.fail(
+            "files",
+            f"{f!r} holds {unsafe!r}, which COPY reads as a pattern",
+            "list the file itself, or the directory that holds it, by its plain name",
+        )
+    if f.startswith("/") or ".." in PurePosixPath(f).parts:
+        table.fail("files", f"{f!r} is outside the project", "list paths relative to the spec's directory")
+    return str(PurePosixPath(f))

@@ -1,0 +1,1 @@
+"""The supply chain: signing, SBOM, provenance, attestations, trust policy, verification, release."""

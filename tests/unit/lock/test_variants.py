@@ -1,0 +1,190 @@
+"""Unit tests for envbuild.lock.variants: variant order, selection, lock targets, requirements."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from envbuild.errors import UsageError
+from envbuild.lock.spec import Spec, load_spec
+from envbuild.lock.variants import Variant, indexes, requirements, select, targets, variants
+
+FULL = """
+python = "3.11"
+exclude-newer = "2026-11-01T00:00:00Z"
+dependencies = ["numpy>=2.0", 'onnxruntime>=1.20; sys_platform == "linux"']
+
+[roles.infer]
+dependencies = ["fastapi>=0.110"]
+
+[roles.train]
+dependencies = ["scikit-learn>=1.5", "numpy>=2.0"]
+
+[accelerators.gpu]
+cuda = "12"
+dependencies = ["cupy-cuda12x>=13"]
+replace = { onnxruntime = "onnxruntime-gpu[cuda]" }
+base = { debian = "bookworm" }
+
+[accelerators.cpu]
+base = { debian = "bookworm" }
+
+[[indexes]]
+name = "pytorch-cu124"
+url = "https://download.example/whl/cu124"
+packages = ["torch"]
+accelerators = ["gpu"]
+
+[[indexes]]
+name = "pytorch-cpu"
+url = "https://download.example/whl/cpu"
+packages = ["torch"]
+accelerators = ["cpu"]
+
+[[indexes]]
+name = "internal"
+url = "https://pypi.internal.example/simple"
+packages = ["mylib"]
+"""
+
+
+def spec_from(tmp_path: Path, text: str) -> Spec:
+    """Load a spec whose envbuild.toml is ``text``."""
+    (tmp_path / "envbuild.toml").write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return load_spec(tmp_path)
+
+
+def v(name: str) -> Variant:
+    """The variant called ``name``, e.g. ``gpu-infer``."""
+    accelerator, role = name.split("-")
+    return Variant(accelerator=accelerator, role=role)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def full(tmp_path: Path) -> Spec:
+    """Both accelerators and both roles, declared in the 'wrong' order on purpose."""
+    return spec_from(tmp_path, FULL)
+
+
+def test_variants_fixed_order(full: Spec) -> None:
+    """cpu before gpu, train before infer, whatever order the spec declares them in."""
+    assert [x.name for x in variants(full)] == ["cpu-train", "cpu-infer", "gpu-train", "gpu-infer"]
+
+
+def test_variants_only_declared(tmp_path: Path) -> None:
+    """Only declared roles and accelerators make variants."""
+    spec = spec_from(
+        tmp_path,
+        """
+        python = "3.11"
+        exclude-newer = "2026-11-01"
+        [roles.infer]
+        [accelerators.cpu]
+        base = { debian = "bookworm" }
+        """,
+    )
+    assert variants(spec) == (v("cpu-infer"),)
+    assert str(variants(spec)[0]) == "cpu-infer"
+
+
+def test_select_all_when_empty(full: Spec) -> None:
+    """No names selects every variant."""
+    assert select(full, ()) == variants(full)
+
+
+def test_select_keeps_canonical_order_and_dedupes(full: Spec) -> None:
+    """Selected variants come back in the fixed order, each once."""
+    chosen = select(full, ("gpu-infer", "cpu-train", "gpu-infer"))
+    assert chosen == (v("cpu-train"), v("gpu-infer"))
+
+
+def test_select_unknown_suggests_nearest(full: Spec) -> None:
+    """A misspelt variant is a usage error that suggests the nearest name."""
+    with pytest.raises(UsageError) as info:
+        select(full, ("cpu-infer", "gpu-infr"))
+    assert info.value.exit_code == 2
+    assert "unknown variant 'gpu-infr'" in info.value.message
+    assert info.value.hint is not None
+    assert info.value.hint.startswith("did you mean gpu-infer?")
+    assert "cpu-train, cpu-infer, gpu-train, gpu-infer" in info.value.hint
+
+
+def test_select_unknown_without_near_match(full: Spec) -> None:
+    """Far from every name: no suggestion, but the list of valid names."""
+    with pytest.raises(UsageError) as info:
+        select(full, ("serve",))
+    assert info.value.hint is not None
+    assert "did you mean" not in info.value.hint
+    assert "this spec defines: cpu-train" in info.value.hint
+
+
+def test_targets_single_platform(full: Spec) -> None:
+    """One platform: file names carry no platform."""
+    got = targets(full)
+    assert [t.filename for t in got] == [
+        "cpu-train.txt",
+        "cpu-infer.txt",
+        "gpu-train.txt",
+        "gpu-infer.txt",
+    ]
+    assert {t.platform for t in got} == {"linux/amd64"}
+    assert got[0].name == "cpu-train"
+
+
+def test_targets_two_platforms(tmp_path: Path) -> None:
+    """Two platforms: one target per variant and platform, machine name in the file name."""
+    spec = spec_from(
+        tmp_path, FULL.replace("dependencies", 'platforms = ["linux/arm64", "linux/amd64"]\ndependencies', 1)
+    )
+    got = targets(spec, (v("cpu-infer"),))
+    assert [(t.filename, t.platform) for t in got] == [
+        ("cpu-infer-aarch64.txt", "linux/arm64"),
+        ("cpu-infer-x86_64.txt", "linux/amd64"),
+    ]
+    assert len(targets(spec)) == 8
+    assert len({t.filename for t in targets(spec)}) == 8
+
+
+def test_requirements_cpu_infer(full: Spec) -> None:
+    """Shared + role requirements, sorted by name; no GPU swap, no GPU additions."""
+    assert requirements(full, v("cpu-infer")) == (
+        "fastapi>=0.110",
+        "numpy>=2.0",
+        'onnxruntime>=1.20; sys_platform == "linux"',
+    )
+
+
+def test_requirements_replace_carries_specifier_and_marker(full: Spec) -> None:
+    """onnxruntime>=1.20 becomes onnxruntime-gpu[cuda]>=1.20, with the marker kept."""
+    assert requirements(full, v("gpu-infer")) == (
+        "cupy-cuda12x>=13",
+        "fastapi>=0.110",
+        "numpy>=2.0",
+        'onnxruntime-gpu[cuda]>=1.20; sys_platform == "linux"',
+    )
+
+
+def test_requirements_dedupes_shared_and_role(full: Spec) -> None:
+    """numpy>=2.0 named by both shared and train dependencies appears once."""
+    reqs = requirements(full, v("cpu-train"))
+    assert reqs == (
+        "numpy>=2.0",
+        'onnxruntime>=1.20; sys_platform == "linux"',
+        "scikit-learn>=1.5",
+    )
+
+
+def test_requirements_replacement_keeps_its_own_specifier(tmp_path: Path) -> None:
+    """A replacement that states a version keeps it instead of the replaced one."""
+    text = FULL.replace('"onnxruntime-gpu[cuda]"', '"onnxruntime-gpu==1.20.1"')
+    spec = spec_from(tmp_path, text)
+    assert 'onnxruntime-gpu==1.20.1; sys_platform == "linux"' in requirements(spec, v("gpu-train"))
+    assert not any(r.startswith("onnxruntime>") for r in requirements(spec, v("gpu-train")))
+
+
+def test_indexes_filtered_by_accelerator(full: Spec) -> None:
+    """Each variant sees the indexes of its accelerator (and the unrestricted ones)."""
+    assert [i.name for i in indexes(full, v("cpu-infer"))] == ["pytorch-cpu", "internal"]
+    assert [i.name for i in indexes(full, v("gpu-train"))] == ["pytorch-cu124", "internal"]
