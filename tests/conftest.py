@@ -26,8 +26,8 @@ class CliResult:
 
 
 @pytest.fixture
-def envbuild(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
-    """Run the CLI in-process: ``envbuild("-C", dir, "lock")``."""
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run the CLI in-process: ``cli("-C", dir, "lock")``."""
 
     def run(*argv: str | Path) -> CliResult:
         capsys.readouterr()

@@ -43,7 +43,7 @@ def commit(path: Path, message: str) -> None:
     subprocess.run([*git, "commit", "-q", "-m", message], check=True, env=env)
 
 
-def envbuild(
+def cli_process(
     project: Path, cache: Path, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a subprocess (builds spawn tools; a separate process keeps the test honest)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from support.demo import built, envbuild, make_project
+from support.demo import built, cli_process, make_project
 from support.tools import require_tool
 
 
@@ -27,5 +27,5 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo_image(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> tuple[Path, str]:
     """The demo project in a fresh repository, with its cpu-infer image built: (project, digest)."""
     project = make_project(tmp_path_factory.mktemp("one") / "demo")
-    image = built(envbuild(project, demo_cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
+    image = built(cli_process(project, demo_cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
     return project, str(image["digest"])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support.demo import built, envbuild
+from support.demo import built, cli_process
 from support.registry import Registry
 
 pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.registry]
@@ -41,8 +41,8 @@ def released(
     """The session's demo image, pushed with its signed SBOM and provenance (the build itself is shared)."""
     project, digest = demo_image
     keys = tmp_path_factory.mktemp("keys")
-    assert envbuild(project, demo_cache, "keygen", "-o", str(keys), env=SECRETS).returncode == 0
-    result = envbuild(
+    assert cli_process(project, demo_cache, "keygen", "-o", str(keys), env=SECRETS).returncode == 0
+    result = cli_process(
         project, demo_cache, "image", "--variant", "cpu-infer", "--push", f"{shared_registry.host}/audit/iris",
         "--insecure", "--sign", "--key", str(keys / "envbuild.key"), env=SECRETS,
     )  # fmt: skip
@@ -58,7 +58,7 @@ def clone(released: Released, where: Path) -> Path:
 
 def rebuild(checkout: Path, released: Released, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     key = ("--key", str(released.keys / "envbuild.pub"), "--insecure")
-    return envbuild(checkout, released.cache, "rebuild", released.ref, *key, *args, **kwargs)  # type: ignore[arg-type]
+    return cli_process(checkout, released.cache, "rebuild", released.ref, *key, *args, **kwargs)  # type: ignore[arg-type]
 
 
 def different(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
@@ -128,13 +128,13 @@ def test_a_replaced_wheel_is_named(released: Released, tmp_path: Path) -> None:
 def test_vendor_then_rebuild_offline(released: Released, tmp_path: Path) -> None:
     archive = tmp_path / "iris.vendor.tar"
     key = ("--key", str(released.keys / "envbuild.pub"), "--insecure")
-    made = envbuild(released.project, released.cache, "vendor", released.ref, "-o", str(archive), *key)
+    made = cli_process(released.project, released.cache, "vendor", released.ref, "-o", str(archive), *key)
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["bytes"] == archive.stat().st_size
 
     empty_cache = tmp_path / "no-cache"
     empty_cache.mkdir()
-    result = envbuild(
+    result = cli_process(
         tmp_path, empty_cache, "rebuild", released.ref, "--from", str(archive), *key, prefix=("unshare", "-n", "--")
     )
     assert result.returncode == 0, result.stderr
@@ -146,8 +146,8 @@ def test_vendor_then_rebuild_offline(released: Released, tmp_path: Path) -> None
 
 def test_provenance_that_does_not_verify_is_refused(released: Released, tmp_path: Path) -> None:
     other = tmp_path / "other"
-    assert envbuild(released.project, released.cache, "keygen", "-o", str(other), "--no-password").returncode == 0
-    result = envbuild(
+    assert cli_process(released.project, released.cache, "keygen", "-o", str(other), "--no-password").returncode == 0
+    result = cli_process(
         released.project, released.cache, "rebuild", released.ref, "--key", str(other / "envbuild.pub"), "--insecure"
     )
     assert result.returncode == 1

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from support.demo import built, envbuild, make_project
+from support.demo import built, cli_process, make_project
 from support.tools import require_tool
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
@@ -78,7 +78,7 @@ class DockerBuilt:
 def docker_built(dockerd: dict[str, str], demo_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> DockerBuilt:
     """One docker build of the demo, shared by the tests of this module (the session's cache holds base and wheels)."""
     project = make_project(tmp_path_factory.mktemp("docker") / "demo")
-    first = envbuild(project, demo_cache, "image", "--variant", "cpu-infer", "--builder", "docker", env=dockerd)
+    first = cli_process(project, demo_cache, "image", "--variant", "cpu-infer", "--builder", "docker", env=dockerd)
     return DockerBuilt(project=project, cache=demo_cache, image=built(first)["cpu-infer"], stderr=first.stderr)
 
 
@@ -95,7 +95,7 @@ def test_docker_builds_reproducibly_and_says_buildkit_is_too_old(
         [DOCKER_CLI, "rmi", "-f", "envbuild.local/build/image:latest"], env=env, check=True, capture_output=True
     )
     shutil.rmtree(project / ".envbuild" / "images")
-    again = built(envbuild(project, cache, "image", "--variant", "cpu-infer", "--builder", "docker", env=dockerd))[
+    again = built(cli_process(project, cache, "image", "--variant", "cpu-infer", "--builder", "docker", env=dockerd))[
         "cpu-infer"
     ]
     assert again["digest"] == image["digest"] and again["cached"] is False
@@ -128,7 +128,7 @@ def test_the_printed_buildkit_commands_give_envbuilds_image(
     """
     project, cache, image = docker_built.project, docker_built.cache, docker_built.image
     record = json.loads((project / ".envbuild" / "images" / "cpu-infer" / "build.json").read_text())
-    printed = envbuild(project, cache, "dockerfile", "--print-build-command", "--variant", "cpu-infer", env=dockerd)
+    printed = cli_process(project, cache, "dockerfile", "--print-build-command", "--variant", "cpu-infer", env=dockerd)
     assert printed.returncode == 0, printed.stderr
     recipe = json.loads(printed.stdout)
     (variant,) = recipe["recipes"]
@@ -156,12 +156,14 @@ def test_the_printed_buildkit_commands_give_envbuilds_image(
     # attestation) normalises to the same digest.
     oci_archive = tmp_path / "cpu-infer.oci.tar"
     _as_buildx_oci_archive(project / ".envbuild" / "buildkit" / "cpu-infer.docker.tar", oci_archive)
-    again = envbuild(project, cache, "normalize", str(oci_archive), "--variant", "cpu-infer", "-o", str(tmp_path / "o"))
+    again = cli_process(
+        project, cache, "normalize", str(oci_archive), "--variant", "cpu-infer", "-o", str(tmp_path / "o")
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["digest"] == image["digest"]
 
     # The buildx form names the same base as a build context, by digest.
-    buildx = envbuild(project, cache, "dockerfile", "--print-build-command", "--buildx", "--variant", "cpu-infer")
+    buildx = cli_process(project, cache, "dockerfile", "--print-build-command", "--buildx", "--variant", "cpu-infer")
     assert buildx.returncode == 0, buildx.stderr
     script = json.loads(buildx.stdout)["script"]
     assert f"--build-context={record['base']['name']}=oci-layout://" in script
@@ -219,5 +221,5 @@ def _as_buildx_oci_archive(docker_archive: Path, out: Path) -> None:
 def test_a_missing_daemon_is_a_clear_error(tmp_path: Path) -> None:
     project = make_project(tmp_path / "demo")
     env = {"DOCKER_HOST": f"unix://{tmp_path / 'no.sock'}", "ENVBUILD_DOCKER": DOCKER_CLI}
-    result = envbuild(project, tmp_path / "cache", "image", "--variant", "cpu-infer", "--builder", "docker", env=env)
+    result = cli_process(project, tmp_path / "cache", "image", "--variant", "cpu-infer", "--builder", "docker", env=env)
     assert result.returncode == 2 and "no Docker daemon answers" in result.stderr and "Traceback" not in result.stderr

@@ -20,7 +20,7 @@ import pytest
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest
 from envbuild.supply.attest import statement_of
-from support.demo import REPO, built, commit, envbuild, make_project
+from support.demo import REPO, built, cli_process, commit, make_project
 from support.intoto import validated
 from support.machine import another_machine, files_containing
 
@@ -63,7 +63,7 @@ def run_in(bundle: Path, *argv: str) -> subprocess.CompletedProcess[str]:
 def test_clean_rebuild_gives_the_same_digest(first_build: tuple[Path, str], cache: Path) -> None:
     project, digest = first_build
     shutil.rmtree(project / ".envbuild")  # previous image, staged inputs: gone; builder storage is per build
-    again = built(envbuild(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
+    again = built(cli_process(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
     assert again["digest"] == digest and again["cached"] is False
 
 
@@ -81,7 +81,7 @@ def test_another_machine_builds_the_same_image(first_build: tuple[Path, str], tm
     subprocess.run([*machine.prefix, "git", "clone", "-q", str(project), str(checkout)], check=True)
     (tmp_path / "home").mkdir()
     cache = tmp_path / "empty-cache"
-    result = envbuild(
+    result = cli_process(
         checkout, cache, "image", "--variant", "cpu-infer", prefix=machine.prefix,
         env={"TZ": "Pacific/Kiritimati", "LANG": "C", "LC_ALL": "C", "HOME": str(tmp_path / "home")},
     )  # fmt: skip
@@ -120,14 +120,14 @@ def test_image_works_and_tools_agree(first_build: tuple[Path, str], cache: Path,
 
 def test_unchanged_inputs_are_a_cache_hit(first_build: tuple[Path, str], cache: Path) -> None:
     project, digest = first_build
-    again = built(envbuild(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
+    again = built(cli_process(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
     assert again == {**again, "digest": digest, "cached": True}
 
 
 def test_training_image_trains(cache: Path, tmp_path: Path) -> None:
     project = make_project(tmp_path / "demo")
     layout = project / ".envbuild" / "images" / "cpu-train"
-    assert built(envbuild(project, cache, "image", "--variant", "cpu-train"))["cpu-train"]["cached"] is False
+    assert built(cli_process(project, cache, "image", "--variant", "cpu-train"))["cpu-train"]["cached"] is False
     bundle = unpack(layout, "iris-demo-cpu-train", tmp_path)
     result = run_in(bundle, "python", "-m", "iris_demo.train", "--out", "/tmp/iris.onnx")
     assert result.returncode == 0, result.stderr
@@ -140,7 +140,7 @@ def test_a_failed_build_leaves_the_previous_image(first_build: tuple[Path, str],
     # A copy of the first build's project, its image included: the rebuild is a cache hit.
     project = tmp_path / "demo"
     shutil.copytree(first_build[0], project, symlinks=True)
-    good = built(envbuild(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
+    good = built(cli_process(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
     assert good["cached"] is True
     # A base without python3: the builder stage's RUN fails.
     spec = project / "envbuild.toml"
@@ -149,9 +149,9 @@ def test_a_failed_build_leaves_the_previous_image(first_build: tuple[Path, str],
             'packages = ["python3", "ca-certificates", "libstdc++6", "libgomp1"]', 'packages = ["ca-certificates"]', 1
         )
     )
-    assert envbuild(project, cache, "lock").returncode == 0
+    assert cli_process(project, cache, "lock").returncode == 0
     commit(project, "a base without python3")
-    result = envbuild(project, cache, "image", "--variant", "cpu-infer")
+    result = cli_process(project, cache, "image", "--variant", "cpu-infer")
     assert result.returncode == 1
     assert "buildah bud failed" in result.stderr and "Traceback" not in result.stderr
     index = json.loads((project / ".envbuild" / "images" / "cpu-infer" / "index.json").read_text())
@@ -161,27 +161,27 @@ def test_a_failed_build_leaves_the_previous_image(first_build: tuple[Path, str],
 def test_bad_inputs_are_refused_clearly(cache: Path, tmp_path: Path) -> None:
     project = make_project(tmp_path / "demo")
     (project / "lockfiles" / "cpu-infer.txt").unlink()
-    result = envbuild(project, cache, "image", "--variant", "cpu-infer")
+    result = cli_process(project, cache, "image", "--variant", "cpu-infer")
     assert result.returncode == 1 and "cpu-infer.txt is missing" in result.stderr and "envbuild lock" in result.stderr
 
     project = make_project(tmp_path / "demo2")
     demo = project / "demo" / "pyproject.toml"
     demo.write_text(demo.read_text().replace('"onnxruntime>=1.20",', '"onnxruntime>=1.20",\n    "packaging",'))
-    result = envbuild(project, cache, "image", "--variant", "cpu-infer")
+    result = cli_process(project, cache, "image", "--variant", "cpu-infer")
     assert result.returncode == 1 and "stale locks" in result.stderr and "requirement added: packaging" in result.stderr
 
     no_buildah = {"PATH": f"{Path(sys.executable).parent}:/nonexistent"}
-    result = envbuild(make_project(tmp_path / "demo3"), cache, "image", "--variant", "cpu-infer", env=no_buildah)
+    result = cli_process(make_project(tmp_path / "demo3"), cache, "image", "--variant", "cpu-infer", env=no_buildah)
     assert result.returncode == 2 and "buildah is not installed" in result.stderr
 
-    result = envbuild(make_project(tmp_path / "demo4"), cache, "image", "--variant", "cpu-nothing")
+    result = cli_process(make_project(tmp_path / "demo4"), cache, "image", "--variant", "cpu-nothing")
     assert result.returncode == 2 and "unknown variant 'cpu-nothing'" in result.stderr
 
 
 def test_gpu_inference_image_carries_its_cuda_libraries(cache: Path, tmp_path: Path) -> None:
     """Every shared library of onnxruntime's CUDA provider resolves inside the image, except the driver's."""
     project = make_project(tmp_path / "demo")
-    image = built(envbuild(project, cache, "image", "--gpu", "--role", "infer"))["gpu-infer"]
+    image = built(cli_process(project, cache, "image", "--gpu", "--role", "infer"))["gpu-infer"]
     bundle = unpack(project / ".envbuild" / "images" / "gpu-infer", "iris-demo-gpu-infer", tmp_path)
     config = json.loads((bundle / "config.json").read_text())
     env = dict(e.split("=", 1) for e in config["process"]["env"])
@@ -243,9 +243,9 @@ def test_registry_and_layout_bases(first_build: tuple[Path, str], cache: Path, t
 
     project = make_project(tmp_path / "from-registry")
     use_base(project, f'{{ image = "{registry.host}/bases/bookworm:py3" }}')
-    assert envbuild(project, cache, "lock", "--insecure").returncode == 0
+    assert cli_process(project, cache, "lock", "--insecure").returncode == 0
     commit(project, "the base from a registry")
-    image = built(envbuild(project, cache, "image", "--variant", "cpu-infer", "--insecure"))["cpu-infer"]
+    image = built(cli_process(project, cache, "image", "--variant", "cpu-infer", "--insecure"))["cpu-infer"]
     manifest = json.loads(
         subprocess.run(
             ["skopeo", "inspect", "--raw", f"oci:{project}/.envbuild/images/cpu-infer:iris-demo-cpu-infer"],
@@ -263,9 +263,9 @@ def test_registry_and_layout_bases(first_build: tuple[Path, str], cache: Path, t
     project = make_project(tmp_path / "from-layout")
     shutil.copytree(debian_base, project / "bases" / "bookworm")
     use_base(project, '{ oci-layout = "bases/bookworm" }')
-    assert envbuild(project, cache, "lock").returncode == 0
+    assert cli_process(project, cache, "lock").returncode == 0
     commit(project, "the base from a layout")
-    from_layout = built(envbuild(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
+    from_layout = built(cli_process(project, cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
     # Same base, same inputs, same commit time: the debian, registry and layout routes make the same
     # layers. (Not the same digest: each image names its own commit, whose spec says where its base is.)
     assert layers(tmp_path / "from-layout") == layers(tmp_path / "from-registry") == layers(first_build[0])
@@ -274,9 +274,9 @@ def test_registry_and_layout_bases(first_build: tuple[Path, str], cache: Path, t
     missing = "sha256:" + "0" * 64
     project = make_project(tmp_path / "missing")
     use_base(project, f'{{ image = "{registry.host}/bases/bookworm@{missing}" }}')
-    assert envbuild(project, cache, "lock").returncode == 0  # a digest needs no registry to lock
+    assert cli_process(project, cache, "lock").returncode == 0  # a digest needs no registry to lock
     commit(project, "a base that is nowhere")
-    result = envbuild(project, cache, "image", "--variant", "cpu-infer", "--insecure")
+    result = cli_process(project, cache, "image", "--variant", "cpu-infer", "--insecure")
     # A 404 from the registry is RegistryNotFoundError: bad input (the spec names an image that is not there), exit 2.
     assert result.returncode == 2 and missing in result.stderr and "Traceback" not in result.stderr
 
@@ -284,7 +284,7 @@ def test_registry_and_layout_bases(first_build: tuple[Path, str], cache: Path, t
 @pytest.mark.registry
 def test_image_push_sends_each_variant_by_digest(first_build: tuple[Path, str], cache: Path, registry) -> None:
     project, digest = first_build
-    result = envbuild(
+    result = cli_process(
         project, cache, "image", "--variant", "cpu-infer", "--push", f"{registry.host}/team/iris:v1", "--insecure"
     )
     pushed = built(result)["cpu-infer"]
@@ -327,8 +327,8 @@ def test_demo_image_pushed_signed_and_verified(
     """The headline flow on the real demo image: build, push, SBOM + provenance + signatures, verify."""
     project, digest = first_build
     secrets = {"ENVBUILD_SIGNING_KEY_PASSWORD": "demo-key-password-1234"}
-    assert envbuild(project, cache, "keygen", "-o", str(tmp_path), env=secrets).returncode == 0
-    result = envbuild(
+    assert cli_process(project, cache, "keygen", "-o", str(tmp_path), env=secrets).returncode == 0
+    result = cli_process(
         project, cache, "image", "--variant", "cpu-infer", "--push", f"{registry.host}/team/iris", "--insecure",
         "--sign", "--key", str(tmp_path / "envbuild.key"), "--source-repository", "git@git.example:team/iris.git",
         env=secrets,
@@ -337,7 +337,7 @@ def test_demo_image_pushed_signed_and_verified(
     assert pushed["digest"] == digest and pushed["signed"] == ["provenance", "sbom", "signature"]
     assert [a["kind"] for a in pushed["attached"]] == ["sbom-document", "signature", "sbom", "provenance"]
 
-    verified = envbuild(
+    verified = cli_process(
         project, cache, "verify", str(pushed["ref"]), "--key", str(tmp_path / "envbuild.pub"), "--insecure"
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -423,13 +423,13 @@ def test_a_dirty_tree_is_refused_and_allowed_dirt_is_recorded(
     predict = project / "demo" / "iris_demo" / "predict.py"
     predict.write_text(predict.read_text() + "# not committed\n")
     (project / "demo" / "iris_demo" / "scratch.py").write_text("x = 1\n")
-    refused = envbuild(project, cache, "image", "--variant", "cpu-infer")
+    refused = cli_process(project, cache, "image", "--variant", "cpu-infer")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "demo/iris_demo/predict.py" in refused.stderr and "demo/iris_demo/scratch.py" in refused.stderr
     assert "--allow-dirty" in refused.stderr and "commit" in refused.stderr
     assert "building" not in refused.stderr  # refused before any build
 
-    dirty = built(envbuild(project, cache, "image", "--variant", "cpu-infer", env={"ENVBUILD_ALLOW_DIRTY": "1"}))
+    dirty = built(cli_process(project, cache, "image", "--variant", "cpu-infer", env={"ENVBUILD_ALLOW_DIRTY": "1"}))
     assert dirty["cpu-infer"]["cached"] is False and dirty["cpu-infer"]["digest"] != first_build[1]
     layout = project / ".envbuild" / "images" / "cpu-infer"
     record = json.loads((layout / "build.json").read_text())

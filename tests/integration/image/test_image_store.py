@@ -27,7 +27,7 @@ from envbuild.oci.ref import ImageRef
 from envbuild.registry.client import RegistryClient
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.transfer import push_layout
-from support.demo import built, envbuild
+from support.demo import built, cli_process
 from support.layouts import TestLayout, index_digest, make_layout, verify_blobs
 from support.registry import Registry
 from support.tools import require_tool, unavailable
@@ -256,7 +256,7 @@ def test_the_next_run_cleans_up_and_keeps_the_image(demo_image: tuple[Path, str]
     os.utime(leftover, (0, 0))  # from before this run started, and no process holds it
     stale = project / ".envbuild" / "images" / "cpu-infer.old"
     make_layout(stale, seed="stale")
-    again = built(envbuild(project, demo_cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
+    again = built(cli_process(project, demo_cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
     assert again["digest"] == digest and again["cached"] is True
     assert not leftover.exists() and not stale.exists()
     assert json.loads((project / ".envbuild" / "images" / "cpu-infer" / "index.json").read_text())["manifests"]

@@ -60,8 +60,8 @@ def snapshot(lock_dir: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(lock_dir.iterdir())}
 
 
-def test_demo_locks_four_variants_deterministically(demo: Path, envbuild) -> None:
-    first = envbuild("-C", demo, "--json", "lock")
+def test_demo_locks_four_variants_deterministically(demo: Path, cli) -> None:
+    first = cli("-C", demo, "--json", "lock")
     assert first.code == 0, first.err
     report = json.loads(first.out)
     assert sorted(report["locks"]) == ["cpu-infer", "cpu-train", "gpu-infer", "gpu-train"]
@@ -77,10 +77,10 @@ def test_demo_locks_four_variants_deterministically(demo: Path, envbuild) -> Non
     # Relock from scratch: the same bytes.
     for path in lock_dir.iterdir():
         path.unlink()
-    assert envbuild("-C", demo, "lock").code == 0
+    assert cli("-C", demo, "lock").code == 0
     assert snapshot(lock_dir) == before
     # Relock over the existing files: nothing rewritten.
-    again = envbuild("-C", demo, "--json", "lock")
+    again = cli("-C", demo, "--json", "lock")
     assert json.loads(again.out)["changed"] == []
     assert snapshot(lock_dir) == before
 
@@ -91,20 +91,20 @@ def test_demo_locks_four_variants_deterministically(demo: Path, envbuild) -> Non
     assert meta["locks"]["gpu-infer"]["platform"] == "linux/amd64"
 
 
-def test_committed_demo_locks_are_current(envbuild) -> None:
+def test_committed_demo_locks_are_current(cli) -> None:
     """CI fails when the repository's own lockfiles/ are stale against envbuild.toml."""
-    result = envbuild("-C", REPO, "lock", "--check")
+    result = cli("-C", REPO, "lock", "--check")
     assert result.code == 0, result.err
 
 
-def test_check_says_which_variant_is_stale_and_why_offline(demo: Path, envbuild) -> None:
-    assert envbuild("-C", demo, "lock").code == 0
-    assert envbuild("-C", demo, "lock", "--check").code == 0
+def test_check_says_which_variant_is_stale_and_why_offline(demo: Path, cli) -> None:
+    assert cli("-C", demo, "lock").code == 0
+    assert cli("-C", demo, "lock", "--check").code == 0
     spec = demo / "envbuild.toml"
     original = spec.read_text()
 
     spec.write_text(original.replace(CUTOFF, "2026-10-01T00:00:00Z"))
-    result = envbuild("-C", demo, "--json", "lock", "--check")
+    result = cli("-C", demo, "--json", "lock", "--check")
     assert result.code == 1
     stale = {s["target"]: s["reasons"] for s in json.loads(result.out)["stale"]}
     assert set(stale) == {"cpu-train", "cpu-infer", "gpu-train", "gpu-infer"}
@@ -115,7 +115,7 @@ def test_check_says_which_variant_is_stale_and_why_offline(demo: Path, envbuild)
     demo_pyproject.write_text(
         demo_pyproject.read_text().replace('"skl2onnx>=1.17",', '"skl2onnx>=1.17",\n    "joblib",')
     )
-    result = envbuild("-C", demo, "lock", "--check")
+    result = cli("-C", demo, "lock", "--check")
     assert result.code == 1
     assert "cpu-train: requirement added: joblib" in result.err
     assert "cpu-infer" not in result.err  # infer does not use the train group
@@ -123,7 +123,7 @@ def test_check_says_which_variant_is_stale_and_why_offline(demo: Path, envbuild)
     demo_pyproject.write_text(demo_pyproject.read_text().replace('\n    "joblib",', ""))
     lockfile = demo / "lockfiles" / "cpu-infer.txt"
     lockfile.write_text(lockfile.read_text().replace("numpy==", "numpy>="))
-    result = envbuild("-C", demo, "lock", "--check")
+    result = cli("-C", demo, "lock", "--check")
     assert result.code == 1 and "cpu-infer.txt was edited" in result.err
 
     # The check needs no network: point every proxy at a dead port.
@@ -162,40 +162,40 @@ def test_lockfile_installs_with_pip_require_hashes_and_uv_pip_sync(tmp_path: Pat
     assert out.stdout.strip() == pins(lock)["numpy"]
 
 
-def test_cpu_lock_with_cuda_packages_is_refused(tmp_path: Path, envbuild) -> None:
+def test_cpu_lock_with_cuda_packages_is_refused(tmp_path: Path, cli) -> None:
     root = small_spec(tmp_path / "p", infer='"numpy", "nvidia-cuda-runtime-cu12==12.8.*"')
-    result = envbuild("-C", root, "lock")
+    result = cli("-C", root, "lock")
     assert result.code == 1
     assert "cpu-infer: the CPU lock contains CUDA packages: nvidia-cuda-runtime-cu12==12.8" in result.err
     assert "(CUDA 12)" in result.err and "hint:" in result.err
     assert not (root / "lockfiles").exists()
 
 
-def test_gpu_lock_with_another_cuda_major_is_refused(tmp_path: Path, envbuild) -> None:
+def test_gpu_lock_with_another_cuda_major_is_refused(tmp_path: Path, cli) -> None:
     root = small_spec(
         tmp_path / "p",
         infer='"onnxruntime"',
         gpu='cuda = "12"\nreplace = { onnxruntime = "onnxruntime-gpu[cuda,cudnn]" }',
     )
-    result = envbuild("-C", root, "lock")
+    result = cli("-C", root, "lock")
     assert result.code == 1
     assert re.search(
         r"gpu-infer: the spec says CUDA 12, but the lock has .*nvidia-cudnn-cu13==[\d.]+ \(CUDA 13\)", result.err
     )
 
 
-def test_train_and_infer_share_versions(tmp_path: Path, envbuild) -> None:
+def test_train_and_infer_share_versions(tmp_path: Path, cli) -> None:
     """Training caps numpy; inference alone would take a newer one; the lock aligns them."""
     root = small_spec(tmp_path / "p", train='"numpy<2.3"', infer='"numpy"')
-    assert envbuild("-C", root, "lock").code == 0
+    assert cli("-C", root, "lock").code == 0
     train, infer = pins(root / "lockfiles" / "cpu-train.txt"), pins(root / "lockfiles" / "cpu-infer.txt")
     assert train["numpy"].startswith("2.2.")
     assert infer["numpy"] == train["numpy"]
 
 
-def test_train_and_infer_that_cannot_share_versions_fail_naming_the_package(tmp_path: Path, envbuild) -> None:
+def test_train_and_infer_that_cannot_share_versions_fail_naming_the_package(tmp_path: Path, cli) -> None:
     root = small_spec(tmp_path / "p", train='"numpy<2.3"', infer='"numpy>=2.3"')
-    result = envbuild("-C", root, "lock")
+    result = cli("-C", root, "lock")
     assert result.code == 1
     assert re.search(
         r"cpu-infer cannot use the versions cpu-train was locked with: numpy: train 2\.2\.\d+, infer 2\.\d+", result.err
@@ -203,60 +203,60 @@ def test_train_and_infer_that_cannot_share_versions_fail_naming_the_package(tmp_
     assert "served with the library versions it was trained with" in result.err
 
 
-def test_unsatisfiable_requirements_show_the_resolver_explanation(tmp_path: Path, envbuild) -> None:
+def test_unsatisfiable_requirements_show_the_resolver_explanation(tmp_path: Path, cli) -> None:
     root = small_spec(tmp_path / "p", infer='"numpy<2", "numpy>=2"')
-    result = envbuild("-C", root, "lock")
+    result = cli("-C", root, "lock")
     assert result.code == 1
     assert "cpu-infer: the requirements cannot be satisfied together" in result.err
     assert "numpy" in result.err and "Traceback" not in result.err
 
 
-def test_unreachable_index_names_the_url(tmp_path: Path, envbuild) -> None:
+def test_unreachable_index_names_the_url(tmp_path: Path, cli) -> None:
     root = small_spec(tmp_path / "p", extra='index-url = "http://127.0.0.1:9/simple"')
-    result = envbuild("-C", root, "lock")
+    result = cli("-C", root, "lock")
     assert result.code == 1
     assert "unreachable" in result.err and "127.0.0.1:9" in result.err
 
 
-def test_failed_lock_leaves_the_previous_lock_intact(tmp_path: Path, envbuild) -> None:
+def test_failed_lock_leaves_the_previous_lock_intact(tmp_path: Path, cli) -> None:
     root = small_spec(tmp_path / "p", infer='"numpy"')
-    assert envbuild("-C", root, "lock").code == 0
+    assert cli("-C", root, "lock").code == 0
     before = snapshot(root / "lockfiles")
     spec = root / "envbuild.toml"
     spec.write_text(
         spec.read_text().replace('dependencies = ["numpy"]', 'dependencies = ["numpy", "envbuild-no-such-package-xyz"]')
     )
-    assert envbuild("-C", root, "lock").code == 1
+    assert cli("-C", root, "lock").code == 1
     assert snapshot(root / "lockfiles") == before
     assert not [p for p in (root / "lockfiles").iterdir() if p.name.endswith(".tmp")]
 
 
-def test_upgrade_package_moves_only_that_package(tmp_path: Path, envbuild) -> None:
+def test_upgrade_package_moves_only_that_package(tmp_path: Path, cli) -> None:
     root = small_spec(tmp_path / "p", infer='"numpy", "packaging"')
     spec = root / "envbuild.toml"
     spec.write_text(spec.read_text().replace(CUTOFF, "2025-03-01T00:00:00Z"))
-    assert envbuild("-C", root, "lock").code == 0
+    assert cli("-C", root, "lock").code == 0
     old = pins(root / "lockfiles" / "cpu-infer.txt")
     spec.write_text(spec.read_text().replace("2025-03-01T00:00:00Z", CUTOFF))
 
-    assert envbuild("-C", root, "lock").code == 0  # a new cutoff alone keeps the pins
+    assert cli("-C", root, "lock").code == 0  # a new cutoff alone keeps the pins
     assert pins(root / "lockfiles" / "cpu-infer.txt") == old
-    assert envbuild("-C", root, "lock", "--upgrade-package", "numpy").code == 0
+    assert cli("-C", root, "lock", "--upgrade-package", "numpy").code == 0
     moved = pins(root / "lockfiles" / "cpu-infer.txt")
     assert moved["numpy"] != old["numpy"] and moved["packaging"] == old["packaging"]
-    assert envbuild("-C", root, "lock", "--upgrade").code == 0
+    assert cli("-C", root, "lock", "--upgrade").code == 0
     assert pins(root / "lockfiles" / "cpu-infer.txt")["packaging"] != old["packaging"]
 
 
-def test_two_platforms_get_one_lockfile_each(tmp_path: Path, envbuild) -> None:
+def test_two_platforms_get_one_lockfile_each(tmp_path: Path, cli) -> None:
     root = small_spec(tmp_path / "p", infer='"onnxruntime"', extra='platforms = ["linux/amd64", "linux/arm64"]')
-    assert envbuild("-C", root, "lock").code == 0
+    assert cli("-C", root, "lock").code == 0
     amd, arm = root / "lockfiles" / "cpu-infer-x86_64.txt", root / "lockfiles" / "cpu-infer-aarch64.txt"
     assert "linux/amd64" in amd.read_text() and "linux/arm64" in arm.read_text()
     assert "onnxruntime" in pins(arm)
 
 
-def test_private_index_routing_and_credentials(tmp_path: Path, envbuild, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_private_index_routing_and_credentials(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     private = make_wheel(wheels, "envbuild-private-pkg", "1.0.0")
@@ -269,14 +269,14 @@ def test_private_index_routing_and_credentials(tmp_path: Path, envbuild, monkeyp
             extra=f'[[indexes]]\nname = "private"\nurl = "{index.url}"\n'
             'packages = ["envbuild-private-pkg"]\nexclude-newer = false',
         )
-        denied = envbuild("-C", root, "lock")
+        denied = cli("-C", root, "lock")
         assert denied.code == 1
         assert f"envbuild-private-pkg was not found on index 'private' ({index.url})" in denied.err
         assert "UV_INDEX_PRIVATE_PASSWORD" in denied.err
 
         monkeypatch.setenv("UV_INDEX_PRIVATE_USERNAME", "ci-bot")
         monkeypatch.setenv("UV_INDEX_PRIVATE_PASSWORD", password)
-        result = envbuild("-C", root, "-vv", "lock")
+        result = cli("-C", root, "-vv", "lock")
         assert result.code == 0, result.err
         assert not any(r.startswith("/simple/numpy") for r in index.requests)  # explicit routing
     lock = root / "lockfiles" / "cpu-infer.txt"
@@ -290,19 +290,19 @@ def test_private_index_routing_and_credentials(tmp_path: Path, envbuild, monkeyp
 
 
 @pytest.mark.slow
-def test_pip_tools_resolver_writes_the_same_pins(tmp_path: Path, envbuild) -> None:
+def test_pip_tools_resolver_writes_the_same_pins(tmp_path: Path, cli) -> None:
     root = small_spec(tmp_path / "p", infer='"numpy", "onnxruntime"')
-    assert envbuild("-C", root, "lock").code == 0
+    assert cli("-C", root, "lock").code == 0
     by_uv = pins(root / "lockfiles" / "cpu-infer.txt")
-    result = envbuild("-C", root, "lock", "--resolver", "pip-tools")
+    result = cli("-C", root, "lock", "--resolver", "pip-tools")
     assert result.code == 0, result.err
     assert pins(root / "lockfiles" / "cpu-infer.txt") == by_uv
     meta = json.loads((root / "lockfiles" / "envbuild.lock.json").read_text())
     assert meta["resolver"]["name"] == "pip-tools"
 
 
-def test_pip_tools_refuses_what_it_cannot_resolve(tmp_path: Path, envbuild) -> None:
+def test_pip_tools_refuses_what_it_cannot_resolve(tmp_path: Path, cli) -> None:
     root = small_spec(tmp_path / "p", extra='platforms = ["linux/arm64"]')
-    result = envbuild("-C", root, "lock", "--resolver", "pip-tools")
+    result = cli("-C", root, "lock", "--resolver", "pip-tools")
     assert result.code == 2
     assert "pip-tools resolves for the interpreter it runs on" in result.err and "--resolver uv" in result.err

@@ -141,13 +141,13 @@ def locked(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("edit", EDITS, ids=[e.name for e in EDITS])
-def test_check_and_lock_agree(edit: Edit, locked: Path, local_index: str, tmp_path: Path, envbuild) -> None:
+def test_check_and_lock_agree(edit: Edit, locked: Path, local_index: str, tmp_path: Path, cli) -> None:
     root = tmp_path / "project"
     shutil.copytree(locked, root)
     edit.apply(root, local_index)
     before = snapshot(root / "lockfiles")
 
-    checked = envbuild("-C", root, "--json", "lock", "--check")
+    checked = cli("-C", root, "--json", "lock", "--check")
     assert checked.code in (0, 1), checked.err
     assert "Traceback" not in checked.err
     stale = checked.code == 1
@@ -155,7 +155,7 @@ def test_check_and_lock_agree(edit: Edit, locked: Path, local_index: str, tmp_pa
     assert bool(reasons) == stale
     assert snapshot(root / "lockfiles") == before  # the check writes nothing
 
-    locked_again = envbuild("-C", root, "lock")
+    locked_again = cli("-C", root, "lock")
     assert locked_again.code in (0, 1), locked_again.err
     after = snapshot(root / "lockfiles")
     changed = sorted(name for name in {*before, *after} if before.get(name) != after.get(name))
@@ -170,19 +170,19 @@ def test_check_and_lock_agree(edit: Edit, locked: Path, local_index: str, tmp_pa
         assert "hint:" in checked.err and all(r["reasons"] for r in reasons)
 
 
-def test_cuda_change_is_refused_by_check_dockerfile_and_image(locked: Path, tmp_path: Path, envbuild) -> None:
+def test_cuda_change_is_refused_by_check_dockerfile_and_image(locked: Path, tmp_path: Path, cli) -> None:
     """A spec that now says CUDA 13 over a CUDA 12 lock: no command renders or builds from it."""
     root = tmp_path / "project"
     shutil.copytree(locked, root)
-    assert envbuild("-C", root, "dockerfile").code == 0
+    assert cli("-C", root, "dockerfile").code == 0
     rendered = {p.name: p.read_bytes() for p in (root / "images").iterdir()}
     spec_edit('cuda = "12"', 'cuda = "13"')(root, "")
 
-    checked = envbuild("-C", root, "lock", "--check")
+    checked = cli("-C", root, "lock", "--check")
     assert checked.code == 1
     assert "gpu-infer: the spec says CUDA 13, but the lock has nvidia-cuda-runtime-cu12" in checked.err
     for command in (["dockerfile"], ["dockerfile", "--check"], ["image", "--variant", "gpu-infer"]):
-        result = envbuild("-C", root, *command)
+        result = cli("-C", root, *command)
         assert result.code == 1, (command, result.err)
         assert "the spec says CUDA 13, but the lock has nvidia-cuda-runtime-cu12" in result.err, command
         assert "hint: run 'envbuild lock'" in result.err and "Traceback" not in result.err

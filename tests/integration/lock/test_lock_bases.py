@@ -37,13 +37,13 @@ def spec_with_base(root: Path, base: str) -> Path:
     return root
 
 
-def test_base_tag_is_pinned_to_its_digest(registry: Registry, tmp_path: Path, envbuild) -> None:
+def test_base_tag_is_pinned_to_its_digest(registry: Registry, tmp_path: Path, cli) -> None:
     layout = make_layout(tmp_path / "base", seed="base-v1")
     client = RegistryClient(registry.host, RegistryOptions(insecure=True))
     pushed = push_layout(Layout.open(layout.path), ImageRef.parse(f"{registry.host}/bases/python:3.11"), client)
     root = spec_with_base(tmp_path / "p", f'{{ image = "{registry.host}/bases/python:3.11" }}')
 
-    assert envbuild("-C", root, "lock", "--insecure").code == 0
+    assert cli("-C", root, "lock", "--insecure").code == 0
     base = json.loads((root / "lockfiles" / "envbuild.lock.json").read_text())["bases"]["cpu"]
     assert base == {"kind": "image", "ref": f"{registry.host}/bases/python:3.11", "digest": str(pushed.digest)}
 
@@ -52,57 +52,57 @@ def test_base_tag_is_pinned_to_its_digest(registry: Registry, tmp_path: Path, en
     moved_digest = push_layout(
         Layout.open(moved.path), ImageRef.parse(f"{registry.host}/bases/python:3.11"), client
     ).digest
-    assert envbuild("-C", root, "lock", "--check").code == 0
-    assert envbuild("-C", root, "lock", "--insecure").code == 0
+    assert cli("-C", root, "lock", "--check").code == 0
+    assert cli("-C", root, "lock", "--insecure").code == 0
     assert json.loads((root / "lockfiles" / "envbuild.lock.json").read_text())["bases"]["cpu"]["digest"] == str(
         pushed.digest
     )
-    assert envbuild("-C", root, "lock", "--insecure", "--upgrade").code == 0
+    assert cli("-C", root, "lock", "--insecure", "--upgrade").code == 0
     assert json.loads((root / "lockfiles" / "envbuild.lock.json").read_text())["bases"]["cpu"]["digest"] == str(
         moved_digest
     )
     registry.stop()
-    assert envbuild("-C", root, "lock", "--check").code == 0
+    assert cli("-C", root, "lock", "--check").code == 0
 
 
-def test_unknown_base_tag_fails_clearly(registry: Registry, tmp_path: Path, envbuild) -> None:
+def test_unknown_base_tag_fails_clearly(registry: Registry, tmp_path: Path, cli) -> None:
     root = spec_with_base(tmp_path / "p", f'{{ image = "{registry.host}/bases/none:1" }}')
-    result = envbuild("-C", root, "lock", "--insecure")
+    result = cli("-C", root, "lock", "--insecure")
     assert result.code == 1
     assert f"accelerators.cpu.base: cannot pin {registry.host}/bases/none:1 to a digest" in result.err
     assert not (root / "lockfiles").exists()
 
 
-def test_oci_layout_base_records_its_digest_and_staleness(tmp_path: Path, envbuild) -> None:
+def test_oci_layout_base_records_its_digest_and_staleness(tmp_path: Path, cli) -> None:
     first = make_layout(tmp_path / "p" / "bases" / "one", seed="one")
     make_layout(tmp_path / "p" / "bases" / "two", seed="two")
     root = spec_with_base(tmp_path / "p", '{ oci-layout = "bases/one" }')
-    assert envbuild("-C", root, "lock").code == 0
+    assert cli("-C", root, "lock").code == 0
     base = json.loads((root / "lockfiles" / "envbuild.lock.json").read_text())["bases"]["cpu"]
     assert base == {"kind": "oci-layout", "path": "bases/one", "digest": first.digest}
 
     spec = root / "envbuild.toml"
     spec.write_text(spec.read_text().replace("bases/one", "bases/two"))
-    result = envbuild("-C", root, "lock", "--check")
+    result = cli("-C", root, "lock", "--check")
     assert result.code == 1
     assert "the cpu base changed: oci-layout bases/one -> oci-layout bases/two" in result.err
 
 
-def test_oci_layout_base_whose_image_changed_is_stale(tmp_path: Path, envbuild) -> None:
+def test_oci_layout_base_whose_image_changed_is_stale(tmp_path: Path, cli) -> None:
     """Same path, another image in it: lock would pin the new digest, so --check says stale."""
     make_layout(tmp_path / "p" / "bases" / "one", seed="one")
     root = spec_with_base(tmp_path / "p", '{ oci-layout = "bases/one" }')
-    assert envbuild("-C", root, "lock").code == 0
-    assert envbuild("-C", root, "lock", "--check").code == 0
+    assert cli("-C", root, "lock").code == 0
+    assert cli("-C", root, "lock", "--check").code == 0
 
     replaced = make_layout(tmp_path / "other", seed="replaced")
     shutil.rmtree(root / "bases" / "one")
     shutil.copytree(replaced.path, root / "bases" / "one")
-    result = envbuild("-C", root, "lock", "--check")
+    result = cli("-C", root, "lock", "--check")
     assert result.code == 1
     assert f"the cpu base oci-layout bases/one is {replaced.digest}, locked as" in result.err
-    assert envbuild("-C", root, "lock").code == 0
+    assert cli("-C", root, "lock").code == 0
     assert json.loads((root / "lockfiles" / "envbuild.lock.json").read_text())["bases"]["cpu"]["digest"] == (
         replaced.digest
     )
-    assert envbuild("-C", root, "lock", "--check").code == 0
+    assert cli("-C", root, "lock", "--check").code == 0

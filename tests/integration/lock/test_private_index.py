@@ -68,7 +68,7 @@ def sha256(path: Path) -> str:
 
 
 def test_routed_transitive_dependency_comes_from_its_index(
-    tmp_path: Path, envbuild, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # onnxruntime (from the default index) depends on flatbuffers, which the spec routes to 'private':
     # the lock must take flatbuffers from there, never the default index's flatbuffers.
@@ -79,7 +79,7 @@ def test_routed_transitive_dependency_comes_from_its_index(
     monkeypatch.setenv("UV_INDEX_PRIVATE_PASSWORD", PASSWORD)
     with serve_index([private], username="ci-bot", password=PASSWORD) as index:
         root = spec_with_index(tmp_path / "p", infer='"onnxruntime"', url=index.url, packages='"flatbuffers"')
-        result = envbuild("-C", root, "lock")
+        result = cli("-C", root, "lock")
         assert result.code == 0, result.err
         assert "/simple/flatbuffers/" in index.requests
     pins = locked(root)
@@ -93,20 +93,20 @@ def test_routed_transitive_dependency_comes_from_its_index(
 
 
 def test_unreachable_index_of_a_routed_transitive_dependency_fails_the_lock(
-    tmp_path: Path, envbuild, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("UV_HTTP_RETRIES", "0")  # a refused connection fails at once, not after uv's retries
     root = spec_with_index(
         tmp_path / "p", infer='"onnxruntime"', url="http://127.0.0.1:9/simple", packages='"flatbuffers"'
     )
-    result = envbuild("-C", root, "lock")
+    result = cli("-C", root, "lock")
     assert result.code == 1, result.out
     assert "cpu-infer: index 'private' is unreachable (http://127.0.0.1:9/simple/flatbuffers/)" in result.err
     assert "Traceback" not in result.err
     assert snapshot(root) == {}
 
 
-def test_routed_pin_whose_hashes_its_index_does_not_serve_fails_the_lock(tmp_path: Path, envbuild) -> None:
+def test_routed_pin_whose_hashes_its_index_does_not_serve_fails_the_lock(tmp_path: Path, cli) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     original = make_wheel(tmp_path / "a", "envbuild-private-pkg", "1.0.0")
@@ -114,7 +114,7 @@ def test_routed_pin_whose_hashes_its_index_does_not_serve_fails_the_lock(tmp_pat
         root = spec_with_index(
             tmp_path / "p", infer='"envbuild-private-pkg"', url=index.url, packages='"envbuild-private-pkg"'
         )
-        assert envbuild("-C", root, "lock").code == 0
+        assert cli("-C", root, "lock").code == 0
     before = snapshot(root)
     # The same name and version with one file more: what an index that shows the resolver
     # one file and everyone else another (or re-uploads a version under the lock) serves.
@@ -124,7 +124,7 @@ def test_routed_pin_whose_hashes_its_index_does_not_serve_fails_the_lock(tmp_pat
     with serve_index([Path(other)], to_uv=[original]) as index:
         spec = root / "envbuild.toml"
         spec.write_text(spec.read_text().replace(spec.read_text().split('url = "')[1].split('"')[0], index.url))
-        result = envbuild("-C", root, "lock")
+        result = cli("-C", root, "lock")
     assert result.code == 1, result.err
     assert (
         f"cpu-infer: envbuild-private-pkg==1.0.0 is routed to index 'private' ({index.url}), "
@@ -174,11 +174,11 @@ def test_fetch_uses_the_index_credentials_lock_uses(tmp_path: Path, monkeypatch:
     assert not any(PASSWORD.encode() in b for b in written)
 
 
-def test_pip_tools_still_refuses_routing(tmp_path: Path, envbuild) -> None:
+def test_pip_tools_still_refuses_routing(tmp_path: Path, cli) -> None:
     root = spec_with_index(
         tmp_path / "p", infer='"onnxruntime"', url="http://127.0.0.1:9/simple", packages='"flatbuffers"'
     )
-    result = envbuild("-C", root, "lock", "--resolver", "pip-tools")
+    result = cli("-C", root, "lock", "--resolver", "pip-tools")
     assert result.code == 2
     assert "pip-tools cannot route packages to one index" in result.err and "--resolver uv" in result.err
     assert snapshot(root) == {}

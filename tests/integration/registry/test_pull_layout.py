@@ -22,14 +22,14 @@ from support.tools import require_tool
 
 pytestmark = pytest.mark.registry
 
-Envbuild = Callable[..., CliResult]
+Cli = Callable[..., CliResult]
 REF_NAME = "org.opencontainers.image.ref.name"
 
 
-def pushed(registry: Registry, envbuild: Envbuild, path: Path, repository: str, tag: str = "v1") -> TestLayout:
+def pushed(registry: Registry, cli: Cli, path: Path, repository: str, tag: str = "v1") -> TestLayout:
     """A small image, pushed to ``repository:tag`` of the registry."""
     layout = make_layout(path, layer_size=32 * 1024, layers=2, seed=repository)
-    result = envbuild("push", "--insecure", layout.path, f"{registry.host}/{repository}:{tag}")
+    result = cli("push", "--insecure", layout.path, f"{registry.host}/{repository}:{tag}")
     assert result.code == 0, result.err
     return layout
 
@@ -48,19 +48,17 @@ def assert_refused(result: CliResult, *needles: str) -> None:
 
 
 @pytest.mark.parametrize("which", ["layer", "manifest"])
-def test_pull_replaces_a_corrupt_blob(
-    which: str, shared_registry: Registry, tmp_path: Path, envbuild: Envbuild
-) -> None:
-    source = pushed(shared_registry, envbuild, tmp_path / "source", f"pull-corrupt/{which}")
+def test_pull_replaces_a_corrupt_blob(which: str, shared_registry: Registry, tmp_path: Path, cli: Cli) -> None:
+    source = pushed(shared_registry, cli, tmp_path / "source", f"pull-corrupt/{which}")
     ref = f"{shared_registry.host}/pull-corrupt/{which}:v1@{source.digest}"
     output = tmp_path / "pulled"
-    assert envbuild("pull", "--insecure", ref, "-o", output).code == 0
+    assert cli("pull", "--insecure", ref, "-o", output).code == 0
     blob = output / "blobs" / "sha256" / (source.layers[0] if which == "layer" else source.digest).split(":")[1]
     data = bytearray(blob.read_bytes())
     data[-1] ^= 0xFF  # same size, other bytes
     blob.write_bytes(bytes(data))
 
-    again = envbuild("pull", "--insecure", ref, "-o", output)
+    again = cli("pull", "--insecure", ref, "-o", output)
     assert again.code == 0, again.err
     assert verify_blobs(output) == verify_blobs(source.path)  # every blob genuine again
     assert index_digest(output) == source.digest
@@ -76,29 +74,27 @@ def test_pull_replaces_a_corrupt_blob(
     ids=["foreign-index-json", "other-files", "broken-layout"],
 )
 def test_pull_refuses_a_directory_that_is_not_a_layout(
-    contents: dict[str, str], shared_registry: Registry, tmp_path: Path, envbuild: Envbuild
+    contents: dict[str, str], shared_registry: Registry, tmp_path: Path, cli: Cli
 ) -> None:
-    source = pushed(shared_registry, envbuild, tmp_path / "source", "pull-refuse/app")
+    source = pushed(shared_registry, cli, tmp_path / "source", "pull-refuse/app")
     output = tmp_path / "mine"
     output.mkdir()
     for name, text in contents.items():
         (output / name).write_text(text, encoding="utf-8")
 
-    result = envbuild("pull", "--insecure", f"{shared_registry.host}/pull-refuse/app@{source.digest}", "-o", output)
+    result = cli("pull", "--insecure", f"{shared_registry.host}/pull-refuse/app@{source.digest}", "-o", output)
     assert_refused(result, str(output))
     assert {p.name: p.read_text(encoding="utf-8") for p in output.iterdir()} == contents  # untouched
 
 
-def test_pull_adds_to_a_layout_holding_other_images(
-    shared_registry: Registry, tmp_path: Path, envbuild: Envbuild
-) -> None:
+def test_pull_adds_to_a_layout_holding_other_images(shared_registry: Registry, tmp_path: Path, cli: Cli) -> None:
     output = tmp_path / "layout"
-    first = pushed(shared_registry, envbuild, output, "pull-add/first", tag="latest")  # the layout pushed from
-    second = pushed(shared_registry, envbuild, tmp_path / "second", "pull-add/second", tag="latest")
+    first = pushed(shared_registry, cli, output, "pull-add/first", tag="latest")  # the layout pushed from
+    second = pushed(shared_registry, cli, tmp_path / "second", "pull-add/second", tag="latest")
     before = index_entries(output)
 
     for ref in (f"pull-add/second@{second.digest}", f"pull-add/second:latest@{second.digest}"):
-        result = envbuild("pull", "--insecure", f"{shared_registry.host}/{ref}", "-o", output)
+        result = cli("pull", "--insecure", f"{shared_registry.host}/{ref}", "-o", output)
         assert result.code == 0, result.err
     entries = index_entries(output)
     # The entry already there is kept; the pulled image took the name 'latest'; its first
@@ -140,12 +136,12 @@ def _missing_manifest(layout: TestLayout) -> str:
 
 @pytest.mark.parametrize("damage", [_empty_index, _truncated_layer, _corrupt_layer, _missing_manifest])
 def test_push_of_a_broken_layout_says_what_is_broken(
-    damage: Callable[[TestLayout], str], shared_registry: Registry, tmp_path: Path, envbuild: Envbuild
+    damage: Callable[[TestLayout], str], shared_registry: Registry, tmp_path: Path, cli: Cli
 ) -> None:
     layout = make_layout(tmp_path / "layout", layer_size=32 * 1024, layers=2, seed=f"broken-{damage.__name__}")
     what = damage(layout)
     repository = f"push-broken/{damage.__name__.strip('_').replace('_', '-')}"
-    result = envbuild("push", "--insecure", layout.path, f"{shared_registry.host}/{repository}:v1")
+    result = cli("push", "--insecure", layout.path, f"{shared_registry.host}/{repository}:v1")
     assert_refused(result, str(layout.path), what)
     storage = shared_registry.storage / "docker" / "registry" / "v2" / "repositories" / repository
     if damage is _corrupt_layer:  # found by hashing it before its upload: other blobs may be up, never the image
@@ -155,7 +151,7 @@ def test_push_of_a_broken_layout_says_what_is_broken(
 
 
 def test_push_of_one_image_is_not_stopped_by_another_broken_one(
-    shared_registry: Registry, tmp_path: Path, envbuild: Envbuild
+    shared_registry: Registry, tmp_path: Path, cli: Cli
 ) -> None:
     good = make_layout(tmp_path / "layout", layer_size=1024, seed="push-one-good", name="good")
     bad = make_layout(tmp_path / "bad", layer_size=1024, seed="push-one-bad", name="bad")
@@ -167,7 +163,7 @@ def test_push_of_one_image_is_not_stopped_by_another_broken_one(
     (good.path / "index.json").write_text(json.dumps(index), encoding="utf-8")
 
     target = f"{shared_registry.host}/push-one/good:v1"
-    result = envbuild("push", "--insecure", "--name", "good", good.path, target)
+    result = cli("push", "--insecure", "--name", "good", good.path, target)
     assert result.code == 0, result.err
     assert result.out.strip() == f"{target}@{good.digest}"
-    assert_refused(envbuild("push", "--insecure", "--name", "bad", good.path, target), bad.layers[-1])
+    assert_refused(cli("push", "--insecure", "--name", "bad", good.path, target), bad.layers[-1])

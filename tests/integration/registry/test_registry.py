@@ -39,7 +39,7 @@ from support.tools import require_tool, unavailable
 
 pytestmark = pytest.mark.registry
 
-Envbuild = Callable[..., CliResult]
+Cli = Callable[..., CliResult]
 MiB = 1024 * 1024
 V2 = Path("docker/registry/v2")
 SBOM = "application/vnd.example.sbom.v1+json"
@@ -215,7 +215,7 @@ def read_only_storage(registry: Registry) -> Iterator[Path]:
 
 @pytest.mark.parametrize("kind", ["registry", "auth_registry", "tls_registry"])
 def test_push_pull_round_trip(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, envbuild: Envbuild
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli
 ) -> None:
     """push prints REF@DIGEST, skopeo reads that digest back, pull writes a layout skopeo reads."""
     registry: Registry = request.getfixturevalue(kind)
@@ -226,7 +226,7 @@ def test_push_pull_round_trip(
     other = make_layout(tmp_path / "v2", layer_size=1024, seed=f"{kind}-other")
     target = f"{registry.host}/team/round-trip:v1"
 
-    pushed = envbuild("push", *cli_flags(registry), layout.path, target)
+    pushed = cli("push", *cli_flags(registry), layout.path, target)
     assert pushed.code == 0, pushed.err
     assert pushed.out.strip() == f"{target}@{layout.digest}"
     assert layout.digest == index_digest(layout.path)
@@ -235,7 +235,7 @@ def test_push_pull_round_trip(
     assert inspected["Layers"] == list(layout.layers)
 
     output = tmp_path / "pulled"
-    pulled = envbuild("pull", *cli_flags(registry), f"{target}@{layout.digest}", "-o", output)
+    pulled = cli("pull", *cli_flags(registry), f"{target}@{layout.digest}", "-o", output)
     assert pulled.code == 0, pulled.err
     assert pulled.out.strip() == layout.digest
     # Every pulled blob hashes to its name, and they are exactly the pushed ones (plus nothing).
@@ -243,10 +243,10 @@ def test_push_pull_round_trip(
     assert index_digest(output) == layout.digest
     assert json.loads(skopeo("inspect", f"oci:{output}").stdout)["Digest"] == layout.digest
 
-    second = envbuild("push", *cli_flags(registry), other.path, f"{registry.host}/team/round-trip:v2")
+    second = cli("push", *cli_flags(registry), other.path, f"{registry.host}/team/round-trip:v2")
     assert second.code == 0, second.err
     resolved = {
-        tag: envbuild(
+        tag: cli(
             "registry", "resolve", *cli_flags(registry, transfer=False), f"{registry.host}/team/round-trip:{tag}"
         ).out.strip()
         for tag in ("v1", "v2")
@@ -255,7 +255,7 @@ def test_push_pull_round_trip(
         "v1": f"{registry.host}/team/round-trip:v1@{layout.digest}",
         "v2": f"{registry.host}/team/round-trip:v2@{other.digest}",
     }
-    tags = envbuild("registry", "tags", *cli_flags(registry, transfer=False), f"{registry.host}/team/round-trip")
+    tags = cli("registry", "tags", *cli_flags(registry, transfer=False), f"{registry.host}/team/round-trip")
     assert tags.code == 0, tags.err
     assert tags.out.split() == ["v1", "v2"]
     assert registry.password is None or registry.password not in pushed.out + pushed.err + pulled.err
@@ -265,12 +265,12 @@ def test_push_pull_round_trip(
 
 
 def test_credentials_from_docker_config_auths(
-    auth_registry: Registry, isolated_credentials: Path, tmp_path: Path, envbuild: Envbuild
+    auth_registry: Registry, isolated_credentials: Path, tmp_path: Path, cli: Cli
 ) -> None:
     """An ``auths`` entry for the host is used; one for another host is not."""
     layout = make_layout(tmp_path / "layout", seed="auths")
     target = f"{auth_registry.host}/team/auths:v1"
-    anonymous = envbuild("push", *cli_flags(auth_registry), layout.path, target)
+    anonymous = cli("push", *cli_flags(auth_registry), layout.path, target)
     assert anonymous.code == 1, "the registry must refuse an anonymous push for this test to mean anything"
 
     def auth(user: str, secret: str) -> str:
@@ -283,7 +283,7 @@ def test_credentials_from_docker_config_auths(
         }
     }
     (isolated_credentials / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    pushed = envbuild("push", *cli_flags(auth_registry), layout.path, target)
+    pushed = cli("push", *cli_flags(auth_registry), layout.path, target)
     assert pushed.code == 0, pushed.err
     assert pushed.out.strip() == f"{target}@{layout.digest}"
     assert skopeo_inspect(auth_registry, target)["Digest"] == layout.digest
@@ -295,7 +295,7 @@ def test_credentials_from_credential_helper(
     isolated_credentials: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    envbuild: Envbuild,
+    cli: Cli,
 ) -> None:
     """A ``credHelpers`` entry runs docker-credential-<name> get, host on stdin; it knows only that host."""
     bin_dir, asked = tmp_path / "bin", tmp_path / "helper-asked"
@@ -318,7 +318,7 @@ def test_credentials_from_credential_helper(
 
     layout = make_layout(tmp_path / "layout", seed="helper")
     target = f"{auth_registry.host}/team/helper:v1"
-    pushed = envbuild("push", *cli_flags(auth_registry), layout.path, target)
+    pushed = cli("push", *cli_flags(auth_registry), layout.path, target)
     assert pushed.code == 0, pushed.err
     assert skopeo_inspect(auth_registry, target)["Digest"] == layout.digest
     assert asked.read_text(encoding="utf-8").split() == [auth_registry.host]
@@ -344,10 +344,10 @@ def test_concurrent_first_requests_with_basic_auth(auth_registry: Registry) -> N
 # -- 3. a second push uploads nothing ----------------------------------------------------------
 
 
-def test_second_push_uploads_nothing(registry: Registry, tmp_path: Path, envbuild: Envbuild) -> None:
+def test_second_push_uploads_nothing(registry: Registry, tmp_path: Path, cli: Cli) -> None:
     layout = make_layout(tmp_path / "layout", layer_size=3 * MiB, layers=3, seed="repush")
     target = f"{registry.host}/team/repush:v1"
-    first = envbuild("--json", "push", "--insecure", layout.path, target)
+    first = cli("--json", "push", "--insecure", layout.path, target)
     assert first.code == 0, first.err
     report = json.loads(first.out)
     assert (report["uploaded"], report["existed"], report["mounted"]) == (4, 0, 0)
@@ -360,7 +360,7 @@ def test_second_push_uploads_nothing(registry: Registry, tmp_path: Path, envbuil
         storage_snapshot(repo_dir / "_layers"),
         storage_snapshot(repo_dir / "_uploads"),
     )
-    second = envbuild("--json", "push", "--insecure", layout.path, target)
+    second = cli("--json", "push", "--insecure", layout.path, target)
     assert second.code == 0, second.err
     report = json.loads(second.out)
     assert report["digest"] == layout.digest
@@ -456,9 +456,7 @@ def test_push_survives_registry_crash(
     assert skopeo_inspect(registry, str(ref))["Digest"] == big_layout.digest
 
 
-def test_failed_push_leaves_no_tag(
-    registry: Registry, big_layout: TestLayout, tmp_path: Path, envbuild: Envbuild
-) -> None:
+def test_failed_push_leaves_no_tag(registry: Registry, big_layout: TestLayout, tmp_path: Path, cli: Cli) -> None:
     """A push that gives up while the registry is down tags nothing; pushing again later works."""
     client = client_for(registry, chunk_size=4 * MiB, retries=1, backoff=0.1)
     target = f"{registry.host}/team/down:v1"
@@ -479,7 +477,7 @@ def test_failed_push_leaves_no_tag(
     missing = skopeo("inspect", "--tls-verify=false", f"docker://{target}", check=False)
     assert missing.returncode != 0 and "manifest unknown" in missing.stderr
 
-    pushed = envbuild("push", "--insecure", big_layout.path, target)
+    pushed = cli("push", "--insecure", big_layout.path, target)
     assert pushed.code == 0, pushed.err
     assert pushed.out.strip() == f"{target}@{big_layout.digest}"
     assert str(client.resolve("team/down", "v1")) == big_layout.digest
@@ -615,14 +613,12 @@ def test_concurrent_referrer_writers(registry: Registry, subject: Digest) -> Non
 # -- 8. errors ---------------------------------------------------------------------------------
 
 
-def test_wrong_password(
-    auth_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, envbuild: Envbuild
-) -> None:
+def test_wrong_password(auth_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli) -> None:
     wrong = "wrong-" + os.urandom(8).hex()
     monkeypatch.setenv("ENVBUILD_REGISTRY_USERNAME", auth_registry.username or "")
     monkeypatch.setenv("ENVBUILD_REGISTRY_PASSWORD", wrong)
     layout = make_layout(tmp_path / "layout", seed="wrong-password")
-    result = envbuild("push", "--insecure", layout.path, f"{auth_registry.host}/team/secret:v1")
+    result = cli("push", "--insecure", layout.path, f"{auth_registry.host}/team/secret:v1")
     assert_clean_failure(
         result,
         auth_registry.host,
@@ -633,43 +629,39 @@ def test_wrong_password(
     )
 
 
-def test_unknown_host(tmp_path: Path, envbuild: Envbuild, backoff_waits: list[float]) -> None:
+def test_unknown_host(tmp_path: Path, cli: Cli, backoff_waits: list[float]) -> None:
     layout = make_layout(tmp_path / "layout", seed="unknown-host")
     # One blob at a time: every retry is a DNS query, and fewer of them keep the resolver quick.
-    result = envbuild("push", "--insecure", "--jobs", "1", layout.path, "no-such-host.invalid:5000/x/y:1")
+    result = cli("push", "--insecure", "--jobs", "1", layout.path, "no-such-host.invalid:5000/x/y:1")
     assert_clean_failure(result, "no-such-host.invalid:5000", "unreachable", "check the host name")
 
 
-def test_unknown_host_fails_fast(tmp_path: Path, envbuild: Envbuild, backoff_waits: list[float]) -> None:
+def test_unknown_host_fails_fast(tmp_path: Path, cli: Cli, backoff_waits: list[float]) -> None:
     layout = make_layout(tmp_path / "layout", seed="unknown-host")
-    result = envbuild("push", "--insecure", "--jobs", "1", layout.path, "no-such-host.invalid:5000/x/y:1")
+    result = cli("push", "--insecure", "--jobs", "1", layout.path, "no-such-host.invalid:5000/x/y:1")
     assert result.code == 1
     assert sum(backoff_waits) < 10, f"{len(backoff_waits)} retries, {sum(backoff_waits)} s of backoff"
 
 
-def test_untrusted_certificate(
-    tls_registry: Registry, tmp_path: Path, envbuild: Envbuild, backoff_waits: list[float]
-) -> None:
+def test_untrusted_certificate(tls_registry: Registry, tmp_path: Path, cli: Cli, backoff_waits: list[float]) -> None:
     layout = make_layout(tmp_path / "layout", seed="tls")
-    result = envbuild(
-        "push", "--ca-file", str(tls_registry.other_ca_file), layout.path, f"{tls_registry.host}/team/tls:v1"
-    )
+    result = cli("push", "--ca-file", str(tls_registry.other_ca_file), layout.path, f"{tls_registry.host}/team/tls:v1")
     assert_clean_failure(result, tls_registry.host, "not trusted", "--ca-file")
     assert backoff_waits == []  # a certificate does not become trusted by asking again
 
 
 def test_plain_http_registry_without_insecure(
-    registry: Registry, tmp_path: Path, envbuild: Envbuild, backoff_waits: list[float]
+    registry: Registry, tmp_path: Path, cli: Cli, backoff_waits: list[float]
 ) -> None:
     """Speaking TLS to a plain-HTTP registry is named as such, with --insecure as the fix, not --ca-file."""
     layout = make_layout(tmp_path / "layout", seed="plain-http")
     target = f"{registry.host}/team/plain:v1"
-    pushed = envbuild("push", layout.path, target)
+    pushed = cli("push", layout.path, target)
     assert_clean_failure(pushed, f"{registry.host} speaks plain HTTP, not HTTPS", "--insecure")
     assert "--ca-file" not in pushed.err and "not trusted" not in pushed.err
-    assert envbuild("push", "--insecure", layout.path, target).code == 0
+    assert cli("push", "--insecure", layout.path, target).code == 0
 
-    pulled = envbuild("pull", f"{target}@{layout.digest}", "-o", tmp_path / "pulled")
+    pulled = cli("pull", f"{target}@{layout.digest}", "-o", tmp_path / "pulled")
     assert_clean_failure(pulled, f"{registry.host} speaks plain HTTP, not HTTPS", "--insecure")
     assert "--ca-file" not in pulled.err
 
@@ -679,18 +671,18 @@ def test_plain_http_registry_without_insecure(
         .public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
-    verified = envbuild("verify", "--key", key, f"{target}@{layout.digest}")
+    verified = cli("verify", "--key", key, f"{target}@{layout.digest}")
     assert_clean_failure(verified, f"{registry.host} speaks plain HTTP, not HTTPS", "--insecure")
     assert "--ca-file" not in verified.err
     assert backoff_waits == []  # asking again in TLS will not change what the registry speaks
 
 
 def test_read_only_storage(
-    registry: Registry, read_only_storage: Path, tmp_path: Path, envbuild: Envbuild, backoff_waits: list[float]
+    registry: Registry, read_only_storage: Path, tmp_path: Path, cli: Cli, backoff_waits: list[float]
 ) -> None:
     layout = make_layout(tmp_path / "layout", seed="read-only")
     target = f"{registry.host}/team/full:v1"
-    result = envbuild("push", "--insecure", "--jobs", "1", layout.path, target)
+    result = cli("push", "--insecure", "--jobs", "1", layout.path, target)
     assert_clean_failure(result, registry.host, "HTTP 500", "internal error", "storage")
     # The CLI's defaults retry a 5xx 5 times with backoff: 15.5 s per blob before the user hears of it.
     assert backoff_waits[:5] == [0.5, 1, 2, 4, 8]
@@ -698,10 +690,10 @@ def test_read_only_storage(
 
 
 def test_failed_push_stops_at_the_first_failed_blob(
-    registry: Registry, read_only_storage: Path, tmp_path: Path, envbuild: Envbuild, backoff_waits: list[float]
+    registry: Registry, read_only_storage: Path, tmp_path: Path, cli: Cli, backoff_waits: list[float]
 ) -> None:
     layout = make_layout(tmp_path / "layout", layers=3, seed="stop-early")
-    result = envbuild("push", "--insecure", "--jobs", "1", layout.path, f"{registry.host}/team/full:v1")
+    result = cli("push", "--insecure", "--jobs", "1", layout.path, f"{registry.host}/team/full:v1")
     assert result.code == 1
     assert backoff_waits == [0.5, 1, 2, 4, 8], f"{len(backoff_waits)} retries, {sum(backoff_waits)} s of backoff"
 
@@ -709,16 +701,16 @@ def test_failed_push_stops_at_the_first_failed_blob(
 # -- 9. a registry that serves other bytes -----------------------------------------------------
 
 
-def test_pull_refuses_other_bytes(registry: Registry, tmp_path: Path, envbuild: Envbuild) -> None:
+def test_pull_refuses_other_bytes(registry: Registry, tmp_path: Path, cli: Cli) -> None:
     layout = make_layout(tmp_path / "layout", layer_size=512 * 1024, seed="tampered")
     target = f"{registry.host}/team/tampered:v1"
-    assert envbuild("push", "--insecure", layout.path, target).code == 0
+    assert cli("push", "--insecure", layout.path, target).code == 0
     layer = layout.layers[0]
     data_file = blob_data_file(registry, layer)
     data_file.write_bytes(os.urandom(data_file.stat().st_size))  # same size, other bytes
 
     output = tmp_path / "pulled"
-    result = envbuild("pull", "--insecure", f"{target}@{layout.digest}", "-o", output)
+    result = cli("pull", "--insecure", f"{target}@{layout.digest}", "-o", output)
     assert_clean_failure(result, "other bytes", layer, registry.host)
     assert list(output.rglob("*.partial")) == []
     assert not (output / "blobs" / "sha256" / layer.removeprefix("sha256:")).exists()

@@ -147,22 +147,22 @@ def test_a_signed_image_verifies(registry: Registry, project: Path, keys: dict[s
 
 
 def test_verify_cli_exit_codes_and_json(
-    registry: Registry, project: Path, keys: dict[str, Path], envbuild: Callable[..., Any]
+    registry: Registry, project: Path, keys: dict[str, Path], cli: Callable[..., Any]
 ) -> None:
     ref, _ = publish(registry, make_build(project, "cpu-infer", 1), signer(keys))
-    good = envbuild("--json", "verify", str(ref), "--key", keys["release.pub"], "--insecure")
+    good = cli("--json", "verify", str(ref), "--key", keys["release.pub"], "--insecure")
     assert good.code == 0, good.err
     assert json.loads(good.out)["verified"] is True
 
-    by_tag = envbuild("verify", f"{registry.host}/team/app:cpu-infer", "--key", keys["release.pub"], "--insecure")
+    by_tag = cli("verify", f"{registry.host}/team/app:cpu-infer", "--key", keys["release.pub"], "--insecure")
     assert by_tag.code == 0, by_tag.err
     assert "tags move" in by_tag.out and f"@{ref.digest}" in by_tag.out
 
-    bad = envbuild("verify", str(ref), "--key", keys["other.pub"], "--insecure")
+    bad = cli("verify", str(ref), "--key", keys["other.pub"], "--insecure")
     assert bad.code == 1
     assert "NOT VERIFIED" in bad.out and "signed by another key" in bad.err and "Traceback" not in bad.err
 
-    nobody = envbuild("verify", str(ref), "--insecure")
+    nobody = cli("verify", str(ref), "--insecure")
     assert nobody.code == 2 and "no trusted signer" in nobody.err
 
 
@@ -279,7 +279,7 @@ def test_keyless_bundle_for_the_wrong_identity_or_issuer_is_refused(
 
 
 def test_policy_builder_and_source_repository(
-    registry: Registry, project: Path, keys: dict[str, Path], tmp_path: Path, envbuild: Callable[..., Any]
+    registry: Registry, project: Path, keys: dict[str, Path], tmp_path: Path, cli: Callable[..., Any]
 ) -> None:
     ref, _ = publish(registry, make_build(project, "cpu-infer", 1), signer(keys))
     assert verify(registry, ref, keys, builder="buildah", source_repository=SOURCE + ".git").ok
@@ -293,9 +293,9 @@ def test_policy_builder_and_source_repository(
         f'[[signers]]\nkey = "{keys["release.pub"]}"\n',
         encoding="utf-8",
     )
-    assert envbuild("verify", str(ref), "--policy", policy, "--insecure").code == 0
+    assert cli("verify", str(ref), "--policy", policy, "--insecure").code == 0
     policy.write_text('[[signers]]\nkey = "x.pub"\nidentiy = "me"\n', encoding="utf-8")
-    typo = envbuild("verify", str(ref), "--policy", policy, "--insecure")
+    typo = cli("verify", str(ref), "--policy", policy, "--insecure")
     assert typo.code == 2 and "signers[0].identiy: unknown key" in typo.err and "did you mean 'identity'" in typo.err
 
 
@@ -358,7 +358,7 @@ def test_sign_and_attest_commands_on_images_built_and_pushed_earlier(
     registry: Registry,
     project: Path,
     keys: dict[str, Path],
-    envbuild: Callable[..., Any],
+    cli: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     build = make_build(project, "cpu-infer", 1)
@@ -366,13 +366,13 @@ def test_sign_and_attest_commands_on_images_built_and_pushed_earlier(
     monkeypatch.setenv("ENVBUILD_SIGNING_KEY_PASSWORD", PASSWORD)
     key = ("--key", keys["release.key"], "--insecure")
 
-    signed = envbuild("-C", project, "--json", "sign", f"{registry.host}/team/app:cpu-infer", *key)
+    signed = cli("-C", project, "--json", "sign", f"{registry.host}/team/app:cpu-infer", *key)
     assert signed.code == 0, signed.err
     assert "tags move" in signed.err
     assert verify(registry, ref, keys, require=("signature",)).ok
     assert not verify(registry, ref, keys).ok
 
-    attested = envbuild("-C", project, "attest", str(ref), *key)
+    attested = cli("-C", project, "attest", str(ref), *key)
     assert attested.code == 0, attested.err
     assert verify(registry, ref, keys).ok
     for name in ("sbom.cdx.json", "provenance.intoto.json", "signature.sigstore.json", "sbom.sigstore.json"):
@@ -382,18 +382,18 @@ def test_sign_and_attest_commands_on_images_built_and_pushed_earlier(
     client = client_of(registry)
     assert ref.digest is not None
     before = client.get_manifest("team/app", f"sha256-{ref.digest.hex}").data
-    assert envbuild("-C", project, "attest", str(ref), *key).code == 0
+    assert cli("-C", project, "attest", str(ref), *key).code == 0
     assert client.get_manifest("team/app", f"sha256-{ref.digest.hex}").data == before
 
     # An image with no local build can be signed (only its digest is needed), but not attested.
     stranger, _ = publish(registry, make_build(project, "gpu-infer", 3), None, kinds=(), tag="stranger")
     shutil.rmtree(project / ".envbuild" / "images" / "gpu-infer")
-    assert envbuild("-C", project, "sign", str(stranger), *key).code == 0
-    refused = envbuild("-C", project, "attest", str(stranger), *key)
+    assert cli("-C", project, "sign", str(stranger), *key).code == 0
+    refused = cli("-C", project, "attest", str(stranger), *key)
     assert refused.code == 2 and f"no local build of image {stranger.digest}" in refused.err
 
     # The password never shows, and a wrong one is named as such.
     assert PASSWORD not in signed.out + signed.err + attested.out + attested.err
     monkeypatch.setenv("ENVBUILD_SIGNING_KEY_PASSWORD", "wrong")
-    wrong = envbuild("-C", project, "sign", str(ref), *key)
+    wrong = cli("-C", project, "sign", str(ref), *key)
     assert wrong.code == 2 and "wrong password" in wrong.err and "Traceback" not in wrong.err

@@ -19,10 +19,10 @@ AMBIENT = ("GITHUB_ACTIONS", "ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_R
 
 
 def test_keygen_with_password_from_env(
-    tmp_path: Path, envbuild: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ENVBUILD_SIGNING_KEY_PASSWORD", "s3cret-pw")
-    result = envbuild("--json", "keygen", "-o", tmp_path)
+    result = cli("--json", "keygen", "-o", tmp_path)
     assert result.code == 0, result.err
     private, public = tmp_path / "envbuild.key", tmp_path / "envbuild.pub"
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
@@ -31,17 +31,17 @@ def test_keygen_with_password_from_env(
     load_private_key(private.read_bytes(), b"s3cret-pw")
     assert "s3cret-pw" not in result.out + result.err
 
-    again = envbuild("keygen", "-o", tmp_path)
+    again = cli("keygen", "-o", tmp_path)
     assert again.code == 2 and "already exists" in again.err
 
 
 def test_keygen_needs_a_password_or_no_password(
-    tmp_path: Path, envbuild: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ENVBUILD_SIGNING_KEY_PASSWORD", raising=False)
-    refused = envbuild("keygen", "-o", tmp_path)  # stdin is not a terminal under pytest
+    refused = cli("keygen", "-o", tmp_path)  # stdin is not a terminal under pytest
     assert refused.code == 2 and "--no-password" in refused.err
-    plain = envbuild("keygen", "-o", tmp_path, "--no-password", "--name", "ci")
+    plain = cli("keygen", "-o", tmp_path, "--no-password", "--name", "ci")
     assert plain.code == 0 and b"BEGIN PRIVATE KEY" in (tmp_path / "ci.key").read_bytes()
 
 
@@ -57,8 +57,8 @@ def test_signer_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(signer_from_options(key_file=None, keyless=True, identity_token=None), KeylessSigner)
 
 
-def test_key_from_environment(envbuild: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert envbuild("keygen", "-o", tmp_path, "--no-password").code == 0
+def test_key_from_environment(cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cli("keygen", "-o", tmp_path, "--no-password").code == 0
     monkeypatch.setenv("ENVBUILD_SIGNING_KEY", (tmp_path / "envbuild.key").read_text())
     monkeypatch.delenv("ENVBUILD_SIGNING_KEY_PASSWORD", raising=False)
     signer = signer_from_options(key_file=None, keyless=False, identity_token=None)
@@ -82,20 +82,20 @@ def test_keyless_with_a_malformed_token_never_echoes_it() -> None:
 
 
 def test_image_signing_options_need_sign_and_a_good_key(
-    tmp_path: Path, envbuild: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    unused = envbuild("-C", tmp_path, "image", "--keyless")
+    unused = cli("-C", tmp_path, "image", "--keyless")
     assert unused.code == 2 and "need --sign" in unused.err
     monkeypatch.setenv("ENVBUILD_SIGNING_KEY_PASSWORD", "pw-one")
-    assert envbuild("keygen", "-o", tmp_path).code == 0
+    assert cli("keygen", "-o", tmp_path).code == 0
     monkeypatch.setenv("ENVBUILD_SIGNING_KEY_PASSWORD", "pw-two")
     # The key is read before the spec and before any build: a wrong password costs nothing.
-    wrong = envbuild("-C", tmp_path, "image", "--sign", "--key", tmp_path / "envbuild.key")
+    wrong = cli("-C", tmp_path, "image", "--sign", "--key", tmp_path / "envbuild.key")
     assert wrong.code == 2 and "wrong password" in wrong.err and "pw-two" not in wrong.err
 
 
-def test_verify_needs_identity_and_issuer_together(envbuild: Callable[..., Any]) -> None:
-    result = envbuild("verify", "127.0.0.1:9/app@sha256:" + "0" * 64, "--certificate-identity", "me")
+def test_verify_needs_identity_and_issuer_together(cli: Callable[..., Any]) -> None:
+    result = cli("verify", "127.0.0.1:9/app@sha256:" + "0" * 64, "--certificate-identity", "me")
     assert result.code == 2 and "go together" in result.err
 
 
@@ -118,8 +118,8 @@ def test_bad_policies(tmp_path: Path, text: str, message: str) -> None:
     assert message in caught.value.message
 
 
-def test_policy_defaults_and_signers(tmp_path: Path, envbuild: Callable[..., Any]) -> None:
-    assert envbuild("keygen", "-o", tmp_path, "--no-password").code == 0
+def test_policy_defaults_and_signers(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    assert cli("keygen", "-o", tmp_path, "--no-password").code == 0
     policy = tmp_path / "policy.toml"
     policy.write_text(
         '[[signers]]\nkey = "envbuild.pub"\n\n[[signers]]\nidentity = "https://github.com/o/r/.github/workflows/'
@@ -131,6 +131,6 @@ def test_policy_defaults_and_signers(tmp_path: Path, envbuild: Callable[..., Any
     assert loaded.require == ("signature", "sbom", "provenance") and loaded.builder is None
 
 
-def test_sbom_attach_needs_a_registry_image(tmp_path: Path, envbuild: Callable[..., Any]) -> None:
-    result = envbuild("-C", tmp_path, "sbom", "cpu-infer", "--attach")
+def test_sbom_attach_needs_a_registry_image(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    result = cli("-C", tmp_path, "sbom", "cpu-infer", "--attach")
     assert result.code == 2 and "--attach needs an image in a registry" in result.err

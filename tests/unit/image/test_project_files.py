@@ -105,12 +105,12 @@ ESCAPES = [
 @pytest.mark.parametrize(("make", "entry"), ESCAPES)
 @pytest.mark.parametrize("command", ["dockerfile", "image"])
 def test_link_out_of_the_project_is_refused(
-    project: Path, envbuild: Callable[..., CliResult], make: Callable[[Path], str], entry: str, command: str
+    project: Path, cli: Callable[..., CliResult], make: Callable[[Path], str], entry: str, command: str
 ) -> None:
     """A link leaving the project is a usage error naming the link and its target, before any build."""
     link = make(project)
     set_files(project, f'["{entry}", "config/serve.toml"]')
-    result = envbuild("-C", project, command)
+    result = cli("-C", project, command)
     assert result.code == 2, result.err
     assert link in result.err
     assert os.readlink(project / link) in result.err
@@ -128,10 +128,10 @@ def test_staging_refuses_a_link_out_of_the_project(project: Path) -> None:
     assert not staged.exists() or "SECRET-HASH" not in "".join(staged_tree(project).values())
 
 
-def test_link_names_are_quoted_in_the_message(project: Path, envbuild: Callable[..., CliResult]) -> None:
+def test_link_names_are_quoted_in_the_message(project: Path, cli: Callable[..., CliResult]) -> None:
     """A link whose name holds a terminal escape is named quoted, so the message cannot drive the terminal."""
     (project / "fixture_app" / "x\x1b[2Jy").symlink_to("/etc/shadow")
-    result = envbuild("-C", project, "dockerfile")
+    result = cli("-C", project, "dockerfile")
     assert result.code == 2, result.err
     assert "\x1b" not in result.err
     assert "'fixture_app/x\\x1b[2Jy' -> '/etc/shadow'" in result.err
@@ -198,10 +198,10 @@ def test_dot_is_the_project_without_vcs_outputs_and_bytecode(project: Path) -> N
     assert _tree_digest(project, (".",)) == before
 
 
-def test_dot_renders_one_copy_of_the_project(project: Path, envbuild: Callable[..., CliResult]) -> None:
+def test_dot_renders_one_copy_of_the_project(project: Path, cli: Callable[..., CliResult]) -> None:
     """With files = ["."], the Dockerfile copies the staged project into the workdir, once."""
     set_files(project, '["."]')
-    result = envbuild("-C", project, "dockerfile")
+    result = cli("-C", project, "dockerfile")
     assert result.code == 0, result.err
     text = (project / "images" / "cpu-infer.Dockerfile").read_text(encoding="utf-8")
     copies = [line for line in text.splitlines() if line.startswith(f"COPY {STAGED}")]
@@ -216,12 +216,10 @@ def test_dot_renders_one_copy_of_the_project(project: Path, envbuild: Callable[.
         pytest.param('["/etc/shadow"]', "outside the project", id="absolute"),
     ],
 )
-def test_bad_entries_are_spec_errors(
-    project: Path, envbuild: Callable[..., CliResult], files: str, problem: str
-) -> None:
+def test_bad_entries_are_spec_errors(project: Path, cli: Callable[..., CliResult], files: str, problem: str) -> None:
     """Entries that cannot mean a part of the project are refused with the key and the fix."""
     set_files(project, files)
-    result = envbuild("-C", project, "dockerfile")
+    result = cli("-C", project, "dockerfile")
     assert result.code == 2, result.err
     assert "image.files" in result.err and problem in result.err
     assert "Traceback" not in result.err
@@ -231,20 +229,18 @@ def test_bad_entries_are_spec_errors(
 
 
 @pytest.mark.parametrize("command", [["dockerfile"], ["dockerfile", "--check"], ["image"]])
-def test_missing_entry_is_refused_up_front(
-    project: Path, envbuild: Callable[..., CliResult], command: list[str]
-) -> None:
+def test_missing_entry_is_refused_up_front(project: Path, cli: Callable[..., CliResult], command: list[str]) -> None:
     """An entry that does not exist is a usage error naming it, whatever the command."""
     set_files(project, '["fixture_app", "config/serve.tom"]')
-    result = envbuild("-C", project, *command)
+    result = cli("-C", project, *command)
     assert result.code == 2, result.err
     assert "'config/serve.tom'" in result.err and "does not exist" in result.err
     assert "Traceback" not in result.err
 
 
-def test_special_file_is_refused(project: Path, envbuild: Callable[..., CliResult]) -> None:
+def test_special_file_is_refused(project: Path, cli: Callable[..., CliResult]) -> None:
     """A FIFO in a listed directory (copying it would hang) is refused, named."""
     os.mkfifo(project / "fixture_app" / "events")
-    result = envbuild("-C", project, "dockerfile")
+    result = cli("-C", project, "dockerfile")
     assert result.code == 2, result.err
     assert "fixture_app/events" in result.err and "not a regular file" in result.err

@@ -402,17 +402,17 @@ def test_hadolint_clean(path: Path, tmp_path: Path) -> None:
 # -- envbuild dockerfile [--check] ----------------------------------------------------------
 
 
-def test_dockerfile_command_writes_then_checks(project: Path, envbuild: Callable[..., CliResult]) -> None:
+def test_dockerfile_command_writes_then_checks(project: Path, cli: Callable[..., CliResult]) -> None:
     """'envbuild dockerfile' writes the golden bytes; --check then passes; a second run writes nothing."""
-    assert envbuild("-C", project, "dockerfile", "--check").code == 1  # nothing rendered yet
-    result = envbuild("-C", project, "dockerfile")
+    assert cli("-C", project, "dockerfile", "--check").code == 1  # nothing rendered yet
+    result = cli("-C", project, "dockerfile")
     assert result.code == 0, result.err
     for rel in golden_files():
         assert (project / rel).read_bytes() == (GOLDEN / rel).read_bytes(), rel
-    check = envbuild("-C", project, "dockerfile", "--check")
+    check = cli("-C", project, "dockerfile", "--check")
     assert check.code == 0, check.err
     assert "current" in check.err
-    again = envbuild("-C", project, "dockerfile")
+    again = cli("-C", project, "dockerfile")
     assert again.code == 0 and "0 file(s) written" in again.err
 
 
@@ -436,12 +436,12 @@ def edit(old: str, new: str) -> Callable[[Path], None]:
     ids=["appended", "edited", "deleted"],
 )
 def test_dockerfile_check_names_stale_file(
-    project: Path, envbuild: Callable[..., CliResult], rel: str, change: Callable[[Path], object]
+    project: Path, cli: Callable[..., CliResult], rel: str, change: Callable[[Path], object]
 ) -> None:
     """--check exits 1 and names the file that a hand edit made differ from a fresh render."""
-    assert envbuild("-C", project, "dockerfile").code == 0
+    assert cli("-C", project, "dockerfile").code == 0
     change(project / rel)
-    result = envbuild("-C", project, "dockerfile", "--check")
+    result = cli("-C", project, "dockerfile", "--check")
     assert result.code == 1
     assert f"out of date: {rel}" in result.err
     assert "envbuild dockerfile" in result.err  # the hint
@@ -449,7 +449,7 @@ def test_dockerfile_check_names_stale_file(
     assert result.out == ""
 
 
-def test_repo_images_are_current(envbuild: Callable[..., CliResult]) -> None:
+def test_repo_images_are_current(cli: Callable[..., CliResult]) -> None:
     """The committed images/ and .dockerignore of this repo are what its spec and lock render to."""
-    result = envbuild("-C", REPO, "dockerfile", "--check")
+    result = cli("-C", REPO, "dockerfile", "--check")
     assert result.code == 0, result.err
