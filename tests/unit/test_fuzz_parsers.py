@@ -38,9 +38,9 @@ from hypothesis import strategies as st
 from envbuild.errors import EnvbuildError
 from envbuild.image.render import render
 from envbuild.lock.lockfile import read_lockset
-from envbuild.lock.resolve import check
 from envbuild.lock.resolvers.base import parse_requirements
 from envbuild.lock.spec import load_spec
+from envbuild.lock.staleness import check
 from envbuild.lock.variants import select
 from envbuild.oci.layout import Layout, children
 from envbuild.oci.ref import Digest

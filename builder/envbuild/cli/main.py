@@ -100,8 +100,9 @@ def lock_command(
     ca_file: Path | None,
 ) -> None:
     """Resolve and hash-pin every variant into lockfiles/."""
-    from envbuild.lock.resolve import LockOptions, check, lock
+    from envbuild.lock.resolve import LockOptions, lock
     from envbuild.lock.spec import load_spec
+    from envbuild.lock.staleness import check
 
     spec = load_spec(ctx.directory)
     if check_only:

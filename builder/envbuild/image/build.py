@@ -28,9 +28,10 @@ from envbuild.image.debian import build_debian_base, epoch_of
 from envbuild.image.fetch import Wheel, cache_dir, fetch_lockfile, stage, stage_project, stage_uv
 from envbuild.image.render import STAGE_DIR, base_reference, dockerfile_path, render, write_rendered
 from envbuild.image.scratch import scratch_dir
+from envbuild.lock.assemble import tools_filename
 from envbuild.lock.lockfile import LOCK_DIR, LockSet, read_lockset
-from envbuild.lock.resolve import check, tools_filename
 from envbuild.lock.spec import Spec
+from envbuild.lock.staleness import check
 from envbuild.lock.variants import LockTarget, select, targets
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest, ImageRef
