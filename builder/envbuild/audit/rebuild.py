@@ -39,7 +39,6 @@ from envbuild.errors import UsageError
 from envbuild.fsutil import atomic_write
 from envbuild.image.build import ImageOptions, build_images
 from envbuild.image.debian import build_debian_base, epoch_of
-from envbuild.image.scratch import scratch_dir
 from envbuild.lock.lockfile import read_lockset
 from envbuild.lock.spec import load_spec
 from envbuild.lock.variants import variants
@@ -48,6 +47,7 @@ from envbuild.oci.ref import Digest, ImageRef
 from envbuild.registry.client import RegistryClient, RegistryError
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.transfer import pull_image
+from envbuild.scratch import scratch_dir
 from envbuild.supply.provenance import provenance_predicate, recorded_build
 from envbuild.supply.verify import Policy, attached_bundles, verified_provenance
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from envbuild.errors import EnvbuildError, UsageError
 from envbuild.fsutil import atomic_write
-from envbuild.image.scratch import clean, scratch_dir
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest
+from envbuild.scratch import clean, scratch_dir
 from envbuild.workspace import IMAGES_OUT
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def recover(out: Path) -> None:
 def clean_leftovers(root: Path) -> None:
     """Remove what killed runs left: work directories, images half copied, ``envbuild-*`` temporary dirs.
 
-    Only what no running envbuild holds (see :mod:`envbuild.image.scratch`): a concurrent build keeps its own.
+    Only what no running envbuild holds (see :mod:`envbuild.scratch`): a concurrent build keeps its own.
     """
     images = root / IMAGES_OUT
     for old in sorted(images.glob("*.old")):

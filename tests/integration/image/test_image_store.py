@@ -187,7 +187,7 @@ def test_a_complete_old_image_is_put_back(tmp_path: Path) -> None:
 HOLD = """
 import os, signal, sys
 from pathlib import Path
-from envbuild.image.scratch import scratch_dir
+from envbuild.scratch import scratch_dir
 with scratch_dir(Path(sys.argv[1]), "cpu-infer-") as work, scratch_dir(None, "envbuild-lock-") as tmp:
     (work / "storage").mkdir()
     (work / "storage" / "layer.tar").write_bytes(b"x" * 4096)
