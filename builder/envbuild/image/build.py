@@ -27,7 +27,6 @@ from envbuild.image.builders import BuildRequest, get_builder
 from envbuild.image.debian import build_debian_base, epoch_of
 from envbuild.image.fetch import Wheel, cache_dir, fetch_lockfile, stage, stage_project, stage_uv
 from envbuild.image.render import STAGE_DIR, base_reference, dockerfile_path, render, write_rendered
-from envbuild.image.scratch import scratch_dir
 from envbuild.lock.assemble import tools_filename
 from envbuild.lock.lockfile import LOCK_DIR, LockSet, read_lockset
 from envbuild.lock.spec import Spec
@@ -38,6 +37,7 @@ from envbuild.oci.ref import Digest, ImageRef
 from envbuild.oci.tarnorm import COMPRESSOR
 from envbuild.oci.writer import assemble
 from envbuild.registry.options import RegistryOptions
+from envbuild.scratch import scratch_dir
 from envbuild.workspace import IMAGES_OUT
 
 Progress = Callable[[str, str], None]
