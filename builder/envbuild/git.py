@@ -10,6 +10,8 @@ claims no commit at all.
 :func:`repository_uri` names the repository for provenance as ``git+https://host/path``:
 credentials stripped, scp-like ``git@host:path`` and ``ssh://`` remotes converted, and a
 local path (which names nothing another machine can reach) as None.
+
+Every git command runs through :class:`Git`, on :func:`envbuild.proc.run`.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
+import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from envbuild.errors import EnvbuildError, UsageError
+from envbuild import proc
+from envbuild.errors import EnvbuildError, ToolError, UsageError
 
 ALLOW_DIRTY_HINT = "commit them (or add them to .gitignore), or pass --allow-dirty to build and record them as dirty"
 _SCP_LIKE = re.compile(r"^(?:[^@/\s]+@)?(?P<host>[^:/\s]+):(?P<path>\S.*)$")
@@ -30,6 +34,38 @@ _SCP_LIKE = re.compile(r"^(?:[^@/\s]+@)?(?P<host>[^:/\s]+):(?P<path>\S.*)$")
 
 class DirtySourceError(EnvbuildError):
     """A build input differs from the commit the image would name. Exit 1."""
+
+
+@dataclass(frozen=True)
+class Git:
+    """git in the checkout (or any directory inside it) at ``root``."""
+
+    root: Path
+
+    def run(self, *args: str, timeout: float = 60) -> proc.Result:
+        """Run ``git -C root ARGS``; a :class:`~envbuild.errors.ToolError` when it fails or is missing."""
+        return proc.run(["git", "-C", self.root, *args], tool="git", timeout=timeout)
+
+    def output(self, *args: str) -> str | None:
+        """git's stdout, or None when git is missing or fails (not a repository, no such revision)."""
+        try:
+            return self.run(*args).stdout
+        except ToolError:
+            return None
+
+    def has_commit(self, commit: str) -> bool:
+        """Whether the repository holds ``commit``, as a commit (not another kind of object)."""
+        return self.output("cat-file", "-e", f"{commit}^{{commit}}") is not None
+
+    def export(self, commit: str, dest: Path) -> None:
+        """The files of ``commit``, without .git, extracted into ``dest`` (created if missing)."""
+        with tempfile.TemporaryDirectory(prefix="envbuild-git-") as tmp:
+            # To a file: proc.run reads stdout as text, and a tar is bytes.
+            archive = Path(tmp) / "commit.tar"
+            self.run("archive", "--format=tar", f"--output={archive}", commit, timeout=600)
+            dest.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(archive) as tar:
+                tar.extractall(dest, filter="data")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,7 +100,7 @@ def source_state(
     uncommitted changes or is untracked, unless ``allow_dirty``; a project outside git needs
     ``epoch``, and claims no commit.
     """
-    top = _git(root, "rev-parse", "--show-toplevel")
+    top = Git(root).output("rev-parse", "--show-toplevel")
     if top is None:
         if epoch is None:
             raise UsageError(
@@ -80,7 +116,7 @@ def source_state(
             + shown,
             hint=ALLOW_DIRTY_HINT,
         )
-    logged = (_git(root, "log", "-1", "--format=%ct %H", "--", *inputs_pathspec(dated_by)) or "").split()
+    logged = (Git(root).output("log", "-1", "--format=%ct %H", "--", *inputs_pathspec(dated_by)) or "").split()
     commit = logged[1] if len(logged) == 2 else None
     if epoch is None:
         if commit is None:
@@ -100,7 +136,7 @@ def inputs_pathspec(paths: list[str]) -> list[str]:
 
 def _dirty(root: Path, inputs: list[str]) -> list[str]:
     """Every input path that is modified, staged, deleted, renamed or untracked (not ignored)."""
-    out = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *inputs_pathspec(inputs))
+    out = Git(root).output("status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *inputs_pathspec(inputs))
     if out is None:
         raise EnvbuildError(f"git status failed in {root}", hint="check that 'git status' works there")
     found: set[str] = set()
@@ -129,16 +165,6 @@ def _dirty_digest(top: Path, paths: list[str]) -> str:
             content = b"absent"
         hasher.update(rel.encode() + b"\0" + content + b"\0")
     return hasher.hexdigest()
-
-
-def _git(root: Path, *args: str) -> str | None:
-    """git's stdout in ``root``, or None when git is missing or fails (not a repository)."""
-    try:
-        return subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=60, check=True,
-        ).stdout  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def repository_uri(url: str | None) -> str | None:
@@ -178,10 +204,11 @@ def default_repository(where: Path) -> str | None:
     server, repository = os.environ.get("GITHUB_SERVER_URL"), os.environ.get("GITHUB_REPOSITORY")
     if server and repository:
         return repository_uri(f"{server}/{repository}")
-    branch = (_git(where, "symbolic-ref", "--quiet", "--short", "HEAD") or "").strip()
-    tracked = (_git(where, "config", f"branch.{branch}.remote") or "").strip() if branch else ""
+    git = Git(where)
+    branch = (git.output("symbolic-ref", "--quiet", "--short", "HEAD") or "").strip()
+    tracked = (git.output("config", f"branch.{branch}.remote") or "").strip() if branch else ""
     for remote in dict.fromkeys(r for r in (tracked, "origin", "upstream") if r and r != "."):
-        uri = repository_uri(_git(where, "remote", "get-url", remote))
+        uri = repository_uri(git.output("remote", "get-url", remote))
         if uri is not None:
             return uri
     return None
@@ -190,3 +217,29 @@ def default_repository(where: Path) -> str | None:
 def commit_uri(repository: str, commit: str) -> str:
     """The SLSA resolvedDependency URI of ``commit`` in ``repository`` (a :func:`repository_uri`)."""
     return f"{repository}@{commit}"
+
+
+def export_commit(checkout: Path, commit: str, dest: Path) -> None:
+    """The files of ``commit`` in the git checkout ``checkout``, written to ``dest`` (no .git).
+
+    A checkout that lacks the commit (a shallow or stale clone) is a :class:`UsageError` saying how to fetch it.
+    """
+    if not Git(checkout).has_commit(commit):
+        raise UsageError(
+            f"{checkout} does not hold commit {commit}, which the provenance names",
+            hint=f"fetch it into that checkout (git fetch origin {commit}), or build the directory as it is "
+            "with --worktree",
+        )
+    Git(checkout).export(commit, dest)
+
+
+def repository_root(directory: Path) -> Path:
+    """The git work tree holding ``directory`` (where .github/ belongs), else ``directory`` itself.
+
+    Found by looking for ``.git`` upwards, without running git: a missing git still renders workflows.
+    """
+    start = directory.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return start

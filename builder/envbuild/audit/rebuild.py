@@ -29,7 +29,6 @@ from envbuild.audit.vendor import (
     VendorError,
     collect_wheels,
     copy_worktree,
-    export_commit,
     find_base,
     manifest_for,
     open_archive,
@@ -37,6 +36,7 @@ from envbuild.audit.vendor import (
 )
 from envbuild.errors import UsageError
 from envbuild.fsutil import atomic_write
+from envbuild.git import export_commit
 from envbuild.image.build import ImageOptions, build_images
 from envbuild.image.debian import build_debian_base, epoch_of
 from envbuild.lock.lockfile import read_lockset

@@ -14,11 +14,9 @@ deterministically, holding::
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -67,27 +65,6 @@ class Vendored:
     def bundles(self) -> list[bytes]:
         """Every bundle the image had attached when it was vendored."""
         return [p.read_bytes() for p in sorted((self.root / "bundles").glob("*.sigstore.json"))]
-
-
-def export_commit(checkout: Path, commit: str, dest: Path) -> None:
-    """The files of ``commit`` in the git checkout ``checkout``, written to ``dest`` (no .git)."""
-    try:
-        subprocess.run(
-            ["git", "-C", str(checkout), "cat-file", "-e", f"{commit}^{{commit}}"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise UsageError(
-            f"{checkout} does not hold commit {commit}, which the provenance names",
-            hint=f"fetch it into that checkout (git fetch origin {commit}), or build the directory as it is "
-            "with --worktree",
-        ) from exc
-    dest.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(
-        ["git", "-C", str(checkout), "archive", "--format=tar", commit], check=True, capture_output=True, timeout=600
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(dest, filter="data")
 
 
 def copy_worktree(checkout: Path, dest: Path) -> None:

@@ -338,15 +338,6 @@ def github_workflows(options: GithubOptions) -> tuple[WorkflowFile, ...]:
     )
 
 
-def repository_root(directory: Path) -> Path:
-    """The git work tree holding ``directory`` (where .github/ belongs), else ``directory`` itself."""
-    start = directory.resolve()
-    for candidate in (start, *start.parents):
-        if (candidate / ".git").exists():
-            return candidate
-    return start
-
-
 def project_dir(root: Path, project: Path) -> str:
     """``project`` relative to the repository ``root``, as the workflows' ``-C``; a UsageError when outside."""
     try:

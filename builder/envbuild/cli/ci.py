@@ -23,10 +23,10 @@ from envbuild.ci.github import (
     Signing,
     check_github_workflows,
     project_dir,
-    repository_root,
     write_github_workflows,
 )
 from envbuild.errors import UsageError
+from envbuild.git import repository_root
 
 if TYPE_CHECKING:
     from envbuild.cli.console import Context

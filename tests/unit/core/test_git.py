@@ -1,4 +1,5 @@
-"""The source of a build as git tells it: clean or dirty inputs, the commit claimed, the repository's URI."""
+"""git.py: the source of a build as git tells it (clean or dirty inputs, the commit claimed, the repository's URI),
+the :class:`Git` adapter, a commit's files exported, and the work tree holding a directory."""
 
 from __future__ import annotations
 
@@ -8,8 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.errors import UsageError
-from envbuild.git import DirtySourceError, SourceState, default_repository, repository_uri, source_state
+from envbuild.errors import ToolError, UsageError
+from envbuild.git import (
+    DirtySourceError,
+    Git,
+    SourceState,
+    default_repository,
+    export_commit,
+    repository_root,
+    repository_uri,
+    source_state,
+)
 from support.tools import require_tool
 
 INPUTS = ["envbuild.toml", "lockfiles/cpu-infer.txt", "app"]
@@ -132,3 +142,54 @@ def test_the_default_repository_is_a_remote_never_a_local_path(repo: Path, monke
     monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
     monkeypatch.setenv("GITHUB_REPOSITORY", "org/project")
     assert default_repository(repo) == "git+https://github.com/org/project"
+
+
+def test_git_output_is_none_where_git_fails(repo: Path, tmp_path: Path) -> None:
+    assert Git(repo).output("rev-parse", "--show-toplevel") == f"{repo}\n"
+    outside = tmp_path / "not-a-repo"
+    outside.mkdir()
+    assert Git(outside).output("rev-parse", "--show-toplevel") is None
+    assert Git(tmp_path / "missing").output("status") is None
+
+
+def test_git_has_commit_only_for_a_commit_it_holds(repo: Path) -> None:
+    head = git(repo, "rev-parse", "HEAD").strip()
+    tree = git(repo, "rev-parse", "HEAD^{tree}").strip()
+    assert Git(repo).has_commit(head)
+    assert not Git(repo).has_commit("0" * 40)
+    assert not Git(repo).has_commit(tree)  # an object, but not a commit
+
+
+def test_a_commit_is_exported_as_committed_not_as_on_disk(repo: Path, tmp_path: Path) -> None:
+    head = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "app" / "main.py").write_text("print('uncommitted')\n")
+    (repo / "app" / "new.py").write_text("x = 1\n")
+    dest = tmp_path / "out" / "source"
+    export_commit(repo, head, dest)
+    assert (dest / "app" / "main.py").read_text() == "print('hi')\n"
+    assert not (dest / "app" / "new.py").exists() and not (dest / ".git").exists()
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
+        ".gitignore",
+        "app/main.py",
+        "envbuild.toml",
+        "lockfiles/cpu-infer.txt",
+    ]
+    assert list((tmp_path / "out").iterdir()) == [dest]  # no temporary archive left beside it
+
+
+def test_exporting_a_commit_the_checkout_lacks_says_how_to_fetch_it(repo: Path, tmp_path: Path) -> None:
+    missing = "1" * 40
+    with pytest.raises(UsageError, match=f"does not hold commit {missing}") as raised:
+        export_commit(repo, missing, tmp_path / "dest")
+    assert raised.value.hint is not None and f"git fetch origin {missing}" in raised.value.hint
+    assert not (tmp_path / "dest").exists()
+    with pytest.raises(ToolError, match="git failed"):
+        Git(repo).export(missing, tmp_path / "dest")
+
+
+def test_the_repository_root_is_the_work_tree_holding_a_directory(repo: Path, tmp_path: Path) -> None:
+    assert repository_root(repo / "app") == repo
+    assert repository_root(repo) == repo
+    outside = tmp_path / "plain" / "dir"
+    outside.mkdir(parents=True)
+    assert repository_root(outside) == outside  # no work tree: the directory itself
