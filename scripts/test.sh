@@ -7,4 +7,5 @@ export CI="${CI:-true}"  # a missing tool fails its test instead of skipping it
 .venv/bin/ruff check builder tests bench
 .venv/bin/ruff format --check builder tests bench
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache  # the layer contracts in pyproject.toml: imports point down the pipeline
 exec .venv/bin/python -m pytest --durations=15 "$@"
