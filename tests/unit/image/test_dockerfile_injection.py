@@ -24,6 +24,7 @@ from envbuild.errors import SpecError, UsageError
 from envbuild.image.render import render
 from envbuild.lock.lockfile import read_lockset
 from envbuild.lock.spec import load_spec
+from support.paths import REPO
 
 INJECTED = "\nUSER 0:0\nRUN id"
 
@@ -213,7 +214,7 @@ def test_hostile_values_are_quoted(project: Path, variant: str, tmp_path: Path) 
     env_vars = {k: v for k, v in os.environ.items() if not k.startswith("HADOLINT_")}
     env_vars.update(HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path))
     lint = subprocess.run(
-        [hadolint(), "--no-color", str(path)], cwd=FIXTURE.parents[2], env=env_vars,
+        [hadolint(), "--no-color", str(path)], cwd=REPO, env=env_vars,
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")

@@ -4,10 +4,10 @@ The golden files under tests/assets/golden/ are what the checked-in project
 tests/assets/render-project/ renders to, byte for byte. After an intended change to
 templates/Dockerfile.j2 or to render.py, regenerate them and review the diff:
 
-    ENVBUILD_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_render.py
+    ENVBUILD_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/image/test_render.py
     git diff tests/assets/golden
 
-With ENVBUILD_UPDATE_GOLDEN=1 the golden test rewrites the files instead of comparing.
+With ENVBUILD_UPDATE_GOLDEN=1 the golden test rewrites the files instead of comparing (support.golden).
 """
 
 from __future__ import annotations
@@ -30,13 +30,12 @@ from envbuild.errors import StaleLockError, UsageError
 from envbuild.image.render import Rendered, base_reference, render
 from envbuild.lock.lockfile import LockSet, read_lockset
 from envbuild.lock.spec import Spec, load_spec
+from support.golden import check_or_update, golden_files
+from support.paths import ASSETS, REPO
 from support.tools import require_tool
 
-REPO = Path(__file__).resolve().parents[3]
-ASSETS = REPO / "tests" / "assets"
 FIXTURE = ASSETS / "render-project"
 GOLDEN = ASSETS / "golden"
-UPDATE_GOLDEN = os.environ.get("ENVBUILD_UPDATE_GOLDEN") == "1"
 
 SITE = "/opt/venv/lib/python3.11/site-packages/nvidia"
 NVIDIA_KEYS = ("NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "LD_LIBRARY_PATH")
@@ -110,25 +109,11 @@ def project(tmp_path: Path) -> Path:
 # -- golden files -------------------------------------------------------------------------
 
 
-def golden_files() -> set[str]:
-    """Every golden file, relative to GOLDEN (the README is documentation, not output)."""
-    return {p.relative_to(GOLDEN).as_posix() for p in GOLDEN.rglob("*") if p.is_file()} - {"README.md"}
-
-
 def test_golden() -> None:
     """The fixture renders to exactly the golden files (ENVBUILD_UPDATE_GOLDEN=1 rewrites them)."""
-    rendered = render_dir(FIXTURE)
-    names = {rel for rel, _ in rendered.files}
-    if UPDATE_GOLDEN:
-        for stale in golden_files() - names:
-            (GOLDEN / stale).unlink()
-        for rel, text in rendered.files:
-            (GOLDEN / rel).parent.mkdir(parents=True, exist_ok=True)
-            (GOLDEN / rel).write_bytes(text.encode("utf-8"))
-    assert names == {".dockerignore", *(f"images/{v}.Dockerfile" for v in VARIANTS)}
-    assert golden_files() == names, "rendered and golden file sets differ; see the module docstring to regenerate"
-    for rel, text in rendered.files:
-        assert (GOLDEN / rel).read_bytes().decode("utf-8") == text, f"{rel} differs from tests/assets/golden/{rel}"
+    rendered = dict(render_dir(FIXTURE).files)
+    assert set(rendered) == {".dockerignore", *(f"images/{v}.Dockerfile" for v in VARIANTS)}
+    check_or_update(GOLDEN, rendered)
 
 
 def test_render_is_deterministic() -> None:
@@ -407,7 +392,7 @@ def test_dockerfile_command_writes_then_checks(project: Path, cli: Callable[...,
     assert cli("-C", project, "dockerfile", "--check").code == 1  # nothing rendered yet
     result = cli("-C", project, "dockerfile")
     assert result.code == 0, result.err
-    for rel in golden_files():
+    for rel in golden_files(GOLDEN):
         assert (project / rel).read_bytes() == (GOLDEN / rel).read_bytes(), rel
     check = cli("-C", project, "dockerfile", "--check")
     assert check.code == 0, check.err
