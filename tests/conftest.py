@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from envbuild.cli.main import main
+from support.paths import REPO
 
 pytest_plugins = ["support.registry_fixtures", "support.demo_fixtures"]
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass

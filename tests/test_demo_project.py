@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-DEMO_DIR = Path(__file__).parents[1] / "demo"
+from support.paths import REPO
+
+DEMO_DIR = REPO / "demo"
 # Let the tests run without PYTHONPATH=demo; subprocesses get it explicitly below.
 if str(DEMO_DIR) not in sys.path:
     sys.path.insert(0, str(DEMO_DIR))

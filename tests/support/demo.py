@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from support.paths import REPO
+
 COMMIT_DATE = "2026-11-02T12:00:00+00:00"
 PROJECT_FILES = ("envbuild.toml", "lockfiles", "images", ".dockerignore", "demo")
 

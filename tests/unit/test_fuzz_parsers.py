@@ -51,8 +51,8 @@ from envbuild.supply.signing.bundle import bundle_json, key_bundle
 from envbuild.supply.signing.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
 from envbuild.supply.signing.keys import generate_keypair, load_private_key, public_pem
 from envbuild.supply.verify import Policy, TrustedKey, check_bundle, load_policy
+from support.paths import ASSETS
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 RENDER_PROJECT = ASSETS / "render-project"
 SUBJECT = Digest.parse("sha256:" + "ab" * 32)
 

@@ -26,11 +26,9 @@ import pytest
 from envbuild.image.builders.buildah import link_dir, pull_layout
 from support.badinputs import ZERO_DIGEST, Case, clean_environment, run_case
 from support.layouts import make_layout
+from support.paths import REPO
 from support.registry import Registry
 from support.tools import require_tool
-
-REPO = Path(__file__).resolve().parents[3]
-
 
 # -- buildah and $TMPDIR ----------------------------------------------------------------------
 

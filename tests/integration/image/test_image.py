@@ -20,9 +20,10 @@ import pytest
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest
 from envbuild.supply.attest import statement_of
-from support.demo import REPO, built, cli_process, commit, make_project
+from support.demo import built, cli_process, commit, make_project
 from support.intoto import validated
 from support.machine import another_machine, files_containing
+from support.paths import REPO
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 

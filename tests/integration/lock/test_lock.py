@@ -14,10 +14,10 @@ import pytest
 
 from envbuild.lock.resolvers.base import parse_requirements
 from support.index import make_wheel, serve_index
+from support.paths import REPO
 
 pytestmark = pytest.mark.network
 
-REPO = Path(__file__).resolve().parents[3]
 CUTOFF = "2026-11-01T00:00:00Z"
 
 

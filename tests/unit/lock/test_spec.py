@@ -10,8 +10,7 @@ import pytest
 
 from envbuild.errors import SpecError, UsageError
 from envbuild.lock.spec import Base, Index, load_spec
-
-REPO = Path(__file__).resolve().parents[3]
+from support.paths import REPO
 
 # A project whose pyproject.toml the specs below reuse.
 PROJECT = """

@@ -12,8 +12,7 @@ import pytest
 
 from envbuild.lock.spec import load_spec
 from envbuild.lock.staleness import Staleness, check
-
-REPO = Path(__file__).resolve().parents[3]
+from support.paths import REPO
 
 
 @pytest.fixture

@@ -53,9 +53,10 @@ from envbuild.supply.signing.keys import (
     public_pem,
     write_keypair,
 )
+from support import paths
 from support.tools import require_tool
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets" / "sigstore"
+ASSETS = paths.ASSETS / "sigstore"
 KEYLESS_BUNDLE = ASSETS / "dsse_v001_bundle.sigstore.json"
 KEYLESS_IDENTITY = "https://github.com/prefix-dev/sigstore-example/.github/workflows/action.yaml@refs/heads/main"
 KEYLESS_ISSUER = "https://token.actions.githubusercontent.com"
