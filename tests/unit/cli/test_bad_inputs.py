@@ -23,37 +23,27 @@ import pytest
 from envbuild.supply.signing.keys import generate_keypair, write_keypair
 from support.badinputs import ZERO_DIGEST, Case, clean_environment, run_case
 from support.layouts import make_files_layout, make_layout
+from support.specs import MINIMAL
 
-VALID = """\
-python = "3.11"
-exclude-newer = "2026-11-01T00:00:00Z"
-dependencies = ["numpy>=2.0"]
-
-[roles.infer]
-entrypoint = ["python", "-m", "app"]
-
-[accelerators.cpu]
-base = { debian = "bookworm" }
-"""
 NOWHERE = "127.0.0.1:9"  # a closed port: rows that reach the network fail there, never elsewhere
 REF = f"{NOWHERE}/team/app@{ZERO_DIGEST}"
 DEEP = "x = " + "[" * 5000 + "]" * 5000 + "\n"
 
 
-def spec(text: str = "", *, base: str = VALID) -> dict[str, str]:
+def spec(text: str = "", *, base: str = MINIMAL) -> dict[str, str]:
     """An envbuild.toml: the valid one plus ``text`` (TOML lets later tables follow)."""
     return {"envbuild.toml": base + text}
 
 
 def spec_with(old: str, new: str) -> dict[str, str]:
     """The valid spec with one line changed."""
-    assert old in VALID, old
-    return {"envbuild.toml": VALID.replace(old, new)}
+    assert old in MINIMAL, old
+    return {"envbuild.toml": MINIMAL.replace(old, new)}
 
 
 def pyproject(text: str) -> dict[str, str]:
     """The valid spec reusing a pyproject.toml holding ``text``."""
-    return {"envbuild.toml": 'project = "."\n' + VALID, "pyproject.toml": text}
+    return {"envbuild.toml": 'project = "."\n' + MINIMAL, "pyproject.toml": text}
 
 
 def keys(root: Path) -> None:
@@ -122,7 +112,7 @@ def local_build(change: str = "") -> object:
     """A local build of cpu-infer as 'envbuild image' leaves it, with a valid spec and key; then ``change``."""
 
     def setup(root: Path) -> None:
-        (root / "envbuild.toml").write_text(VALID, encoding="utf-8")
+        (root / "envbuild.toml").write_text(MINIMAL, encoding="utf-8")
         keys(root)
         where = root / ".envbuild" / "images" / "cpu-infer"
         made = make_files_layout(where, [[("app/x.py", b"print(1)\n", 0o644, 0, 0)]], name="cpu-infer")
@@ -201,14 +191,14 @@ CASES: list[Case] = [
     C("spec-deeply-nested", ("lock",), 2, ("nested too deeply",), {"envbuild.toml": DEEP}),
     C("spec-deep-inline-tables", ("lock",), 2, ("nested too deeply",), {"envbuild.toml": "x = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n"}),
     C("spec-is-directory", ("lock",), 2, ("envbuild.toml",), setup=lambda r: (r / "envbuild.toml").mkdir()),
-    C("spec-unknown-key", ("lock",), 2, ("exclude_newer: unknown key", "did you mean 'exclude-newer'"), {"envbuild.toml": VALID.replace("exclude-newer", "exclude_newer")}),
+    C("spec-unknown-key", ("lock",), 2, ("exclude_newer: unknown key", "did you mean 'exclude-newer'"), {"envbuild.toml": MINIMAL.replace("exclude-newer", "exclude_newer")}),
     C("spec-python-missing", ("lock",), 2, ("python: missing",), spec_with('python = "3.11"\n', "")),
     C("spec-python-float", ("lock",), 2, ("python: expected a non-empty string",), spec_with('python = "3.11"', "python = 3.11")),
     C("spec-python-two", ("lock",), 2, ("is not a Python version",), spec_with('python = "3.11"', 'python = "2.7.18.1"')),
-    C("spec-platforms-string", ("lock",), 2, ("platforms: expected a list",), spec('platforms = "linux/amd64"\n', base='platforms = "linux/amd64"\n' + VALID)),
-    C("spec-platform-unknown", ("lock",), 2, ("unsupported platform 'windows/amd64'",), spec("", base='platforms = ["windows/amd64"]\n' + VALID)),
-    C("spec-platform-twice", ("lock",), 2, ("lists a platform twice",), spec("", base='platforms = ["linux/amd64", "linux/amd64"]\n' + VALID)),
-    C("spec-glibc-bad", ("lock",), 2, ("is not a glibc version",), spec("", base='glibc = "2.x"\n' + VALID)),
+    C("spec-platforms-string", ("lock",), 2, ("platforms: expected a list",), spec('platforms = "linux/amd64"\n', base='platforms = "linux/amd64"\n' + MINIMAL)),
+    C("spec-platform-unknown", ("lock",), 2, ("unsupported platform 'windows/amd64'",), spec("", base='platforms = ["windows/amd64"]\n' + MINIMAL)),
+    C("spec-platform-twice", ("lock",), 2, ("lists a platform twice",), spec("", base='platforms = ["linux/amd64", "linux/amd64"]\n' + MINIMAL)),
+    C("spec-glibc-bad", ("lock",), 2, ("is not a glibc version",), spec("", base='glibc = "2.x"\n' + MINIMAL)),
     C("spec-exclude-newer-missing", ("lock",), 2, ("exclude-newer: missing",), spec_with('exclude-newer = "2026-11-01T00:00:00Z"\n', "")),
     C("spec-exclude-newer-relative", ("lock",), 2, ("not an absolute date",), spec_with("2026-11-01T00:00:00Z", "7 days")),
     C("spec-exclude-newer-no-zone", ("lock",), 2, ("has no time zone",), spec_with("2026-11-01T00:00:00Z", "2026-11-01T00:00:00")),
@@ -218,14 +208,14 @@ CASES: list[Case] = [
     C("spec-exclude-newer-literal-year-1", ("lock",), 2, ("exclude-newer", "out of range"), spec_with('"2026-11-01T00:00:00Z"', "0001-01-01T00:30:00+01:00")),
     C("spec-exclude-newer-year-9999-utc", ("lock",), 2, ("exclude-newer", "out of range"), spec_with("2026-11-01T00:00:00Z", "9999-12-31T23:59:59Z")),
     C("spec-exclude-newer-year-1-utc", ("lock",), 2, ("exclude-newer", "out of range"), spec_with("2026-11-01T00:00:00Z", "0001-01-01T00:00:00Z")),
-    C("spec-index-url-credentials", ("lock",), 2, ("carries credentials",), spec("", base='index-url = "https://u:secret@mirror.example/simple"\n' + VALID)),
-    C("spec-index-url-ftp", ("lock",), 2, ("not an http(s) or file URL",), spec("", base='index-url = "ftp://mirror.example/simple"\n' + VALID)),
+    C("spec-index-url-credentials", ("lock",), 2, ("carries credentials",), spec("", base='index-url = "https://u:secret@mirror.example/simple"\n' + MINIMAL)),
+    C("spec-index-url-ftp", ("lock",), 2, ("not an http(s) or file URL",), spec("", base='index-url = "ftp://mirror.example/simple"\n' + MINIMAL)),
     C("spec-dependencies-string", ("lock",), 2, ("dependencies: expected a list",), spec_with('["numpy>=2.0"]', '"numpy"')),
     C("spec-dependencies-int", ("lock",), 2, ("dependencies",), spec_with('["numpy>=2.0"]', "[1]")),
     C("spec-dependency-invalid", ("lock",), 2, ("numpy>>>2",), spec_with('"numpy>=2.0"', '"numpy>>>2"')),
-    C("spec-name-bad", ("lock",), 2, ("is not a valid image name",), spec("", base='name = "My Model"\n' + VALID)),
-    C("spec-name-int", ("lock",), 2, ("name: expected a non-empty string",), spec("", base="name = 5\n" + VALID)),
-    C("spec-roles-list", ("lock",), 2, ("roles",), {"envbuild.toml": VALID.replace("[roles.infer]\n", "roles = []\n[x]\n")}),
+    C("spec-name-bad", ("lock",), 2, ("is not a valid image name",), spec("", base='name = "My Model"\n' + MINIMAL)),
+    C("spec-name-int", ("lock",), 2, ("name: expected a non-empty string",), spec("", base="name = 5\n" + MINIMAL)),
+    C("spec-roles-list", ("lock",), 2, ("roles",), {"envbuild.toml": MINIMAL.replace("[roles.infer]\n", "roles = []\n[x]\n")}),
     C("spec-role-unknown", ("lock",), 2, ("serve",), spec('[roles.serve]\nentrypoint = ["x"]\n')),
     C("spec-role-entrypoint-string", ("lock",), 2, ("entrypoint",), spec_with('entrypoint = ["python", "-m", "app"]', 'entrypoint = "python -m app"')),
     C("spec-role-group-unknown", ("lock",), 2, ("nope",), spec_with('entrypoint = ["python", "-m", "app"]', 'entrypoint = ["x"]\ngroups = ["nope"]')),
@@ -242,7 +232,7 @@ CASES: list[Case] = [
     C("spec-image-files-string", ("lock",), 2, ("files",), spec('[image]\nfiles = "src"\n')),
     C("spec-image-env-list", ("lock",), 2, ("env",), spec('[image]\nenv = ["A=B"]\n')),
     C("spec-image-unknown-key", ("lock",), 2, ("image.cmd: unknown key",), spec('[image]\ncmd = "x"\n')),
-    C("spec-project-missing-dir", ("lock",), 2, ("no pyproject.toml",), spec("", base='project = "nowhere"\n' + VALID)),
+    C("spec-project-missing-dir", ("lock",), 2, ("no pyproject.toml",), spec("", base='project = "nowhere"\n' + MINIMAL)),
     C("spec-two-specs", ("lock",), 2, ("two specs",), {**spec(), "pyproject.toml": '[tool.envbuild]\npython = "3.11"\n'}),
     C("pyproject-tool-string", ("lock",), 2, ("tool",), {"pyproject.toml": 'tool = "envbuild"\n'}),
     C("pyproject-tool-envbuild-int", ("lock",), 2, ("tool.envbuild",), {"pyproject.toml": "[tool]\nenvbuild = 5\n"}),
@@ -254,8 +244,8 @@ CASES: list[Case] = [
     C("pyproject-dependencies-ints", ("lock",), 2, ("project.dependencies",), pyproject('[project]\nname = "a"\ndependencies = [1, 2]\n')),
     C("pyproject-name-int", ("lock",), 2, ("name",), pyproject("[project]\nname = 5\n")),
     C("pyproject-groups-string", ("lock",), 2, ("dependency-groups",), pyproject('dependency-groups = "train"\n')),
-    C("pyproject-groups-ints", ("lock",), 2, ("dependency-groups",), {"envbuild.toml": 'project = "."\n' + VALID.replace('entrypoint = ["python", "-m", "app"]', 'entrypoint = ["x"]\ngroups = ["train"]'), "pyproject.toml": "[dependency-groups]\ntrain = 5\nserve = 6\n"}),
-    C("pyproject-group-items-ints", ("lock",), 2, ("dependency-groups",), {"envbuild.toml": 'project = "."\n' + VALID.replace('entrypoint = ["python", "-m", "app"]', 'entrypoint = ["x"]\ngroups = ["train"]'), "pyproject.toml": "[dependency-groups]\ntrain = [5]\n"}),
+    C("pyproject-groups-ints", ("lock",), 2, ("dependency-groups",), {"envbuild.toml": 'project = "."\n' + MINIMAL.replace('entrypoint = ["python", "-m", "app"]', 'entrypoint = ["x"]\ngroups = ["train"]'), "pyproject.toml": "[dependency-groups]\ntrain = 5\nserve = 6\n"}),
+    C("pyproject-group-items-ints", ("lock",), 2, ("dependency-groups",), {"envbuild.toml": 'project = "."\n' + MINIMAL.replace('entrypoint = ["python", "-m", "app"]', 'entrypoint = ["x"]\ngroups = ["train"]'), "pyproject.toml": "[dependency-groups]\ntrain = [5]\n"}),
     # --- lock -----------------------------------------------------------------------------------------
     C("lock-resolver-unknown", ("lock", "--resolver", "poetry"), 2, ("'poetry' is not one of",), spec(), hint=False),
     C("lock-env-resolver-unknown", ("lock",), 2, ("is not one of",), spec(), env={"ENVBUILD_RESOLVER": "pdm"}, hint=False),
@@ -500,7 +490,7 @@ def test_an_unexpected_exception_is_a_short_internal_error(
     """A bug ends in one 'internal error' line and where to report it; the traceback only with -vv."""
     from envbuild.cli.main import main
 
-    (tmp_path / "envbuild.toml").write_text(VALID, encoding="utf-8")
+    (tmp_path / "envbuild.toml").write_text(MINIMAL, encoding="utf-8")
     monkeypatch.setattr("envbuild.lock.spec._parse", _explode)
     assert main(["-C", str(tmp_path), "lock", "--check"]) == 1
     err = capsys.readouterr().err
@@ -520,7 +510,7 @@ def test_ctrl_c_in_a_command_exits_130_in_one_line(
     def interrupt(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    (tmp_path / "envbuild.toml").write_text(VALID, encoding="utf-8")
+    (tmp_path / "envbuild.toml").write_text(MINIMAL, encoding="utf-8")
     monkeypatch.setattr("envbuild.lock.spec._parse", interrupt)
     assert main(["-C", str(tmp_path), "lock", "--check"]) == 130
     err = capsys.readouterr().err

@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from envbuild import __version__
 from envbuild.cli.main import main
-
-VALID = """
-python = "3.11"
-exclude-newer = "2026-11-01T00:00:00Z"
-dependencies = ["numpy>=2.0"]
-
-[roles.infer]
-entrypoint = ["python", "-m", "app"]
-
-[accelerators.cpu]
-base = { debian = "bookworm" }
-"""
-
-
-def write_spec(root: Path, text: str = VALID, name: str = "envbuild.toml") -> None:
-    """Write a spec file into ``root``."""
-    (root / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+from support.specs import MINIMAL, write_spec
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -58,7 +41,7 @@ def test_brackets_printed_literally(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_hint_with_brackets_literal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A hint with [[indexes]] and [accelerators.gpu] survives rich too."""
-    write_spec(tmp_path, VALID + 'cuda = "12"\n')
+    write_spec(tmp_path, MINIMAL + 'cuda = "12"\n')
     assert main(["-C", str(tmp_path), "lock", "--check"]) == 2
     assert "hint: move cuda to [accelerators.gpu]" in capsys.readouterr().err
 
@@ -101,7 +84,7 @@ def test_error_output_redacts_url_credentials(tmp_path: Path, capsys: pytest.Cap
     """A credential quoted back in an error message never reaches stderr."""
     write_spec(
         tmp_path,
-        VALID.replace('"numpy>=2.0"', '"pkg @ https://alice:hunter22@host.example/pkg.whl"'),
+        MINIMAL.replace('"numpy>=2.0"', '"pkg @ https://alice:hunter22@host.example/pkg.whl"'),
     )
     assert main(["-C", str(tmp_path), "lock", "--check"]) == 2
     err = capsys.readouterr().err

@@ -9,30 +9,18 @@ from __future__ import annotations
 import io
 import shlex
 import tarfile
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from envbuild.cli.main import main
 from envbuild.image.buildkit import Command
-
-SPEC = """
-python = "3.11"
-exclude-newer = "2026-11-01T00:00:00Z"
-dependencies = ["numpy>=2.0"]
-
-[roles.infer]
-entrypoint = ["python", "-m", "app"]
-
-[accelerators.cpu]
-base = { debian = "bookworm" }
-"""
+from support.specs import write_spec
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "envbuild.toml").write_text(textwrap.dedent(SPEC).lstrip(), encoding="utf-8")
+    write_spec(tmp_path)
     return tmp_path
 
 
