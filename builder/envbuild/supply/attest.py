@@ -26,14 +26,14 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from envbuild import __version__
 from envbuild.errors import EnvbuildError, UsageError, strip_url_credentials
 from envbuild.fsutil import atomic_write
 from envbuild.git import default_repository, repository_uri
+from envbuild.image.record import BuiltImage
 from envbuild.oci.imagefs import json_blob
-from envbuild.oci.layout import REF_NAME, Layout
+from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest, ImageRef
 from envbuild.registry.client import RegistryClient
 from envbuild.registry.referrers import Blob, attach
@@ -61,17 +61,6 @@ def bundle_file(kind: str) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LocalBuild:
-    """An image envbuild built here: its layout directory, name, digest and build record."""
-
-    variant: str
-    path: Path
-    name: str
-    digest: Digest
-    record: dict[str, Any]
-
-
-@dataclass(frozen=True, kw_only=True)
 class Attestations:
     """The supply-chain files of one image, as bytes, keyed by kind."""
 
@@ -80,35 +69,27 @@ class Attestations:
     bundles: dict[str, bytes]
 
 
-def local_builds(root: Path) -> list[LocalBuild]:
-    """Every image built in the project at ``root`` whose build record names its digest."""
+def local_builds(root: Path) -> list[BuiltImage]:
+    """Every image built in the project at ``root`` whose build record names its digest.
+
+    A build.json that is not a build record is an error naming it (:class:`BuildRecordError`),
+    not a build silently missing from the list.
+    """
     found = []
-    for record_file in sorted((root / IMAGES_OUT).glob("*/build.json")):
-        try:
-            record = json.loads(record_file.read_text(encoding="utf-8"))
-            layout = Layout.open(record_file.parent)
-            descriptor = layout.select()
-        except (OSError, ValueError, EnvbuildError):
-            continue  # a half-removed or foreign directory is not a build
-        if record.get("digest") != str(descriptor.digest):
-            continue
-        name = dict(descriptor.annotations).get(REF_NAME, record_file.parent.name)
-        found.append(
-            LocalBuild(
-                variant=record_file.parent.name, path=record_file.parent, name=name, digest=descriptor.digest,
-                record=record,
-            )
-        )  # fmt: skip
+    for out in sorted(p.parent for p in (root / IMAGES_OUT).glob("*/build.json")):
+        image = BuiltImage.open(out)
+        if image is not None:
+            found.append(image)
     return found
 
 
-def find_build(root: Path, *, variant: str | None = None, digest: Digest | None = None) -> LocalBuild:
+def find_build(root: Path, *, variant: str | None = None, digest: Digest | None = None) -> BuiltImage:
     """The local build of ``variant``, or the one whose manifest digest is ``digest``."""
     builds = local_builds(root)
     for build in builds:
         if (variant is None or build.variant == variant) and (digest is None or build.digest == digest):
             # Signing vouches for the image: its manifest must be there, be what the index says, and be one.
-            json_blob(Layout.open(build.path), build.digest, "manifest")
+            json_blob(Layout.open(build.layout), build.digest, "manifest")
             return build
     have = ", ".join(f"{b.variant} ({b.digest.hex[:12]})" for b in builds) or "none"
     wanted = f"variant {variant}" if variant else f"image {digest}"
@@ -125,7 +106,7 @@ class Target:
 
     ref: ImageRef | None
     digest: Digest
-    build: LocalBuild | None
+    build: BuiltImage | None
     warning: str | None = None
 
 
@@ -150,13 +131,13 @@ def resolve_target(root: Path, text: str, client_for: Callable[[ImageRef], Regis
 
 
 def make_attestations(
-    build: LocalBuild,
+    image: BuiltImage,
     signer: Signer | None,
     *,
     kinds: Iterable[str] = KINDS,
     source_repository: str | None = None,
 ) -> Attestations:
-    """Make the statements of ``kinds`` for ``build``, sign them when ``signer`` is given, and keep them.
+    """Make the statements of ``kinds`` for ``image``, sign them when ``signer`` is given, and keep them.
 
     Every file goes beside the layout, atomically. A key signer reuses a bundle already there
     when that bundle was made by the same key for the same statement, so signing twice adds no
@@ -169,26 +150,25 @@ def make_attestations(
         from envbuild.supply.sbom import make_sbom, validate_sbom  # cyclonedx and jsonschema load slowly: only here
 
         sbom = make_sbom(
-            Layout.open(build.path), name=None, build_record=build.record, envbuild_version=__version__,
-            image_ref_name=build.name,
+            Layout.open(image.layout), name=None, record=image.record, envbuild_version=__version__,
+            image_ref_name=image.name,
         )  # fmt: skip
         validate_sbom(sbom)  # a signed SBOM is schema-valid by construction; verifiers rely on that
-        atomic_write(build.path / SBOM_FILE, sbom)
-        statements["sbom"] = statement(build.name, str(build.digest), SBOM_PREDICATE, json.loads(sbom))
+        atomic_write(image.layout / SBOM_FILE, sbom)
+        statements["sbom"] = statement(image.name, str(image.digest), SBOM_PREDICATE, json.loads(sbom))
     if "provenance" in wanted:
         provenance = provenance_statement(
-            build.record, image_name=build.name, image_digest=str(build.digest),
-            spec_file=str(build.record.get("spec", "envbuild.toml")),
-            source_repository=_repository(source_repository, build.path),
+            image.record, image_name=image.name, image_digest=str(image.digest),
+            source_repository=_repository(source_repository, image.layout),
         )  # fmt: skip
-        atomic_write(build.path / PROVENANCE_FILE, provenance)
+        atomic_write(image.layout / PROVENANCE_FILE, provenance)
         statements["provenance"] = provenance
     if "signature" in wanted:
-        statements["signature"] = signature_statement(build.name, build.digest)
+        statements["signature"] = signature_statement(image.name, image.digest)
     bundles: dict[str, bytes] = {}
     if signer is not None:
         for kind, payload in statements.items():
-            path = build.path / bundle_file(kind)
+            path = image.layout / bundle_file(kind)
             bundle = _reusable(path, signer, payload) or signer.sign(payload)
             atomic_write(path, bundle)
             bundles[kind] = bundle
@@ -217,11 +197,11 @@ def attestations_for(
     return Attestations(sbom=None, provenance=None, bundles={"signature": signer.sign(payload)})
 
 
-def kept_attestations(build: LocalBuild) -> Attestations:
-    """The supply-chain files already beside ``build``'s layout."""
+def kept_attestations(image: BuiltImage) -> Attestations:
+    """The supply-chain files already beside ``image``'s layout."""
 
     def read(name: str) -> bytes | None:
-        path = build.path / name
+        path = image.layout / name
         return path.read_bytes() if path.is_file() else None
 
     bundles = {kind: data for kind in KINDS if (data := read(bundle_file(kind))) is not None}

@@ -9,11 +9,16 @@ SOURCE_DATE_EPOCH and no host names, so the same build gives the same bytes.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from envbuild.errors import EnvbuildError, strip_url_credentials
 from envbuild.git import commit_uri, repository_uri
+from envbuild.image.record import BaseRecord, BuilderRecord, BuildRecord, DirtyRecord, WheelRecord
+from envbuild.oci.ref import Digest
 from envbuild.supply.signing.dsse import statement
 
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -24,12 +29,84 @@ class ProvenanceError(EnvbuildError):
     """Provenance that envbuild cannot use: another buildType, or fields missing. Exit 1."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class RecordedFile:
+    """A wheel or tool as provenance names it: file name, where it came from, sha256."""
+
+    filename: str
+    url: str
+    sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputChange:
+    """A recorded input that a rebuild got otherwise."""
+
+    name: str
+    recorded: str
+    rebuilt: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordedBuild:
+    """What signed provenance says about a build: everything a rebuild replays or compares."""
+
+    variant: str
+    platform: str
+    spec: str
+    revision: str | None
+    dirty: DirtyRecord | None
+    source_repository: str | None
+    source_date_epoch: int
+    builder: BuilderRecord
+    envbuild: str
+    compressor: str
+    base: BaseRecord
+    spec_sha256: str | None
+    lockfile_sha256: str | None
+    dockerfile_sha256: str | None
+    files_sha256: str | None
+    wheels: tuple[RecordedFile, ...]
+    tools: tuple[RecordedFile, ...]
+
+    def changes(self, rebuilt: RecordedBuild) -> Iterator[InputChange]:
+        """Every recorded input that ``rebuilt`` has otherwise, most telling first."""
+        for key in ("spec_sha256", "lockfile_sha256", "files_sha256", "dockerfile_sha256", "source_date_epoch"):
+            before, after = getattr(self, key), getattr(rebuilt, key)
+            if before != after:
+                yield InputChange(name=key.removesuffix("_sha256"), recorded=str(before), rebuilt=str(after))
+        if self.base.digest != rebuilt.base.digest:
+            yield InputChange(name="base", recorded=str(self.base.digest), rebuilt=str(rebuilt.base.digest))
+        for kind, recorded_files, rebuilt_files in (
+            ("wheel", self.wheels, rebuilt.wheels),
+            ("tool", self.tools, rebuilt.tools),
+        ):
+            before = {w.filename: w.sha256 for w in recorded_files}
+            after = {w.filename: w.sha256 for w in rebuilt_files}
+            for name in sorted(before.keys() - after.keys()):
+                yield InputChange(name=f"{kind} removed", recorded=name, rebuilt="-")
+            for name in sorted(after.keys() - before.keys()):
+                yield InputChange(name=f"{kind} added", recorded="-", rebuilt=name)
+            for name in sorted(n for n in before.keys() & after.keys() if before[n] != after[n]):
+                yield InputChange(name=f"{kind} {name}", recorded=before[name], rebuilt=after[name])
+        if self.builder != rebuilt.builder:
+            yield InputChange(
+                name="builder",
+                recorded=json.dumps(self.builder.to_json()),
+                rebuilt=json.dumps(rebuilt.builder.to_json()),
+            )
+        for key in ("envbuild", "compressor"):
+            if getattr(self, key) != getattr(rebuilt, key):
+                yield InputChange(
+                    name=key, recorded=json.dumps(getattr(self, key)), rebuilt=json.dumps(getattr(rebuilt, key))
+                )
+
+
 def provenance_statement(
-    record: dict[str, Any],
+    record: BuildRecord,
     *,
     image_name: str,
     image_digest: str,
-    spec_file: str,
     source_repository: str | None,
 ) -> bytes:
     """The provenance Statement of one built image, from its build record (build.json)."""
@@ -37,11 +114,11 @@ def provenance_statement(
         image_name,
         image_digest,
         PREDICATE_TYPE,
-        provenance_predicate(record, spec_file=spec_file, source_repository=source_repository),
+        provenance_predicate(record, source_repository=source_repository),
     )
 
 
-def provenance_predicate(record: dict[str, Any], *, spec_file: str, source_repository: str | None) -> dict[str, Any]:
+def provenance_predicate(record: BuildRecord, *, source_repository: str | None) -> dict[str, Any]:
     """The SLSA v1 predicate (buildDefinition and runDetails) for a build record.
 
     Every resolved dependency has a ``uri``: the source commit as ``git+https://host/path@<sha>``
@@ -50,11 +127,11 @@ def provenance_predicate(record: dict[str, Any], *, spec_file: str, source_repos
     own inputs by their path relative to the source.
     """
     repository = repository_uri(source_repository)
-    commit, dirty = record.get("revision"), record.get("dirty")
+    commit, dirty = record.revision, record.dirty
     dependencies: list[dict[str, Any]] = []
     if repository and commit and not dirty:
         dependencies.append({"name": "source", "uri": commit_uri(repository, commit), "digest": {"gitCommit": commit}})
-    base_name, base_hex = record["base"]["name"], _hex(record["base"]["digest"])
+    base_name, base_hex = record.base.name, record.base.digest.hex
     dependencies.append(
         {
             "name": "base",
@@ -64,37 +141,22 @@ def provenance_predicate(record: dict[str, Any], *, spec_file: str, source_repos
         }
     )
     dependencies += [
-        {"name": f"wheel:{w['filename']}", "uri": _download_uri(w), "digest": {"sha256": w["sha256"]}}
-        for w in sorted(record["wheels"], key=lambda w: w["filename"])
+        {"name": f"wheel:{w.filename}", "uri": _download_uri(w), "digest": {"sha256": w.sha256}}
+        for w in sorted(record.wheels, key=lambda w: w.filename)
     ]
     dependencies += [
-        {"name": f"tool:{t['filename']}", "uri": _download_uri(t), "digest": {"sha256": t["sha256"]}}
-        for t in sorted(record["tools"], key=lambda t: t["filename"])
+        {"name": f"tool:{t.filename}", "uri": _download_uri(t), "digest": {"sha256": t.sha256}}
+        for t in sorted(record.tools, key=lambda t: t.filename)
     ]
-    if record.get("spec_sha256"):
-        dependencies.append(
-            {
-                "name": "spec",
-                "uri": _path_uri(record.get("spec", spec_file)),
-                "digest": {"sha256": record["spec_sha256"]},
-            }
-        )
-    variant = record["variant"]
+    if record.spec_sha256:
+        dependencies.append({"name": "spec", "uri": _path_uri(record.spec), "digest": {"sha256": record.spec_sha256}})
     dependencies += [
-        {
-            "name": "lockfile",
-            "uri": _path_uri(record.get("lockfile", f"lockfiles/{variant}.txt")),
-            "digest": {"sha256": record["lockfile_sha256"]},
-        },
-        {
-            "name": "dockerfile",
-            "uri": _path_uri(record.get("dockerfile", f"images/{variant}.Dockerfile")),
-            "digest": {"sha256": record["dockerfile_sha256"]},
-        },
+        {"name": "lockfile", "uri": _path_uri(record.lockfile), "digest": {"sha256": record.lockfile_sha256}},
+        {"name": "dockerfile", "uri": _path_uri(record.dockerfile), "digest": {"sha256": record.dockerfile_sha256}},
         {
             "name": "files",
-            "uri": ",".join(_path_uri(p) for p in record.get("files") or ["."]),
-            "digest": {"sha256": record["files_sha256"]},
+            "uri": ",".join(_path_uri(p) for p in record.files or (".",)),
+            "digest": {"sha256": record.files_sha256},
         },
     ]
     # A commit is claimed only for a tree that held exactly the commit's inputs; a dirty build
@@ -103,27 +165,27 @@ def provenance_predicate(record: dict[str, Any], *, spec_file: str, source_repos
     if commit:
         source["commit"] = commit
     if dirty:
-        source["dirty"] = {"paths": list(dirty["paths"]), "sha256": dirty["sha256"]}
+        source["dirty"] = {"paths": list(dirty.paths), "sha256": dirty.sha256}
     if repository:
         source["repository"] = repository
     return {
         "buildDefinition": {
             "buildType": BUILD_TYPE,
             "externalParameters": {
-                "variant": variant,
-                "platform": record["platform"],
-                "spec": spec_file,
+                "variant": record.variant,
+                "platform": record.platform,
+                "spec": record.spec,
                 "source": source,
             },
             "internalParameters": {
-                "sourceDateEpoch": record["source_date_epoch"],
-                "builder": record["builder"],
-                "envbuild": record["envbuild"],
-                "compressor": record["compressor"],
+                "sourceDateEpoch": record.source_date_epoch,
+                "builder": record.builder.to_json(),
+                "envbuild": record.envbuild,
+                "compressor": record.compressor,
             },
             "resolvedDependencies": dependencies,
         },
-        "runDetails": {"builder": {"id": f"urn:envbuild:builder:{record['builder']['name']}"}, "metadata": {}},
+        "runDetails": {"builder": {"id": f"urn:envbuild:builder:{record.builder.name}"}, "metadata": {}},
     }
 
 
@@ -138,13 +200,13 @@ def oci_purl(reference: str, digest_hex: str) -> str:
     return f"pkg:oci/{quote(name, safe='')}@sha256%3A{digest_hex}?{qualifiers}"
 
 
-def _download_uri(wheel: dict[str, Any]) -> str:
+def _download_uri(wheel: WheelRecord) -> str:
     """Where a wheel came from (credentials stripped), else its ``pkg:pypi`` purl."""
-    url = strip_url_credentials(str(wheel.get("url") or ""))
+    url = strip_url_credentials(wheel.url)
     if "://" in url:
         return url
-    name = str(wheel["name"]).lower().replace("_", "-").replace(".", "-")
-    return f"pkg:pypi/{quote(name, safe='')}@{quote(str(wheel['version']), safe='')}"
+    name = wheel.name.lower().replace("_", "-").replace(".", "-")
+    return f"pkg:pypi/{quote(name, safe='')}@{quote(wheel.version, safe='')}"
 
 
 def _path_uri(path: str) -> str:
@@ -152,12 +214,8 @@ def _path_uri(path: str) -> str:
     return quote(path, safe="/")
 
 
-def _hex(digest: str) -> str:
-    return digest.removeprefix("sha256:")
-
-
-def recorded_build(predicate: dict[str, Any]) -> dict[str, Any]:
-    """What a provenance predicate of envbuild's buildType says about its build, as plain values.
+def recorded_build(predicate: dict[str, Any]) -> RecordedBuild:
+    """What a provenance predicate of envbuild's buildType says about its build, as a typed value.
 
     The inverse of :func:`provenance_predicate` for everything a rebuild needs: variant,
     platform, spec path, commit, SOURCE_DATE_EPOCH, builder, envbuild and compressor versions,
@@ -177,40 +235,63 @@ def recorded_build(predicate: dict[str, Any]) -> dict[str, Any]:
         value = (deps.get(name) or {}).get("digest", {}).get("sha256")
         return str(value) if value is not None else None
 
-    def files(prefix: str) -> list[dict[str, str]]:
-        return sorted(
-            (
-                {"filename": name[len(prefix) :], "url": d.get("uri", ""), "sha256": d["digest"]["sha256"]}
-                for name, d in deps.items()
-                if isinstance(name, str) and name.startswith(prefix)
-            ),
-            key=lambda f: f["filename"],
+    def files(prefix: str) -> tuple[RecordedFile, ...]:
+        return tuple(
+            sorted(
+                (
+                    RecordedFile(
+                        filename=name[len(prefix) :], url=_text(d.get("uri", ""), name), sha256=_text(sha(name), name)
+                    )
+                    for name, d in deps.items()
+                    if isinstance(name, str) and name.startswith(prefix)
+                ),
+                key=lambda f: f.filename,
+            )
         )
 
     try:
-        return {
-            "variant": external["variant"],
-            "platform": external["platform"],
-            "spec": external.get("spec", "envbuild.toml"),
-            "revision": external["source"].get("commit"),
-            "dirty": external["source"].get("dirty"),
-            "source_repository": external["source"].get("repository"),
-            "source_date_epoch": int(internal["sourceDateEpoch"]),
-            "builder": internal["builder"],
-            "envbuild": internal["envbuild"],
-            "compressor": internal["compressor"],
-            "base": {"name": _base_reference(deps["base"]), "digest": f"sha256:{sha('base')}"},
-            "spec_sha256": sha("spec"),
-            "lockfile_sha256": sha("lockfile"),
-            "dockerfile_sha256": sha("dockerfile"),
-            "files_sha256": sha("files"),
-            "wheels": files("wheel:"),
-            "tools": files("tool:"),
-        }
-    except (KeyError, TypeError, ValueError) as exc:
+        source = external["source"]
+        dirty = source.get("dirty")
+        return RecordedBuild(
+            variant=_text(external["variant"], "variant"),
+            platform=_text(external["platform"], "platform"),
+            spec=_text(external.get("spec", "envbuild.toml"), "spec"),
+            revision=_optional(source.get("commit"), "source.commit"),
+            dirty=DirtyRecord(
+                paths=tuple(_text(p, "source.dirty.paths") for p in dirty["paths"]),
+                sha256=_text(dirty["sha256"], "source.dirty.sha256"),
+            ) if dirty else None,
+            source_repository=_optional(source.get("repository"), "source.repository"),
+            source_date_epoch=int(internal["sourceDateEpoch"]),
+            builder=BuilderRecord(
+                name=_text(internal["builder"]["name"], "builder.name"),
+                version=_text(internal["builder"]["version"], "builder.version"),
+            ),
+            envbuild=_text(internal["envbuild"], "envbuild"),
+            compressor=_text(internal["compressor"], "compressor"),
+            base=BaseRecord(name=_base_reference(deps["base"]), digest=Digest.parse(f"sha256:{sha('base')}")),
+            spec_sha256=sha("spec"),
+            lockfile_sha256=sha("lockfile"),
+            dockerfile_sha256=sha("dockerfile"),
+            files_sha256=sha("files"),
+            wheels=files("wheel:"),
+            tools=files("tool:"),
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError, AttributeError, EnvbuildError) as exc:
         raise ProvenanceError(
             f"the provenance lacks {exc} needed for a rebuild", hint="it was not written by envbuild, or is damaged"
         ) from exc
+
+
+def _text(value: object, what: str) -> str:
+    """``value`` when it is a string; else the TypeError :func:`recorded_build` reports."""
+    if not isinstance(value, str):
+        raise TypeError(f"a text {what}")
+    return value
+
+
+def _optional(value: object, what: str) -> str | None:
+    return None if value is None else _text(value, what)
 
 
 def _base_reference(dependency: dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ from packageurl import PackageURL
 from packaging.utils import canonicalize_name, canonicalize_version
 
 from envbuild.errors import EnvbuildError
+from envbuild.image.record import BuildRecord
 from envbuild.oci.imagefs import read_image_files
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest
@@ -96,45 +97,34 @@ def sbom_paths(path: str) -> bool:
 
 
 def make_sbom(
-    layout: Layout, *, name: str | None, build_record: dict[str, Any], envbuild_version: str, image_ref_name: str
+    layout: Layout, *, name: str | None, record: BuildRecord, envbuild_version: str, image_ref_name: str
 ) -> bytes:
     """The CycloneDX 1.6 JSON SBOM of image ``name`` in ``layout``, as deterministic bytes.
 
     The image is ``metadata.component`` (``image_ref_name`` at its manifest digest); the components
     are the Python distributions installed in any ``site-packages`` (with the SHA-256 of the wheel
-    ``build_record["wheels"]`` says was installed), the Debian packages dpkg lists as installed,
+    ``record.wheels`` says was installed), the Debian packages dpkg lists as installed,
     and the base image. The same image and record always give the same bytes: the timestamp is
     the record's SOURCE_DATE_EPOCH and the serial number is derived from the manifest digest.
     """
     descriptor = layout.select(name)
-    epoch = build_record.get("source_date_epoch")
-    if not isinstance(epoch, int):
+    if record.digest is not None and record.digest != descriptor.digest:
         raise SbomError(
-            "the build record has no integer source_date_epoch", hint="make the SBOM from the build.json of a build"
-        )
-    recorded = build_record.get("digest")
-    if recorded is not None and recorded != str(descriptor.digest):
-        raise SbomError(
-            f"the build record is for image {recorded}, not {descriptor.digest}",
+            f"the build record is for image {record.digest}, not {descriptor.digest}",
             hint="use the build.json written next to this image",
         )
     files = read_image_files(layout, name, sbom_paths)
 
-    components = [*_python_components(files, build_record), *_debian_components(files)]
-    base = build_record.get("base") or {}
-    if base.get("digest"):
-        components.append(
-            _oci_component(str(base.get("name") or "base"), Digest.parse(base["digest"]), description="base image")
-        )
-    variant = build_record.get("variant")
-    properties = [Property(name="envbuild:variant", value=str(variant))] if variant else []
+    components = [*_python_components(files, record), *_debian_components(files)]
+    components.append(_oci_component(record.base.name or "base", record.base.digest, description="base image"))
+    properties = [Property(name="envbuild:variant", value=record.variant)] if record.variant else []
     image = _oci_component(image_ref_name, descriptor.digest, description=None, properties=properties)
     unique = {str(c.bom_ref.value): c for c in components}  # the same distribution in two venvs is one component
     bom = Bom(
         serial_number=serial_number(descriptor.digest),
         version=1,
         metadata=BomMetaData(
-            timestamp=datetime.fromtimestamp(epoch, UTC),
+            timestamp=datetime.fromtimestamp(record.source_date_epoch, UTC),
             component=image,
             tools=ToolRepository(
                 components=[Component(type=ComponentType.APPLICATION, name="envbuild", version=envbuild_version)]
@@ -254,19 +244,17 @@ def _header(value: Any) -> str | None:
     return text if text and text.upper() != "UNKNOWN" else None
 
 
-def _python_components(files: dict[str, bytes], build_record: dict[str, Any]) -> list[Component]:
-    wheels = {
-        (canonicalize_name(w["name"]), canonicalize_version(w["version"])): w for w in build_record.get("wheels", [])
-    }
+def _python_components(files: dict[str, bytes], record: BuildRecord) -> list[Component]:
+    wheels = {(canonicalize_name(w.name), canonicalize_version(w.version)): w for w in record.wheels}
     components = []
     for path in sorted(p for p in files if _DIST_METADATA.match(p)):
         dist = parse_dist_metadata(files[path], path=path)
         purl = PackageURL(type="pypi", name=dist.name, version=dist.version)
         wheel = wheels.get((canonicalize_name(dist.name), canonicalize_version(dist.version)))
-        hashes = [HashType(alg=HashAlgorithm.SHA_256, content=wheel["sha256"])] if wheel and wheel.get("sha256") else []
+        hashes = [HashType(alg=HashAlgorithm.SHA_256, content=wheel.sha256)] if wheel and wheel.sha256 else []
         references = (
-            [ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(wheel["url"]))]
-            if wheel and wheel.get("url")
+            [ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(wheel.url))]
+            if wheel and wheel.url
             else []
         )
         components.append(

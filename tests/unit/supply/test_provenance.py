@@ -9,61 +9,25 @@ from typing import Any
 import pytest
 
 from envbuild.errors import UsageError
+from envbuild.image.record import BaseRecord, DirtyRecord
 from envbuild.oci.ref import Digest
 from envbuild.supply.attest import SIGN_PREDICATE, _repository, signature_statement
 from envbuild.supply.provenance import BUILD_TYPE, PREDICATE_TYPE, provenance_statement, recorded_build
 from support.intoto import validated
+from support.records import build_record, record_json
 
 DIGEST = "sha256:" + "ab" * 32
 
 
 def record() -> dict[str, Any]:
-    return {
-        "base": {"digest": "sha256:" + "11" * 32, "name": "envbuild.local/demo/base-cpu:0123456789abcdef"},
-        "builder": {"name": "buildah", "version": "1.28.2"},
-        "compressor": "python-zlib 1.2.13 gzip -6",
-        "dockerfile_sha256": "22" * 32,
-        "envbuild": "0.1.0",
-        "files_sha256": "33" * 32,
-        "lockfile_sha256": "44" * 32,
-        "platform": "linux/amd64",
-        "revision": "c0ffee",
-        "source_date_epoch": 1793620800,
-        "tools": [
-            {
-                "filename": "uv-1.whl",
-                "name": "uv",
-                "sha256": "55" * 32,
-                "url": "https://files.example/uv-1.whl",
-                "version": "1",
-            }
-        ],
-        "variant": "cpu-infer",
-        "wheels": [
-            {
-                "filename": "b-2.whl",
-                "name": "b",
-                "sha256": "66" * 32,
-                "url": "https://bot:s3cret@private.example/b-2.whl",
-                "version": "2",
-            },
-            {
-                "filename": "a-1.whl",
-                "name": "a",
-                "sha256": "77" * 32,
-                "url": "https://files.example/a-1.whl",
-                "version": "1",
-            },
-        ],
-    }
+    return record_json()
 
 
 def make(build: dict[str, Any] | None = None, repository: str | None = "https://git.example/demo.git") -> bytes:
     return provenance_statement(
-        build or record(),
+        build_record(build or record()),
         image_name="demo-cpu-infer",
         image_digest=DIGEST,
-        spec_file="envbuild.toml",
         source_repository=repository,
     )
 
@@ -143,7 +107,7 @@ def test_a_dirty_build_is_recorded_as_dirty_and_claims_no_commit_as_a_dependency
     source = stmt["predicate"]["buildDefinition"]["externalParameters"]["source"]
     assert source["dirty"] == {"paths": ["demo/app.py"], "sha256": "88" * 32}
     assert "source" not in dependencies(make(dirty))
-    assert recorded_build(stmt["predicate"])["dirty"] == source["dirty"]
+    assert recorded_build(stmt["predicate"]).dirty == DirtyRecord(paths=("demo/app.py",), sha256="88" * 32)
 
 
 def test_a_build_outside_git_claims_no_commit() -> None:
@@ -151,14 +115,16 @@ def test_a_build_outside_git_claims_no_commit() -> None:
     definition = stmt["predicate"]["buildDefinition"]
     assert definition["externalParameters"]["source"] == {"repository": "git+https://git.example/demo"}
     assert "source" not in {d["name"] for d in definition["resolvedDependencies"]}
-    assert recorded_build(stmt["predicate"])["revision"] is None
+    assert recorded_build(stmt["predicate"]).revision is None
 
 
 def test_the_provenance_reads_back_for_a_rebuild() -> None:
     again = recorded_build(json.loads(make())["predicate"])
-    assert again["base"] == {"name": record()["base"]["name"], "digest": record()["base"]["digest"]}
-    assert again["source_repository"] == "git+https://git.example/demo"
-    assert [w["filename"] for w in again["wheels"]] == ["a-1.whl", "b-2.whl"]
+    assert again.base == BaseRecord(name=record()["base"]["name"], digest=Digest(record()["base"]["digest"]))
+    assert again.source_repository == "git+https://git.example/demo"
+    assert [w.filename for w in again.wheels] == ["a-1.whl", "b-2.whl"]
+    assert again.spec_sha256 == record()["spec_sha256"] and again.builder.version == "1.28.2"
+    assert list(again.changes(again)) == []
 
 
 def test_the_image_signature_statement_validates() -> None:

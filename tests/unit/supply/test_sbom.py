@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from cyclonedx.model.license import License, LicenseExpression
 
+from envbuild.image.record import BuildRecordError
 from envbuild.oci.imagefs import ImageReadError
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest
@@ -35,6 +36,7 @@ from envbuild.supply.sbom import (
     serial_number,
     validate_sbom,
 )
+from support.records import build_record, record_json
 
 REPO = Path(__file__).resolve().parents[3]
 SITE = "opt/venv/lib/python3.11/site-packages"
@@ -149,19 +151,19 @@ def _demo_layers(*, foo_version: bytes = b"1.0") -> list[list[Entry]]:
 
 
 def _record(**overrides: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "base": {"name": "envbuild.local/demo/base:abc123", "digest": BASE_DIGEST},
-        "source_date_epoch": EPOCH,
-        "variant": "cpu",
-        "envbuild": "0.1.0",
-        "wheels": [
+    record = record_json(
+        base={"name": "envbuild.local/demo/base:abc123", "digest": BASE_DIGEST},
+        source_date_epoch=EPOCH,
+        variant="cpu",
+        envbuild="0.1.0",
+        wheels=[
             # Matched by canonical name and version: "Foo" is foo, "2.0.0" is 2.0.
             {"name": "Foo", "version": "1.0", "filename": "foo-1.0-py3-none-any.whl", "sha256": FOO_SHA,
              "url": "https://files.example/foo-1.0-py3-none-any.whl"},
             {"name": "bar", "version": "2.0.0", "filename": "bar-2.0.0-py3-none-any.whl", "sha256": BAR_SHA,
              "url": "https://files.example/bar-2.0.0-py3-none-any.whl"},
         ],
-    }  # fmt: skip
+    )  # fmt: skip
     record.update(overrides)
     return record
 
@@ -170,7 +172,7 @@ def _sbom(layout: Layout, record: dict[str, Any] | None = None) -> bytes:
     return make_sbom(
         layout,
         name="demo-image",
-        build_record=record or _record(),
+        record=build_record(record or _record()),
         envbuild_version="9.9.9",
         image_ref_name="demo-image",
     )
@@ -315,7 +317,7 @@ def test_serial_number_is_derived_from_the_manifest_digest(tmp_path: Path, image
 def test_a_record_of_another_image_or_without_epoch_is_refused(image: Layout) -> None:
     with pytest.raises(SbomError, match="not sha256:"):
         _sbom(image, _record(digest="sha256:" + "0" * 64))
-    with pytest.raises(SbomError, match="source_date_epoch"):
+    with pytest.raises(BuildRecordError, match="source_date_epoch is NoneType, not int"):
         _sbom(image, _record(source_date_epoch=None))
 
 
