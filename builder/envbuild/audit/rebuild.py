@@ -41,18 +41,17 @@ from envbuild.image.build import ImageOptions, build_images
 from envbuild.image.debian import build_debian_base, epoch_of
 from envbuild.lock.lockfile import read_lockset
 from envbuild.lock.spec import load_spec
-from envbuild.lock.variants import variants
+from envbuild.lock.variants import select
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest, ImageRef
-from envbuild.registry.client import RegistryClient, RegistryError
-from envbuild.registry.options import RegistryOptions
+from envbuild.registry.client import RegistryError
+from envbuild.registry.options import ClientFor, RegistryOptions
 from envbuild.registry.transfer import pull_image
 from envbuild.scratch import scratch_dir
 from envbuild.supply.provenance import provenance_predicate, recorded_build
 from envbuild.supply.verify import Policy, attached_bundles, verified_provenance
 
 Progress = Callable[[str, str], None]
-ClientFor = Callable[[ImageRef], RegistryClient]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,9 +110,10 @@ class RebuildResult:
 
 
 def rebuild(
-    ref: ImageRef, policy: Policy, options: RebuildOptions, client_for: ClientFor, *, progress: Progress | None = None
+    ref: ImageRef, policy: Policy, options: RebuildOptions, *, progress: Progress | None = None
 ) -> RebuildResult:
     """Rebuild ``ref`` (which must name a digest) from its provenance and compare."""
+    client_for = options.registry.clients()
     report = progress or (lambda _target, _status: None)
     digest = _digest_of(ref)
     started = time.monotonic()
@@ -160,8 +160,9 @@ def rebuild(
             built = build_images(
                 spec,
                 ImageOptions(
-                    variants=(recorded["variant"],), builder=recorded["builder"]["name"], source_date_epoch=epoch,
-                    revision=recorded["revision"], base_layout=base, check_locks=False, registry=options.registry,
+                    variants=select(spec, (recorded["variant"],)), builder=recorded["builder"]["name"],
+                    source_date_epoch=epoch, revision=recorded["revision"], base_layout=base,
+                    check_locks=False, registry=options.registry,
                 ),
                 progress=progress,
             )[0]  # fmt: skip
@@ -191,8 +192,9 @@ class VendorResult:
     digest: Digest
 
 
-def vendor(ref: ImageRef, policy: Policy, source: Path, output: Path, client_for: ClientFor) -> VendorResult:
+def vendor(ref: ImageRef, policy: Policy, source: Path, output: Path, registry: RegistryOptions) -> VendorResult:
     """Archive every input of ``ref``'s build (found by digest and hash, checked) into ``output``."""
+    client_for = registry.clients()
     digest = _digest_of(ref)
     client = client_for(ref)
     bundles = attached_bundles(client, ref.repository, digest)
@@ -325,7 +327,7 @@ def _vendor_base(recorded: dict[str, Any], digest: Digest, source: Path, dest: P
     if found is None:
         spec = load_spec(source)
         lockset = read_lockset(spec.root)
-        accelerator = next(v.accelerator for v in variants(spec) if v.name == recorded["variant"])
+        accelerator = select(spec, (recorded["variant"],))[0].accelerator
         pinned = lockset.bases[accelerator] if lockset else {}
         if pinned.get("kind") == "debian":
             recipe = {"suite": pinned["suite"], "packages": pinned["packages"]}

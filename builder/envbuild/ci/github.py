@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from envbuild.errors import EnvbuildError, UsageError
 from envbuild.fsutil import atomic_write
+from envbuild.lock.variants import ALL_VARIANTS, Variant
 
 if TYPE_CHECKING:
     import jinja2
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 WORKFLOWS_DIR = ".github/workflows"
 DEFAULT_REPOSITORY = "ghcr.io/${{ github.repository }}"
 GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
-VARIANT_NAMES = ("cpu-train", "cpu-infer", "gpu-train", "gpu-infer")
 
 # Expressions a registry reference may contain: GitHub fills them in, and none carries
 # input an outsider controls (a pull request title, a branch name).
@@ -114,7 +114,7 @@ Install = FromRequirements | FromSource
 class GithubOptions:
     """What ``envbuild ci github`` renders: validated on construction (bad input is a UsageError)."""
 
-    variants: tuple[str, ...]
+    variants: tuple[Variant, ...]  # chosen by envbuild.lock.variants.select
     repository: str = DEFAULT_REPOSITORY  # REGISTRY/REPO; each variant is pushed as REGISTRY/REPO:<variant>
     signing: Signing = field(default_factory=Keyless)
     install: Install = field(default_factory=FromRequirements)
@@ -191,14 +191,13 @@ def _check_repository(text: str) -> str:
     return normalised
 
 
-def _check_variants(variants: tuple[str, ...]) -> None:
+def _check_variants(variants: tuple[Variant, ...]) -> None:
+    # Which variants exist is select()'s to say; a workflow only needs some, each once.
     if not variants:
         raise UsageError("no variants to release", hint="the spec defines none, or pass --variant NAME")
-    for name in variants:
-        if name not in VARIANT_NAMES:
-            raise UsageError(f"unknown variant {name!r}", hint=f"one of {', '.join(VARIANT_NAMES)}")
     if len(set(variants)) != len(variants):
-        raise UsageError(f"a variant is named twice in {', '.join(variants)}", hint="name each variant once")
+        names = ", ".join(v.name for v in variants)
+        raise UsageError(f"a variant is named twice in {names}", hint="name each variant once")
 
 
 def _check_path(option: str, path: str) -> None:
@@ -240,9 +239,9 @@ def command_line(options: GithubOptions) -> str:
     args += ["ci", "github"]
     if options.repository != DEFAULT_REPOSITORY:
         args += ["--registry", options.repository]
-    if options.variants != VARIANT_NAMES:  # all four is what the command does for a spec that has them
+    if options.variants != ALL_VARIANTS:  # all four is what the command does for a spec that has them
         for variant in options.variants:
-            args += ["--variant", variant]
+            args += ["--variant", variant.name]
     if isinstance(options.signing, KeyFromSecrets):
         args += ["--key-env"]
         if options.signing.public_key != KeyFromSecrets().public_key:

@@ -55,10 +55,12 @@ def print_build_commands(
     from envbuild.image.build import ImageOptions
     from envbuild.image.buildkit import build_recipes, script
     from envbuild.lock.spec import load_spec
+    from envbuild.lock.variants import select
 
     spec = load_spec(ctx.directory)
     form = "buildx" if buildx else "docker"
-    settings = ImageOptions(variants=variants, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty)
+    chosen = select(spec, variants) if variants else ()  # none named: the CPU variants, as 'envbuild image'
+    settings = ImageOptions(variants=chosen, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty)
     with progress(ctx) as report:
         recipes = build_recipes(spec, settings, form=form, progress=report)
     text = script(spec, recipes, form=form)
@@ -92,7 +94,7 @@ def normalize_command(
     from envbuild.lock.spec import load_spec
 
     spec = load_spec(ctx.directory)
-    settings = ImageOptions(variants=(variant_name,), source_date_epoch=source_date_epoch, allow_dirty=allow_dirty)
+    settings = ImageOptions(source_date_epoch=source_date_epoch, allow_dirty=allow_dirty)  # normalize selects it
     descriptor = normalize(spec, variant_name, source, output, settings)
     if ctx.json:
         ctx.emit({"variant": variant_name, "digest": str(descriptor.digest), "layout": str(output)})

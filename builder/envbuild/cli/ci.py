@@ -127,7 +127,7 @@ def github_command(
     install: Install = FromSource(path=source) if source is not None else FromRequirements(file=requirements)
     signing: Signing = KeyFromSecrets(public_key=public_key) if key_env else Keyless()
     options = GithubOptions(
-        variants=tuple(v.name for v in select(spec, variants)),
+        variants=select(spec, variants),
         repository=repository,
         signing=signing,
         install=install,

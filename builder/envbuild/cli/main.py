@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import click
 from rich.markup import escape
@@ -96,8 +96,7 @@ def lock_command(
     upgrade: bool,
     upgrade_packages: tuple[str, ...],
     resolver: str,
-    insecure: bool,
-    ca_file: Path | None,
+    registry: RegistryOptions,
 ) -> None:
     """Resolve and hash-pin every variant into lockfiles/."""
     from envbuild.lock.resolve import LockOptions, lock
@@ -121,7 +120,7 @@ def lock_command(
             resolver=resolver,
             upgrade=upgrade,
             upgrade_packages=upgrade_packages,
-            registry=RegistryOptions(insecure=insecure, ca_file=ca_file),  # for base images given by tag
+            registry=registry,  # for base images given by tag
         )
         result = lock(spec, settings, progress=report)
     for warning in result.warnings:
@@ -240,72 +239,51 @@ def image_command(
     ctx: Context,
     variants: tuple[str, ...],
     gpu: bool,
-    role: str | None,
+    role: Literal["train", "infer"] | None,
     all_variants: bool,
     builder: str,
     source_date_epoch: int | None,
     push_to: str | None,
     sign: bool,
-    key_file: Path | None,
-    keyless: bool,
-    identity_token: str | None,
+    signing: options.SigningChoice,
     source_repository: str | None,
     allow_dirty: bool,
-    insecure: bool,
-    ca_file: Path | None,
+    registry: RegistryOptions,
     jobs: int,
 ) -> None:
     """Build the images (CPU by default) reproducibly; print each manifest digest."""
     from envbuild.image.build import ImageOptions, build_images
     from envbuild.lock.spec import load_spec
-    from envbuild.lock.variants import variants as all_of
-    from envbuild.supply.attest import find_build, make_attestations
-    from envbuild.supply.signing.signer import signer_from_options
+    from envbuild.lock.variants import select
+    from envbuild.supply.release import release
 
-    if not sign and (key_file or keyless or identity_token):
+    if not sign and signing.given:
         raise UsageError("--key, --keyless and --identity-token sign: they need --sign", hint="add --sign")
+    if variants and (gpu or role or all_variants):
+        raise UsageError(
+            "--variant names the variants: --gpu, --role and --all choose them instead",
+            hint="pass --variant NAME, or --gpu / --role / --all",
+        )
     # The signer is checked before the build: a wrong key password should not cost a build.
-    signer = signer_from_options(key_file=key_file, keyless=keyless, identity_token=identity_token) if sign else None
+    signer = signing.signer() if sign else None
     target = ImageRef.parse(push_to) if push_to else None  # a bad reference should not cost a build either
     spec = load_spec(ctx.directory)
-    names = list(variants)
-    if not names:
-        names = [
-            v.name for v in all_of(spec)
-            if (all_variants or v.accelerator == ("gpu" if gpu else "cpu")) and (role is None or v.role == role)
-        ]  # fmt: skip
+    chosen = select(spec, variants) if variants else select(
+        spec, accelerator="all" if all_variants else "gpu" if gpu else "cpu", role=role
+    )  # fmt: skip
     settings = ImageOptions(
-        variants=tuple(names), builder=builder, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty,
-        registry=RegistryOptions(insecure=insecure, ca_file=ca_file),
+        variants=chosen, builder=builder, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty,
+        registry=registry,
     )  # fmt: skip
     with progress(ctx) as report:
         built = build_images(spec, settings, progress=report)
     results = []
-    client = options.client_for(target, insecure=insecure, ca_file=ca_file) if target else None
-    for image in built:
-        entry: dict[str, Any] = {
-            "variant": image.variant,
-            "digest": str(image.digest),
-            "layout": str(image.layout),
-            "cached": image.cached,
-        }
-        attestations = None
-        if signer is not None:
-            attestations = make_attestations(
-                find_build(spec.root, variant=image.variant), signer, source_repository=source_repository
-            )
-            entry["signed"] = sorted(attestations.bundles)
-        if target is not None and client is not None:
-            from envbuild.oci.layout import Layout
-            from envbuild.registry.transfer import push_layout
-            from envbuild.supply.attest import attach_attestations
-
-            tag = f"{target.tag}-{image.variant}" if target.tag else image.variant
-            pushed = push_layout(Layout.open(image.layout), target.with_tag(tag), client, jobs=jobs)
-            entry["ref"] = str(pushed.ref)
-            if attestations is not None:
-                entry["attached"] = attach_attestations(client, target.repository, image.digest, attestations)
-        results.append(entry)
+    for done in release(
+        built, root=spec.root, signer=signer, push_to=target, registry=registry, jobs=jobs,
+        source_repository=source_repository,
+    ):  # fmt: skip
+        results.append(done.to_json())
+        image = done.image
         ctx.say(f"{image.variant}: {image.digest}{' (unchanged)' if image.cached else ''}")
     if ctx.json:
         ctx.emit({"images": results})
@@ -323,9 +301,7 @@ def image_command(
 @options.registry_options
 @options.jobs
 @pass_ctx
-def push_command(
-    ctx: Context, layout: Path, ref: str, name: str | None, insecure: bool, ca_file: Path | None, jobs: int
-) -> None:
+def push_command(ctx: Context, layout: Path, ref: str, name: str | None, registry: RegistryOptions, jobs: int) -> None:
     """Push an OCI image layout to REF (REGISTRY/REPO[:TAG]); print REF@DIGEST."""
     from envbuild.oci.layout import Layout
     from envbuild.registry.transfer import push_layout
@@ -337,8 +313,9 @@ def push_command(
             f"{layout} is not an OCI image layout (no oci-layout file)",
             hint="push a directory written by 'envbuild image', 'envbuild pull' or 'skopeo copy ... oci:DIR'",
         )
-    client = options.client_for(target, insecure=insecure, ca_file=ca_file)
-    result = push_layout(source, target, client, name=name, jobs=jobs)
+    from envbuild.registry.client import RegistryClient
+
+    result = push_layout(source, target, RegistryClient.for_ref(target, registry), name=name, jobs=jobs)
     if ctx.json:
         ctx.emit({
             "ref": str(result.ref), "digest": str(result.digest), "bytes_uploaded": result.bytes_uploaded,
@@ -364,12 +341,13 @@ def push_command(
 @options.registry_options
 @options.jobs
 @pass_ctx
-def pull_command(ctx: Context, ref: str, output: Path, insecure: bool, ca_file: Path | None, jobs: int) -> None:
+def pull_command(ctx: Context, ref: str, output: Path, registry: RegistryOptions, jobs: int) -> None:
     """Pull REF@DIGEST with every blob into an OCI layout, checking every digest."""
+    from envbuild.registry.client import RegistryClient
     from envbuild.registry.transfer import pull_image
 
     source = ImageRef.parse(ref)
-    top = pull_image(source, options.client_for(source, insecure=insecure, ca_file=ca_file), output, jobs=jobs)
+    top = pull_image(source, RegistryClient.for_ref(source, registry), output, jobs=jobs)
     if ctx.json:
         ctx.emit({"ref": str(source), "digest": str(top.digest), "layout": str(output)})
     else:
@@ -385,10 +363,12 @@ def registry_group() -> None:
 @click.argument("ref")
 @options.registry_options
 @pass_ctx
-def resolve_command(ctx: Context, ref: str, insecure: bool, ca_file: Path | None) -> None:
+def resolve_command(ctx: Context, ref: str, registry: RegistryOptions) -> None:
     """Print REF's digest (REF@sha256:...): what the tag points at now."""
+    from envbuild.registry.client import RegistryClient
+
     source = ImageRef.parse(ref)
-    digest = options.client_for(source, insecure=insecure, ca_file=ca_file).resolve(source.repository, source.reference)
+    digest = RegistryClient.for_ref(source, registry).resolve(source.repository, source.reference)
     pinned = source.with_digest(digest)
     ctx.emit({"ref": str(pinned), "digest": str(digest)}) if ctx.json else click.echo(str(pinned))
 
@@ -397,11 +377,12 @@ def resolve_command(ctx: Context, ref: str, insecure: bool, ca_file: Path | None
 @click.argument("repository")
 @options.registry_options
 @pass_ctx
-def tags_command(ctx: Context, repository: str, insecure: bool, ca_file: Path | None) -> None:
+def tags_command(ctx: Context, repository: str, registry: RegistryOptions) -> None:
     """List the tags of REGISTRY/REPO."""
+    from envbuild.registry.client import RegistryClient
+
     source = ImageRef.parse(repository)
-    client = options.client_for(source, insecure=insecure, ca_file=ca_file)
-    tags = client.list_tags(source.repository, missing_ok=False)
+    tags = RegistryClient.for_ref(source, registry).list_tags(source.repository, missing_ok=False)
     ctx.emit({"tags": tags}) if ctx.json else click.echo("\n".join(tags)) if tags else None
 
 
@@ -409,12 +390,14 @@ def tags_command(ctx: Context, repository: str, insecure: bool, ca_file: Path | 
 @click.argument("ref")
 @options.registry_options
 @pass_ctx
-def delete_command(ctx: Context, ref: str, insecure: bool, ca_file: Path | None) -> None:
+def delete_command(ctx: Context, ref: str, registry: RegistryOptions) -> None:
     """Delete the manifest REF@DIGEST (the registry must allow deletes)."""
     source = ImageRef.parse(ref)
     if source.digest is None:
         raise UsageError(f"{ref} has no digest: deletes are by digest", hint=f"envbuild registry resolve {ref}")
-    options.client_for(source, insecure=insecure, ca_file=ca_file).delete_manifest(source.repository, source.digest)
+    from envbuild.registry.client import RegistryClient
+
+    RegistryClient.for_ref(source, registry).delete_manifest(source.repository, source.digest)
     ctx.say(f"deleted {source}")
 
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
-from envbuild.oci.ref import ImageRef
 from envbuild.registry.options import RegistryOptions
 
 if TYPE_CHECKING:
-    from envbuild.registry.client import RegistryClient
+    from envbuild.supply.signing.signer import Signer
+    from envbuild.supply.verify import Policy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,15 +42,13 @@ jobs = click.option(
 
 
 def registry_options(command: F) -> F:
-    """--insecure and --ca-file."""
-    return insecure(ca_file(command))
+    """--insecure and --ca-file, given to the command as one value: ``registry: RegistryOptions``."""
 
+    @functools.wraps(command)
+    def with_registry(*args: Any, insecure: bool, ca_file: Path | None, **kwargs: Any) -> Any:
+        return command(*args, registry=RegistryOptions(insecure=insecure, ca_file=ca_file), **kwargs)
 
-def client_for(ref: ImageRef, *, insecure: bool, ca_file: Path | None) -> RegistryClient:
-    """A registry client for ``ref``'s host, with credentials looked up for it."""
-    from envbuild.registry.client import RegistryClient  # the HTTP stack loads only when a command needs it
-
-    return RegistryClient(ref.registry, RegistryOptions(insecure=insecure, ca_file=ca_file))
+    return insecure(ca_file(cast(F, with_registry)))
 
 
 key_file = click.option(
@@ -77,9 +77,37 @@ allow_dirty = click.option(
 )  # fmt: skip
 
 
+@dataclass(frozen=True, kw_only=True)
+class SigningChoice:
+    """How the command line asks to sign: --key, --keyless, --identity-token (or ENVBUILD_SIGNING_KEY)."""
+
+    key_file: Path | None = None
+    keyless: bool = False
+    identity_token: str | None = None
+
+    @property
+    def given(self) -> bool:
+        """Whether any signing option was given."""
+        return bool(self.key_file or self.keyless or self.identity_token)
+
+    def signer(self) -> Signer:
+        """The signer chosen (a wrong key password or a missing key is an error here)."""
+        from envbuild.supply.signing.signer import signer_from_options  # loads cryptography
+
+        return signer_from_options(key_file=self.key_file, keyless=self.keyless, identity_token=self.identity_token)
+
+
 def signing_options(command: F) -> F:
-    """--key, --keyless and --identity-token."""
-    return key_file(keyless(identity_token(command)))
+    """--key, --keyless and --identity-token, given to the command as ``signing: SigningChoice``."""
+
+    @functools.wraps(command)
+    def with_signing(
+        *args: Any, key_file: Path | None, keyless: bool, identity_token: str | None, **kwargs: Any
+    ) -> Any:
+        choice = SigningChoice(key_file=key_file, keyless=keyless, identity_token=identity_token)
+        return command(*args, signing=choice, **kwargs)
+
+    return key_file(keyless(identity_token(cast(F, with_signing))))
 
 
 trusted_keys = click.option(
@@ -99,6 +127,37 @@ policy_file = click.option(
 )  # fmt: skip
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrustChoice:
+    """Whose signatures count, as the command line says: --key, --certificate-identity/-oidc-issuer, --policy."""
+
+    keys: tuple[Path, ...] = ()
+    identity: str | None = None
+    issuer: str | None = None
+    policy_file: Path | None = None
+
+    def policy(self) -> Policy:
+        """The policy these options state (a policy file that does not parse is an error here)."""
+        from envbuild.supply.verify import policy_from
+
+        return policy_from(keys=self.keys, identity=self.identity, issuer=self.issuer, policy_file=self.policy_file)
+
+
 def trust_options(command: F) -> F:
-    """--key, --certificate-identity, --certificate-oidc-issuer and --policy: whose signatures count."""
-    return trusted_keys(certificate_identity(certificate_oidc_issuer(policy_file(command))))
+    """--key, --certificate-identity, --certificate-oidc-issuer and --policy, given as ``trust: TrustChoice``."""
+
+    @functools.wraps(command)
+    def with_trust(
+        *args: Any,
+        keys: tuple[Path, ...],
+        certificate_identity: str | None,
+        certificate_oidc_issuer: str | None,
+        policy_file: Path | None,
+        **kwargs: Any,
+    ) -> Any:
+        choice = TrustChoice(
+            keys=keys, identity=certificate_identity, issuer=certificate_oidc_issuer, policy_file=policy_file
+        )
+        return command(*args, trust=choice, **kwargs)
+
+    return trusted_keys(certificate_identity(certificate_oidc_issuer(policy_file(cast(F, with_trust)))))

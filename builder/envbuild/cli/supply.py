@@ -63,19 +63,10 @@ def keygen_command(ctx: Context, output_dir: Path, name: str, no_password: bool,
 @options.registry_options
 @pass_ctx
 def sign_command(
-    ctx: Context,
-    targets: tuple[str, ...],
-    key_file: Path | None,
-    keyless: bool,
-    identity_token: str | None,
-    insecure: bool,
-    ca_file: Path | None,
+    ctx: Context, targets: tuple[str, ...], signing: options.SigningChoice, registry: RegistryOptions
 ) -> None:
     """Sign images: a local build (by variant) or an image in a registry (attached as a referrer)."""
-    from envbuild.supply.signing.signer import signer_from_options
-
-    signer = signer_from_options(key_file=key_file, keyless=keyless, identity_token=identity_token)
-    _attest(ctx, targets, ("signature",), signer, None, insecure, ca_file)
+    _attest(ctx, targets, ("signature",), signing.signer(), None, registry)
 
 
 @click.command("attest")
@@ -92,19 +83,13 @@ def attest_command(
     ctx: Context,
     targets: tuple[str, ...],
     kinds: tuple[str, ...],
-    key_file: Path | None,
-    keyless: bool,
-    identity_token: str | None,
+    signing: options.SigningChoice,
     source_repository: str | None,
-    insecure: bool,
-    ca_file: Path | None,
+    registry: RegistryOptions,
 ) -> None:
     """Make the SBOM and provenance of built images and sign them; attach them to images in a registry."""
     chosen = kinds or ("sbom", "provenance")
-    from envbuild.supply.signing.signer import signer_from_options
-
-    signer = signer_from_options(key_file=key_file, keyless=keyless, identity_token=identity_token)
-    _attest(ctx, targets, chosen, signer, source_repository, insecure, ca_file)
+    _attest(ctx, targets, chosen, signing.signer(), source_repository, registry)
 
 
 @click.command("sbom")
@@ -113,9 +98,7 @@ def attest_command(
 @click.option("--attach", is_flag=True, help="Attach it (unsigned) to REF as an OCI referrer.")
 @options.registry_options
 @pass_ctx
-def sbom_command(
-    ctx: Context, target: str, output: Path | None, attach: bool, insecure: bool, ca_file: Path | None
-) -> None:
+def sbom_command(ctx: Context, target: str, output: Path | None, attach: bool, registry: RegistryOptions) -> None:
     """Write the CycloneDX 1.6 SBOM of a built image (beside its layout); print it without -o."""
     from envbuild.fsutil import atomic_write
 
@@ -125,7 +108,7 @@ def sbom_command(
         raise UsageError(
             f"--attach needs an image in a registry, not the variant {target!r}", hint="pass REG/REPO@sha256:..."
         )
-    made = _attest(ctx, (target,), ("sbom",), None, None, insecure, ca_file, attach=attach)
+    made = _attest(ctx, (target,), ("sbom",), None, None, registry, attach=attach)
     sbom = made[0]
     if output is not None:
         atomic_write(output, sbom)
@@ -147,29 +130,24 @@ def sbom_command(
 def verify_command(
     ctx: Context,
     ref: str,
-    keys: tuple[Path, ...],
-    certificate_identity: str | None,
-    certificate_oidc_issuer: str | None,
-    policy_file: Path | None,
+    trust: options.TrustChoice,
     no_layers: bool,
     validate_sbom: bool,
-    insecure: bool,
-    ca_file: Path | None,
+    registry: RegistryOptions,
     jobs: int,
 ) -> None:
     """Verify an image before deploying it: signature, SBOM, provenance, all for exactly this digest.
 
     Exit 0 only when everything holds.
     """
-    from envbuild.supply.verify import VerificationFailed, policy_from, render_report, verify_image
+    from envbuild.registry.client import RegistryClient
+    from envbuild.supply.verify import VerificationFailed, render_report, verify_image
 
-    rules = policy_from(
-        keys=keys, identity=certificate_identity, issuer=certificate_oidc_issuer, policy_file=policy_file
-    )
+    rules = trust.policy()
     if validate_sbom:
         rules = dataclasses.replace(rules, validate_sbom=True)
     source = ImageRef.parse(ref)
-    client = options.client_for(source, insecure=insecure, ca_file=ca_file)
+    client = RegistryClient.for_ref(source, registry)
     report = verify_image(client, source, rules, check_layers=not no_layers, jobs=jobs)
     if ctx.json:
         ctx.emit(report.to_json())
@@ -208,24 +186,19 @@ def verify_command(
 def rebuild_command(
     ctx: Context,
     ref: str,
-    keys: tuple[Path, ...],
-    certificate_identity: str | None,
-    certificate_oidc_issuer: str | None,
-    policy_file: Path | None,
+    trust: options.TrustChoice,
     source: Path | None,
     worktree: bool,
     archive: Path | None,
     source_date_epoch: int | None,
     report_file: Path | None,
-    insecure: bool,
-    ca_file: Path | None,
+    registry: RegistryOptions,
 ) -> None:
     """Audit: rebuild REF@DIGEST from its signed provenance and compare digests; explain any difference.
 
     Exit 0 when the rebuild is identical, 1 when it differs.
     """
     from envbuild.audit.rebuild import RebuildOptions, rebuild, render_result, write_result
-    from envbuild.supply.verify import policy_from
 
     if archive is not None and (source is not None or worktree):
         raise UsageError("--from takes the source from the archive", hint="drop --source / --worktree")
@@ -233,18 +206,13 @@ def rebuild_command(
         if report_file.suffix not in (".json", ".html"):
             raise UsageError(f"cannot write a report to {report_file}", hint="name the report file with .json or .html")
         check_output(report_file)
-    rules = policy_from(
-        keys=keys, identity=certificate_identity, issuer=certificate_oidc_issuer, policy_file=policy_file
-    )
+    rules = trust.policy()
     settings = RebuildOptions(
         source=(source or ctx.directory).resolve(), worktree=worktree, archive=archive,
-        source_date_epoch=source_date_epoch, registry=RegistryOptions(insecure=insecure, ca_file=ca_file),
+        source_date_epoch=source_date_epoch, registry=registry,
     )  # fmt: skip
     with progress(ctx) as report:
-        result = rebuild(
-            ImageRef.parse(ref), rules, settings, lambda r: options.client_for(r, insecure=insecure, ca_file=ca_file),
-            progress=report,
-        )  # fmt: skip
+        result = rebuild(ImageRef.parse(ref), rules, settings, progress=report)
     # The verdict first: a report that cannot be written must not lose a finished rebuild's result.
     if ctx.json:
         ctx.emit(result.to_json())
@@ -275,26 +243,16 @@ def vendor_command(
     ctx: Context,
     ref: str,
     output: Path,
-    keys: tuple[Path, ...],
-    certificate_identity: str | None,
-    certificate_oidc_issuer: str | None,
-    policy_file: Path | None,
+    trust: options.TrustChoice,
     source: Path | None,
-    insecure: bool,
-    ca_file: Path | None,
+    registry: RegistryOptions,
 ) -> None:
     """Archive every input of REF@DIGEST's build, so 'envbuild rebuild --from ARCHIVE' works offline."""
     from envbuild.audit.rebuild import vendor
-    from envbuild.supply.verify import policy_from
 
     check_output(output)
-    rules = policy_from(
-        keys=keys, identity=certificate_identity, issuer=certificate_oidc_issuer, policy_file=policy_file
-    )
-    result = vendor(
-        ImageRef.parse(ref), rules, (source or ctx.directory).resolve(), output,
-        lambda r: options.client_for(r, insecure=insecure, ca_file=ca_file),
-    )  # fmt: skip
+    rules = trust.policy()
+    result = vendor(ImageRef.parse(ref), rules, (source or ctx.directory).resolve(), output, registry)
     if ctx.json:
         ctx.emit(
             {"archive": str(result.path), "bytes": result.size, "wheels": result.wheels, "digest": str(result.digest)}
@@ -308,8 +266,7 @@ def _attest(
     kinds: tuple[str, ...],
     signer: Signer | None,
     source_repository: str | None,
-    insecure: bool,
-    ca_file: Path | None,
+    registry: RegistryOptions,
     *,
     attach: bool = True,
 ) -> list[bytes]:
@@ -318,19 +275,14 @@ def _attest(
     Returns the SBOM of each target when ``kinds`` has it (for ``envbuild sbom``).
     """
     from envbuild.lock.spec import find_spec
-    from envbuild.supply.attest import attach_attestations, attestations_for, resolve_target
+    from envbuild.supply.attest import attestations_for, resolve_target
+    from envbuild.supply.release import attach as attach_to
 
     try:
         root = find_spec(ctx.directory.resolve()).parent
     except SpecError:
         root = ctx.directory.resolve()  # signing an image in a registry needs no project
-    clients: dict[str, Any] = {}
-
-    def client_for(ref: ImageRef) -> Any:
-        if ref.registry not in clients:
-            clients[ref.registry] = options.client_for(ref, insecure=insecure, ca_file=ca_file)
-        return clients[ref.registry]
-
+    client_for = registry.clients()
     results, sboms = [], []
     for text in targets:
         target = resolve_target(root, text, client_for)
@@ -341,7 +293,7 @@ def _attest(
         if target.build is not None:
             entry["layout"] = str(target.build.path)
         if target.ref is not None and attach:
-            entry["attached"] = attach_attestations(client_for(target.ref), target.ref.repository, target.digest, made)
+            entry["attached"] = attach_to(client_for(target.ref), target.ref, target.digest, made)
         if made.sbom is not None:
             sboms.append(made.sbom)
         results.append(entry)

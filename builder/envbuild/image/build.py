@@ -31,7 +31,7 @@ from envbuild.lock.assemble import tools_filename
 from envbuild.lock.lockfile import LOCK_DIR, LockSet, read_lockset
 from envbuild.lock.spec import Spec
 from envbuild.lock.staleness import check
-from envbuild.lock.variants import LockTarget, select, targets
+from envbuild.lock.variants import LockTarget, Variant, select, targets
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest, ImageRef
 from envbuild.oci.tarnorm import COMPRESSOR
@@ -47,7 +47,7 @@ Progress = Callable[[str, str], None]
 class ImageOptions:
     """Which variants to build, with what, and when."""
 
-    variants: tuple[str, ...] = ()  # names; empty: the CPU variants
+    variants: tuple[Variant, ...] = ()  # chosen by envbuild.lock.variants.select; empty: the CPU variants
     builder: str = "buildah"
     source_date_epoch: int | None = None  # default: the commit time of the last change to the inputs
     registry: RegistryOptions | None = None  # to pull bases given as registry images
@@ -82,7 +82,7 @@ def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None
     rendered = render(spec, lockset)
     write_rendered(spec, rendered)
     built = []
-    for target in build_targets(spec, options.variants):
+    for target in build_targets(spec, chosen_variants(spec, options)):
         variant = target.variant
         built.append(
             _build_one(spec, lockset, target, rendered.text(dockerfile_path(variant)), builder, options, report)
@@ -181,11 +181,13 @@ def _build_one(
     return BuiltImage(variant=variant, digest=descriptor.digest, layout=out, cached=False, record=record)
 
 
-def build_targets(spec: Spec, names: tuple[str, ...]) -> tuple[LockTarget, ...]:
-    """The lock targets to build for the variants ``names`` (default: the CPU ones), on the first platform."""
-    chosen = select(spec, names) if names else tuple(v for v in select(spec, ()) if v.accelerator == "cpu")
-    if not chosen:
-        raise UsageError("no variant to build", hint="name one with --variant, or use --gpu / --all")
+def chosen_variants(spec: Spec, options: ImageOptions) -> tuple[Variant, ...]:
+    """The variants ``options`` names, else the CPU ones (as ``envbuild image`` without options)."""
+    return options.variants or select(spec, accelerator="cpu")
+
+
+def build_targets(spec: Spec, chosen: tuple[Variant, ...]) -> tuple[LockTarget, ...]:
+    """The lock targets that build the ``chosen`` variants: one each, on the spec's first platform."""
     return tuple(t for t in targets(spec, chosen) if t.platform == spec.platforms[0])
 
 
@@ -250,15 +252,13 @@ def base_image(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageO
         if str(layout.select().digest) != pinned["digest"]:
             raise StaleLockError(f"the base layout {pinned['path']} changed since the lock", hint="run 'envbuild lock'")
         return layout, name
-    from envbuild.cli.options import client_for
+    from envbuild.registry.client import RegistryClient
     from envbuild.registry.transfer import pull_image
 
     ref = ImageRef.parse(name)
     destination = cache_dir() / "pulled" / Digest.parse(str(pinned["digest"])).hex
     if not _pulled(destination):
-        insecure = bool(options.registry and options.registry.insecure)
-        ca_file = options.registry.ca_file if options.registry else None
-        pull_image(ref, client_for(ref, insecure=insecure, ca_file=ca_file), destination, name="base")
+        pull_image(ref, RegistryClient.for_ref(ref, options.registry), destination, name="base")
     return Layout.open(destination), name.split("@", 1)[0]
 
 

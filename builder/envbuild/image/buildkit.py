@@ -30,6 +30,7 @@ from envbuild.image.build import (
     base_image,
     build_date,
     build_targets,
+    chosen_variants,
     current_lock,
     fetch_wheels,
     stage_inputs,
@@ -38,6 +39,7 @@ from envbuild.image.builders.base import BuildRequest
 from envbuild.image.builders.docker import build_command, build_env, docker_archive, from_docker_archive
 from envbuild.image.render import STAGE_DIR, dockerfile_path, render, write_rendered
 from envbuild.lock.spec import Spec
+from envbuild.lock.variants import select
 from envbuild.oci.layout import INDEX_TYPES, Descriptor, Layout
 from envbuild.oci.ref import Digest
 from envbuild.oci.writer import assemble
@@ -101,7 +103,7 @@ def build_recipes(
     if form not in FORMS:
         raise UsageError(f"unknown BuildKit command form {form!r}", hint=f"use one of: {', '.join(FORMS)}")
     report = progress or (lambda variant, status: None)
-    chosen = build_targets(spec, options.variants)
+    chosen = build_targets(spec, chosen_variants(spec, options))
     lockset = current_lock(spec)
     write_rendered(spec, render(spec, lockset))
     (spec.root / OUT_DIR).mkdir(parents=True, exist_ok=True)
@@ -168,7 +170,7 @@ def normalize(spec: Spec, variant: str, source: Path, out: Path, options: ImageO
         raise UsageError(f"{source} does not exist", hint="run the BuildKit commands first; they write it")
     if out.exists() and not (out / "index.json").is_file():
         raise UsageError(f"{out} exists and is not an OCI layout", hint="choose another --output, or remove it")
-    (target,) = build_targets(spec, (variant,))
+    (target,) = build_targets(spec, select(spec, (variant,)))
     work_root = spec.root / ".envbuild" / "work"
     work_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_root, prefix=f"normalize-{variant}-") as tmp:

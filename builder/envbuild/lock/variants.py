@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Literal
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -49,6 +50,10 @@ class LockTarget:
         return self.filename.removesuffix(".txt")
 
 
+# Every variant a spec can define, in the fixed order (cpu before gpu, train before infer).
+ALL_VARIANTS = tuple(Variant(accelerator=a, role=r) for a in ACCELERATORS for r in ROLES)
+
+
 def variants(spec: Spec) -> tuple[Variant, ...]:
     """Every variant the spec defines, in a fixed order (cpu before gpu, train before infer)."""
     declared_roles = {r.name for r in spec.roles}
@@ -62,11 +67,45 @@ def variants(spec: Spec) -> tuple[Variant, ...]:
     )
 
 
-def select(spec: Spec, names: tuple[str, ...]) -> tuple[Variant, ...]:
-    """The variants named in ``names`` (all when empty); an unknown name is a usage error."""
+class NoVariantError(UsageError):
+    """The variants asked for (by accelerator and role) are not in the spec. Exit 2."""
+
+
+def select(
+    spec: Spec,
+    names: tuple[str, ...] = (),
+    *,
+    accelerator: Accelerator | Literal["all"] | None = None,
+    role: Role | None = None,
+) -> tuple[Variant, ...]:
+    """The one place that chooses variants, in the fixed order, each once.
+
+    ``names`` given: exactly those (an unknown name is a usage error naming the nearest).
+    Otherwise the filters: ``accelerator`` "cpu" or "gpu" (``None`` or "all": every
+    accelerator) and ``role``. Filters that leave nothing raise :class:`NoVariantError`
+    rather than choose something else: ``envbuild image --gpu`` on a CPU-only spec builds nothing.
+    """
     every = variants(spec)
-    if not names:
-        return every
+    if names:
+        if accelerator is not None or role is not None:
+            raise ValueError("select() takes variant names or filters, not both")
+        return _named(every, names)
+    chosen = tuple(v for v in every if accelerator in (None, "all", v.accelerator) and role in (None, v.role))
+    if not chosen:
+        if accelerator not in (None, "all") and accelerator not in {v.accelerator for v in every}:
+            reason = f"this spec defines no {accelerator} accelerator"
+        elif role is not None and role not in {v.role for v in every}:
+            reason = f"this spec defines no {role} role"
+        else:  # unreachable while variants are the full product of accelerators and roles
+            reason = f"this spec defines no {accelerator}-{role} variant"
+        raise NoVariantError(
+            f"no variant to build: {reason}",
+            hint=f"its variants: {', '.join(v.name for v in every)}; name one with --variant, or use --all",
+        )
+    return chosen
+
+
+def _named(every: tuple[Variant, ...], names: tuple[str, ...]) -> tuple[Variant, ...]:
     by_name = {v.name: v for v in every}
     chosen = []
     for name in names:

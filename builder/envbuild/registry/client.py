@@ -25,7 +25,7 @@ from urllib.parse import urlencode, urljoin
 import requests
 
 from envbuild.errors import EXIT_USAGE, EnvbuildError
-from envbuild.oci.ref import Digest
+from envbuild.oci.ref import Digest, ImageRef
 from envbuild.registry.auth import Challenge, Credentials, find_credentials
 from envbuild.registry.options import RegistryOptions
 
@@ -107,6 +107,11 @@ class RegistryClient:
         self._basic = False
         self._lock = threading.Lock()
         self._local = threading.local()
+
+    @classmethod
+    def for_ref(cls, ref: ImageRef, options: RegistryOptions | None = None) -> RegistryClient:
+        """A client for ``ref``'s registry host, with the credentials found for it."""
+        return cls(ref.registry, options)
 
     # -- plumbing --------------------------------------------------------------------------
 

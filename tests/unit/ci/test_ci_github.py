@@ -47,7 +47,7 @@ from envbuild.cli.ci import ci_group
 from envbuild.cli.main import cli as main_group
 from envbuild.errors import UsageError
 from envbuild.lock.spec import load_spec
-from envbuild.lock.variants import variants
+from envbuild.lock.variants import Variant, select, variants
 from support import golden
 from support.paths import ASSETS, REPO
 from support.tools import require_tool, unavailable
@@ -63,16 +63,19 @@ VERSION_COMMENT = re.compile(r"@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
 main_group.add_command(ci_group)
 
 
-def fixture_variants() -> tuple[str, ...]:
+def fixture_variants() -> tuple[Variant, ...]:
     """The render project's variants, as the command defaults to."""
-    return tuple(v.name for v in variants(load_spec(FIXTURE)))
+    return variants(load_spec(FIXTURE))
+
+
+CPU_INFER = Variant(accelerator="cpu", role="infer")
 
 
 # Each case renders to tests/assets/golden-github/<case>/ and is linted and audited there.
 CASES: dict[str, GithubOptions] = {
     "keyless": GithubOptions(variants=fixture_variants()),
     "key": GithubOptions(
-        variants=("cpu-infer", "gpu-infer"),
+        variants=select(load_spec(FIXTURE), ("cpu-infer", "gpu-infer")),
         repository="registry.example.com/ml/${{ github.repository_owner }}-fixture",
         signing=KeyFromSecrets(public_key="keys/envbuild.pub"),
         install=FromRequirements(file="ci/envbuild-requirements.txt"),
@@ -83,7 +86,7 @@ CASES: dict[str, GithubOptions] = {
 }
 # The repository's own release of its demo images: envbuild from this checkout.
 REPO_OPTIONS = GithubOptions(
-    variants=tuple(v.name for v in variants(load_spec(REPO))),
+    variants=variants(load_spec(REPO)),
     install=FromSource(path="."),
     name="Release the demo images",
     release_file="release.yml",
@@ -234,7 +237,7 @@ def test_keyless_release() -> None:
     assert workflow["concurrency"]["cancel-in-progress"] is False
     assert workflow["jobs"]["build"]["needs"] == "lock-check"
     assert workflow["jobs"]["verify"]["needs"] == "build"
-    assert workflow["jobs"]["build"]["strategy"]["matrix"]["variant"] == list(fixture_variants())
+    assert workflow["jobs"]["build"]["strategy"]["matrix"]["variant"] == [v.name for v in fixture_variants()]
     lock_check = [s["run"] for j, s in steps(workflow) if j == "lock-check" and "run" in s]
     assert any("lock --check" in run for run in lock_check)
     build = build_step(workflow)
@@ -314,8 +317,7 @@ def test_repository_release_installs_from_the_checkout() -> None:
         ({"repository": "app"}, "does not name a registry host"),
         ({"repository": "ghcr.io/acme/-app"}, "is not a repository name"),
         ({"variants": ()}, "no variants"),
-        ({"variants": ("cpu-serve",)}, "unknown variant"),
-        ({"variants": ("cpu-infer", "cpu-infer")}, "named twice"),
+        ({"variants": (CPU_INFER, CPU_INFER)}, "named twice"),
         ({"install": FromRequirements(file="../secrets.txt")}, "relative path inside the repository"),
         ({"install": FromSource(path="/opt/envbuild")}, "relative path inside the repository"),
         ({"signing": KeyFromSecrets(public_key="key $(id).pub")}, "relative path inside the repository"),
@@ -329,7 +331,7 @@ def test_repository_release_installs_from_the_checkout() -> None:
 )
 def test_bad_options_are_usage_errors(kwargs: dict[str, Any], message: str) -> None:
     """Every bad option is refused with what is wrong and a hint."""
-    arguments: dict[str, Any] = {"variants": ("cpu-infer",), **kwargs}
+    arguments: dict[str, Any] = {"variants": (CPU_INFER,), **kwargs}
     with pytest.raises(UsageError) as caught:
         GithubOptions(**arguments)
     assert message in caught.value.message
@@ -338,11 +340,11 @@ def test_bad_options_are_usage_errors(kwargs: dict[str, Any], message: str) -> N
 
 def test_registry_expressions_are_normalised() -> None:
     """${{github.repository_owner}} and vars.NAME are allowed, and written with GitHub's usual spacing."""
-    options = GithubOptions(variants=("cpu-infer",), repository="${{vars.REGISTRY}}/${{github.repository_owner}}/app")
+    options = GithubOptions(variants=(CPU_INFER,), repository="${{vars.REGISTRY}}/${{github.repository_owner}}/app")
     assert options.repository == "${{ vars.REGISTRY }}/${{ github.repository_owner }}/app"
     assert not options.ghcr
-    assert GithubOptions(variants=("cpu-infer",), repository="GHCR.io/acme/app").ghcr
-    assert isinstance(GithubOptions(variants=("cpu-infer",)).signing, Keyless)
+    assert GithubOptions(variants=(CPU_INFER,), repository="GHCR.io/acme/app").ghcr
+    assert isinstance(GithubOptions(variants=(CPU_INFER,)).signing, Keyless)
 
 
 # -- the command -------------------------------------------------------------------------------

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
 from envbuild.errors import UsageError
 from envbuild.lock.spec import Spec, load_spec
-from envbuild.lock.variants import Variant, indexes, requirements, select, targets, variants
+from envbuild.lock.variants import NoVariantError, Variant, indexes, requirements, select, targets, variants
 
 FULL = """
 python = "3.11"
@@ -188,3 +190,69 @@ def test_indexes_filtered_by_accelerator(full: Spec) -> None:
     """Each variant sees the indexes of its accelerator (and the unrestricted ones)."""
     assert [i.name for i in indexes(full, v("cpu-infer"))] == ["pytorch-cpu", "internal"]
     assert [i.name for i in indexes(full, v("gpu-train"))] == ["pytorch-cu124", "internal"]
+
+
+CPU_INFER = """
+python = "3.11"
+exclude-newer = "2026-11-01T00:00:00Z"
+dependencies = ["numpy>=2.0"]
+
+[roles.infer]
+entrypoint = ["python", "-m", "app"]
+
+[accelerators.cpu]
+base = { debian = "bookworm" }
+"""
+
+
+def test_select_by_accelerator_and_role(full: Spec) -> None:
+    """The filters --gpu, --role and --all choose: by accelerator, by role, or every variant."""
+    assert select(full, accelerator="cpu") == (v("cpu-train"), v("cpu-infer"))
+    assert select(full, accelerator="gpu", role="infer") == (v("gpu-infer"),)
+    assert select(full, accelerator="all", role="train") == (v("cpu-train"), v("gpu-train"))
+    assert select(full, accelerator="all") == variants(full)
+    assert select(full, role="infer") == (v("cpu-infer"), v("gpu-infer"))
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "role", "reason"),
+    [
+        ("gpu", None, "this spec defines no gpu accelerator"),
+        ("cpu", "train", "this spec defines no train role"),
+        ("all", "train", "this spec defines no train role"),
+    ],
+)
+def test_select_nothing_is_a_usage_error(
+    tmp_path: Path, accelerator: Literal["cpu", "gpu", "all"], role: Literal["train", "infer"] | None, reason: str
+) -> None:
+    """Filters that match no variant say so (exit 2) instead of choosing something else."""
+    spec = spec_from(tmp_path, CPU_INFER)
+    with pytest.raises(NoVariantError) as info:
+        select(spec, accelerator=accelerator, role=role)
+    assert info.value.exit_code == 2
+    assert reason in info.value.message
+    assert info.value.hint is not None and "cpu-infer" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (("--gpu",), "this spec defines no gpu accelerator"),
+        (("--role", "train"), "this spec defines no train role"),
+        (("--all", "--role", "train"), "this spec defines no train role"),
+        (("--variant", "cpu-infer", "--gpu"), "--variant names the variants"),
+    ],
+)
+def test_image_builds_nothing_it_was_not_asked_for(
+    tmp_path: Path, cli: Callable[..., Any], flags: tuple[str, ...], words: str
+) -> None:
+    """envbuild image --gpu on a CPU-only spec (or --role train on an infer-only one) is exit 2, not a CPU build.
+
+    The project is not even locked: the choice is refused before any lock check or download.
+    """
+    (tmp_path / "envbuild.toml").write_text(textwrap.dedent(CPU_INFER).lstrip(), encoding="utf-8")
+    result = cli("-C", tmp_path, "image", *flags)
+    assert result.code == 2, result.err
+    assert words in result.err
+    assert "lock" not in result.err
+    assert result.out == ""
