@@ -298,6 +298,7 @@ def test_image_push_sends_each_variant_by_digest(first_build: tuple[Path, str], 
 
 
 def test_the_demo_images_sbom_is_valid_and_lists_its_packages(first_build: tuple[Path, str]) -> None:
+    from envbuild.image.record import BuildRecord
     from envbuild.oci.layout import Layout
     from envbuild.supply.sbom import make_sbom, validate_sbom
 
@@ -307,7 +308,7 @@ def test_the_demo_images_sbom_is_valid_and_lists_its_packages(first_build: tuple
     data = make_sbom(
         layout,
         name="iris-demo-cpu-infer",
-        build_record=record,
+        record=BuildRecord.from_json(record, source=image / "build.json"),
         envbuild_version="0.1.0",
         image_ref_name="iris-demo-cpu-infer",
     )
@@ -416,6 +417,7 @@ def test_a_dirty_tree_is_refused_and_allowed_dirt_is_recorded(
     first_build: tuple[Path, str], cache: Path, tmp_path: Path
 ) -> None:
     """An image never names a commit that does not hold its inputs."""
+    from envbuild.image.record import BuildRecord
     from envbuild.supply.provenance import provenance_statement
 
     project = tmp_path / "demo"
@@ -441,7 +443,7 @@ def test_a_dirty_tree_is_refused_and_allowed_dirt_is_recorded(
     assert labels["org.opencontainers.image.revision"] == f"{head}-dirty"  # not the commit, plainly
     statement = validated(
         provenance_statement(
-            record, image_name="iris-demo-cpu-infer", image_digest=record["digest"], spec_file="envbuild.toml",
+            BuildRecord.read(layout / "build.json"), image_name="iris-demo-cpu-infer", image_digest=record["digest"],
             source_repository="https://git.example/team/iris",
         )
     )  # fmt: skip

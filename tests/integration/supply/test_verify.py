@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from envbuild.image.record import BuiltImage
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import ImageRef
 from envbuild.registry.client import RegistryClient
@@ -25,7 +26,6 @@ from envbuild.registry.transfer import push_layout
 from envbuild.supply.attest import (
     KINDS,
     Attestations,
-    LocalBuild,
     attach_attestations,
     find_build,
     make_attestations,
@@ -34,6 +34,7 @@ from envbuild.supply.signing.keys import generate_keypair, load_private_key, wri
 from envbuild.supply.signing.signer import KeySigner
 from envbuild.supply.verify import Policy, Report, TrustedIdentity, read_trusted_key, verify_image
 from support.layouts import make_layout
+from support.records import record_json
 from support.registry import Registry
 from support.tools import require_tool
 
@@ -69,27 +70,20 @@ def signer(keys: dict[str, Path], name: str = "release") -> KeySigner:
     return KeySigner(load_private_key(keys[f"{name}.key"].read_bytes(), password))
 
 
-def make_build(project: Path, variant: str, seed: int) -> LocalBuild:
+def make_build(project: Path, variant: str, seed: int) -> BuiltImage:
     """A small image in the project's image directory with a build record as ``envbuild image`` writes it."""
     layout = make_layout(project / ".envbuild" / "images" / variant, seed=seed, name=f"app-{variant}", layers=2)
-    record = {
-        "base": {"digest": "sha256:" + "11" * 32, "name": "envbuild.local/app/base-cpu:0123456789abcdef"},
-        "builder": {"name": "buildah", "version": "1.28.2"},
-        "compressor": "python-zlib gzip -6",
-        "digest": layout.digest,
-        "dockerfile_sha256": "22" * 32,
-        "envbuild": "0.1.0",
-        "files_sha256": "33" * 32,
-        "lockfile_sha256": "44" * 32,
-        "platform": "linux/amd64",
-        "revision": "c0ffee" * 6 + "ab",
-        "source_date_epoch": 1793620800,
-        "spec": "envbuild.toml",
-        "spec_sha256": "55" * 32,
-        "tools": [{"filename": "uv.whl", "name": "uv", "sha256": "66" * 32, "url": "https://files.example/uv.whl"}],
-        "variant": variant,
-        "wheels": [],
-    }
+    record = record_json(
+        base={"digest": "sha256:" + "11" * 32, "name": "envbuild.local/app/base-cpu:0123456789abcdef"},
+        compressor="python-zlib gzip -6",
+        digest=layout.digest,
+        revision="c0ffee" * 6 + "ab",
+        spec_sha256="55" * 32,
+        tools=[{"filename": "uv.whl", "name": "uv", "sha256": "66" * 32, "url": "https://files.example/uv.whl",
+                "version": "1"}],
+        variant=variant,
+        wheels=[],
+    )  # fmt: skip
     (layout.path / "build.json").write_text(json.dumps(record), encoding="utf-8")
     return find_build(project, variant=variant)
 
@@ -100,7 +94,7 @@ def client_of(registry: Registry) -> RegistryClient:
 
 def publish(
     registry: Registry,
-    build: LocalBuild,
+    build: BuiltImage,
     sign_with: KeySigner | None,
     *,
     kinds: tuple[str, ...] = KINDS,
@@ -109,7 +103,7 @@ def publish(
     """Push ``build`` as team/app:<tag> and attach what ``kinds`` names, signed by ``sign_with``."""
     client = client_of(registry)
     pushed = push_layout(
-        Layout.open(build.path), ImageRef.parse(f"{registry.host}/team/app:{tag or build.variant}"), client
+        Layout.open(build.layout), ImageRef.parse(f"{registry.host}/team/app:{tag or build.variant}"), client
     )
     made = make_attestations(build, sign_with, kinds=kinds, source_repository=SOURCE)
     attach_attestations(client, "team/app", pushed.digest, made)
@@ -171,7 +165,7 @@ def test_a_layer_byte_flipped_in_the_registry_is_caught(
 ) -> None:
     build = make_build(project, "cpu-infer", 1)
     ref, _ = publish(registry, build, signer(keys))
-    manifest = json.loads(Layout.open(build.path).read_blob(build.digest))
+    manifest = json.loads(Layout.open(build.layout).read_blob(build.digest))
     layer = blob_file(registry, manifest["layers"][1]["digest"])
     data = bytearray(layer.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -376,7 +370,7 @@ def test_sign_and_attest_commands_on_images_built_and_pushed_earlier(
     assert attested.code == 0, attested.err
     assert verify(registry, ref, keys).ok
     for name in ("sbom.cdx.json", "provenance.intoto.json", "signature.sigstore.json", "sbom.sigstore.json"):
-        assert (build.path / name).is_file()
+        assert (build.layout / name).is_file()
 
     # Signing again with the same key reuses the bundles: no new referrers pile up.
     client = client_of(registry)
