@@ -39,7 +39,7 @@ from envbuild.fsutil import atomic_write
 from envbuild.git import export_commit
 from envbuild.image.build import ImageOptions, build_images
 from envbuild.image.debian import build_debian_base, epoch_of
-from envbuild.lock.lockfile import read_lockset
+from envbuild.lock.lockfile import DebianBase, read_lockset
 from envbuild.lock.spec import load_spec
 from envbuild.lock.variants import select
 from envbuild.oci.layout import Layout
@@ -328,9 +328,9 @@ def _vendor_base(recorded: dict[str, Any], digest: Digest, source: Path, dest: P
         spec = load_spec(source)
         lockset = read_lockset(spec.root)
         accelerator = select(spec, (recorded["variant"],))[0].accelerator
-        pinned = lockset.bases[accelerator] if lockset else {}
-        if pinned.get("kind") == "debian":
-            recipe = {"suite": pinned["suite"], "packages": pinned["packages"]}
+        pinned = lockset.bases[accelerator] if lockset else None
+        if isinstance(pinned, DebianBase):
+            recipe = pinned.recipe()
             layout = build_debian_base(recipe, platform=recorded["platform"], epoch=epoch_of(spec.exclude_newer))
             if layout.select().digest == digest:
                 found = layout.path

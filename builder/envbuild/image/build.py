@@ -28,7 +28,7 @@ from envbuild.image.debian import build_debian_base, epoch_of
 from envbuild.image.fetch import Wheel, cache_dir, fetch_lockfile, stage, stage_project, stage_uv
 from envbuild.image.render import STAGE_DIR, base_reference, dockerfile_path, render, write_rendered
 from envbuild.lock.assemble import tools_filename
-from envbuild.lock.lockfile import LOCK_DIR, LockSet, read_lockset
+from envbuild.lock.lockfile import LOCK_DIR, DebianBase, LayoutBase, LockSet, read_lockset
 from envbuild.lock.spec import Spec
 from envbuild.lock.staleness import check
 from envbuild.lock.variants import LockTarget, Variant, select, targets
@@ -123,7 +123,7 @@ def _build_one(
     report(variant, "fetching wheels")
     wheels, tools = fetch_wheels(spec, target)
     base_digest = (
-        str(base_layout.select().digest) if base_layout else str(lockset.bases[target.variant.accelerator]["digest"])
+        str(base_layout.select().digest) if base_layout else str(lockset.bases[target.variant.accelerator].digest)
     )
     record = {
         "envbuild": __version__,
@@ -244,19 +244,19 @@ def base_image(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageO
     name = base_reference(spec.name, target.variant.accelerator, pinned)
     if options.base_layout is not None:
         return Layout.open(options.base_layout), name.split("@", 1)[0]
-    if pinned["kind"] == "debian":
-        recipe = {"suite": pinned["suite"], "packages": pinned["packages"]}
+    if isinstance(pinned, DebianBase):
+        recipe = pinned.recipe()
         return build_debian_base(recipe, platform=target.platform, epoch=epoch_of(spec.exclude_newer)), name
-    if pinned["kind"] == "oci-layout":
-        layout = Layout.open(spec.root / pinned["path"])
-        if str(layout.select().digest) != pinned["digest"]:
-            raise StaleLockError(f"the base layout {pinned['path']} changed since the lock", hint="run 'envbuild lock'")
+    if isinstance(pinned, LayoutBase):
+        layout = Layout.open(spec.root / pinned.path)
+        if str(layout.select().digest) != pinned.digest:
+            raise StaleLockError(f"the base layout {pinned.path} changed since the lock", hint="run 'envbuild lock'")
         return layout, name
     from envbuild.registry.client import RegistryClient
     from envbuild.registry.transfer import pull_image
 
     ref = ImageRef.parse(name)
-    destination = cache_dir() / "pulled" / Digest.parse(str(pinned["digest"])).hex
+    destination = cache_dir() / "pulled" / Digest.parse(str(pinned.digest)).hex
     if not _pulled(destination):
         pull_image(ref, RegistryClient.for_ref(ref, options.registry), destination, name="base")
     return Layout.open(destination), name.split("@", 1)[0]

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 from envbuild.errors import StaleLockError, UsageError
 from envbuild.fsutil import atomic_write
 from envbuild.lock.imagespec import ENV_NAME, PATH_UNSAFE, USER, WORKDIR, control_character, value_problem
-from envbuild.lock.lockfile import LOCK_DIR, LockSet
+from envbuild.lock.lockfile import LOCK_DIR, DebianBase, ImageBase, LockSet, PinnedBase
 from envbuild.lock.spec import Spec
 from envbuild.lock.variants import LockTarget, Variant, targets
 
@@ -123,7 +123,7 @@ def _render_one(env: jinja2.Environment, spec: Spec, lockset: LockSet, target: L
     if entry is None:
         raise StaleLockError(f"{target.name} is not in the lock", hint="run 'envbuild lock'")
     base = lockset.bases.get(variant.accelerator)
-    if not base or ("digest" not in base and base.get("kind") != "debian"):
+    if base is None or (not isinstance(base, DebianBase) and base.digest is None):
         raise StaleLockError(f"the {variant.accelerator} base is not pinned in the lock", hint="run 'envbuild lock'")
     role = spec.role(variant.role)
     if not role.entrypoint:
@@ -170,15 +170,14 @@ def _render_one(env: jinja2.Environment, spec: Spec, lockset: LockSet, target: L
     )
 
 
-def base_reference(name: str, accelerator: str, base: dict[str, object]) -> str:
+def base_reference(name: str, accelerator: str, base: PinnedBase) -> str:
     """The FROM reference: the registry image by digest, or a local name for built and layout bases."""
-    if base.get("kind") == "image":
-        ref = str(base["ref"])
-        return ref if "@" in ref else f"{ref.rsplit(':', 1)[0]}@{base['digest']}"
+    if isinstance(base, ImageBase):
+        return base.ref if "@" in base.ref else f"{base.ref.rsplit(':', 1)[0]}@{base.digest}"
     # Bases envbuild builds (debian) or reads from disk (oci-layout) are loaded into the
     # builder under this name; with buildx, --build-context maps it to the layout.
     # The tag names the content: the recipe's digest, or the layout's manifest digest.
-    content = str(base.get("recipe-sha256") or str(base.get("digest", "")).split(":")[-1])
+    content = base.recipe_sha256 if isinstance(base, DebianBase) else (base.digest or "").split(":")[-1]
     return f"envbuild.local/{name}/base-{accelerator}:{content[:16]}"
 
 

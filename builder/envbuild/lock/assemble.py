@@ -7,11 +7,17 @@ files on disk. One code path, so that whatever the check accepts, a new lock lea
 
 from __future__ import annotations
 
-from typing import Any
-
 from envbuild import __version__
 from envbuild.errors import strip_url_credentials
-from envbuild.lock.lockfile import META_FILE, LockEntry, LockSet, render_lockfile, request_inputs, sha256_text
+from envbuild.lock.lockfile import (
+    META_FILE,
+    LockEntry,
+    LockSet,
+    PinnedBase,
+    render_lockfile,
+    request_inputs,
+    sha256_text,
+)
 from envbuild.lock.resolvers.base import Pin, ResolveRequest
 from envbuild.lock.resolvers.uv import UvResolver
 from envbuild.lock.spec import PLATFORMS, Spec
@@ -76,7 +82,7 @@ def assemble(
     *,
     resolver: str,
     resolver_version: str,
-    bases: dict[str, dict[str, Any]],
+    bases: dict[str, PinnedBase],
 ) -> tuple[LockSet, dict[str, str]]:
     """Every file of the lock (name under lockfiles/ -> text) for these pins, and the metadata."""
     all_targets = targets(spec)

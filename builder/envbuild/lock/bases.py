@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from envbuild.errors import EnvbuildError, UsageError
-from envbuild.lock.lockfile import canonical_json
+from envbuild.lock.lockfile import DebianBase, ImageBase, LayoutBase, PinnedBase, canonical_json
 from envbuild.lock.spec import Base, Spec
 from envbuild.oci.ref import ImageRef
 
@@ -24,30 +25,30 @@ _INDEX_MANIFEST_TYPES = {
 
 
 def pin_bases(
-    spec: Spec, registry: RegistryOptions | None = None, *, keep: dict[str, dict[str, Any]] | None = None
-) -> dict[str, dict[str, Any]]:
+    spec: Spec, registry: RegistryOptions | None = None, *, keep: dict[str, PinnedBase] | None = None
+) -> dict[str, PinnedBase]:
     """Each accelerator's base, resolved to something immutable: a digest or a content-hashed recipe.
 
     A registry tag is resolved to the digest it points at now (the registry is
     reached with ``registry`` options), unless ``keep`` (the previous lock's bases)
     already pinned the same reference: like package pins, a base moves only on upgrade.
     """
-    pinned: dict[str, dict[str, Any]] = {}
+    pinned: dict[str, PinnedBase] = {}
     for accel in spec.accelerators:
-        before = (keep or {}).get(accel.name, {})
-        if accel.base.image and before.get("ref") == accel.base.image and before.get("digest"):
-            pinned[accel.name] = {**describe_base(accel.base), "digest": before["digest"]}
+        before = (keep or {}).get(accel.name)
+        if isinstance(before, ImageBase) and before.ref == accel.base.image and before.digest:
+            pinned[accel.name] = before
         else:
             where = f"accelerators.{accel.name}.base"
             pinned[accel.name] = pin_base(accel.base, spec.root, where=where, registry=registry)
     return pinned
 
 
-def pin_base(base: Base, root: Path, *, where: str, registry: RegistryOptions | None = None) -> dict[str, Any]:
+def pin_base(base: Base, root: Path, *, where: str, registry: RegistryOptions | None = None) -> PinnedBase:
     """One base, pinned."""
-    pinned = describe_base(base)
-    if base.image:
-        ref = ImageRef.parse(base.image)
+    described = describe_base(base)
+    if isinstance(described, ImageBase):
+        ref = ImageRef.parse(described.ref)
         if ref.digest is None:
             from envbuild.registry.client import RegistryClient  # only bases given by tag need the network
 
@@ -56,72 +57,65 @@ def pin_base(base: Base, root: Path, *, where: str, registry: RegistryOptions | 
             except EnvbuildError as exc:
                 exc.message = f"{where}: cannot pin {base.image} to a digest: {exc.message}"
                 raise
-            pinned["digest"] = str(digest)
-        else:
-            pinned["digest"] = str(ref.digest)
-    elif base.oci_layout:
-        pinned["digest"] = layout_digest(root / base.oci_layout, where=where)
-    return pinned
+            return replace(described, digest=str(digest))
+        return replace(described, digest=str(ref.digest))
+    if isinstance(described, LayoutBase):
+        return replace(described, digest=layout_digest(root / described.path, where=where))
+    return described
 
 
-def pin_bases_offline(
-    spec: Spec, recorded: dict[str, dict[str, Any]]
-) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+def pin_bases_offline(spec: Spec, recorded: dict[str, PinnedBase]) -> tuple[dict[str, PinnedBase], dict[str, str]]:
     """Each accelerator's base as :func:`pin_bases` would pin it now, without the network, and why it
     differs from ``recorded`` (the lock's bases), by accelerator.
 
     A registry tag keeps its locked digest, as ``lock`` keeps it; an OCI layout is read again,
     as ``lock`` reads it again, so a layout whose image changed makes the lock stale.
     """
-    pinned: dict[str, dict[str, Any]] = {}
+    pinned: dict[str, PinnedBase] = {}
     problems: dict[str, str] = {}
     for accel in spec.accelerators:
-        before = recorded.get(accel.name) if isinstance(recorded, dict) else None
-        before = before if isinstance(before, dict) else {}
-        now = describe_base(accel.base)
-        if now != {k: v for k, v in before.items() if k != "digest"}:
-            problems[accel.name] = f"the {accel.name} base changed: {summary(before or None)} -> {summary(now)}"
+        before = recorded.get(accel.name)
+        now: PinnedBase = describe_base(accel.base)
+        if before is None or now != before.described():
+            problems[accel.name] = f"the {accel.name} base changed: {summary(before)} -> {summary(now)}"
             continue
-        if accel.base.image:
-            ref = ImageRef.parse(accel.base.image)
-            now["digest"] = str(ref.digest) if ref.digest else before.get("digest")
-        elif accel.base.oci_layout:
+        if isinstance(now, ImageBase):
+            ref = ImageRef.parse(now.ref)
+            now = replace(now, digest=str(ref.digest) if ref.digest else before.digest)
+        elif isinstance(now, LayoutBase):
             where = f"accelerators.{accel.name}.base"
             try:
-                now["digest"] = layout_digest(spec.root / accel.base.oci_layout, where=where)
+                now = replace(now, digest=layout_digest(spec.root / now.path, where=where))
             except UsageError as exc:
                 problems[accel.name] = exc.message
                 continue
         if now != before:
             problems[accel.name] = (
-                f"the {accel.name} base {summary(now)} is {now.get('digest') or 'not pinned'}, "
-                f"locked as {before.get('digest') or 'not pinned'}"
+                f"the {accel.name} base {summary(now)} is {now.digest or 'not pinned'}, "
+                f"locked as {before.digest or 'not pinned'}"
             )
         pinned[accel.name] = now
     return pinned, problems
 
 
-def summary(base: dict[str, Any] | None) -> str:
+def summary(base: PinnedBase | None) -> str:
     """A pinned or described base in a few words, for messages."""
-    if base is None:
-        return "none"
-    if base.get("kind") == "debian":
-        return f"debian {base.get('suite')} [{', '.join(map(str, base.get('packages') or ()))}]"
-    return f"{base.get('kind')} {base.get('ref') or base.get('path')}"
+    return "none" if base is None else base.summary()
 
 
-def describe_base(base: Base) -> dict[str, Any]:
-    """What the spec says about a base, without any network: kind and reference or recipe."""
+def describe_base(base: Base) -> PinnedBase:
+    """What the spec says about a base, without any network: kind and reference or recipe (no digest yet)."""
     if base.debian:
         recipe = {"suite": base.debian, "packages": sorted(set(base.packages))}
-        return {
-            "kind": "debian",
-            **recipe,
-            "recipe-sha256": hashlib.sha256(canonical_json(recipe).encode()).hexdigest(),
-        }
+        return DebianBase(
+            suite=base.debian,
+            packages=tuple(recipe["packages"]),
+            recipe_sha256=hashlib.sha256(canonical_json(recipe).encode()).hexdigest(),
+        )
     if base.image:
-        return {"kind": "image", "ref": base.image}
-    return {"kind": "oci-layout", "path": base.oci_layout}
+        return ImageBase(ref=base.image)
+    assert base.oci_layout is not None, "the spec parser allows exactly one kind of base"
+    return LayoutBase(path=base.oci_layout)
 
 
 def layout_digest(layout: Path, *, where: str) -> str:

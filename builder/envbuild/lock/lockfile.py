@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from envbuild.errors import StaleLockError, strip_url_credentials
 from envbuild.lock.resolvers.base import Pin, ResolveRequest
@@ -89,6 +89,111 @@ def pins_only(text: str) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DebianBase:
+    """A base envbuild builds with mmdebstrap: a suite and packages, pinned by the digest of that recipe."""
+
+    kind: ClassVar[str] = "debian"
+    suite: str
+    packages: tuple[str, ...]
+    recipe_sha256: str
+
+    @property
+    def digest(self) -> None:
+        """A recipe has no image digest until it is built (the build record holds that)."""
+        return None
+
+    def recipe(self) -> dict[str, Any]:
+        """What the Debian base builder takes: ``{"suite", "packages"}``."""
+        return {"suite": self.suite, "packages": list(self.packages)}
+
+    def described(self) -> DebianBase:
+        """The base as the spec describes it: a recipe is its own pin."""
+        return self
+
+    def summary(self) -> str:
+        """The base in a few words, for messages."""
+        return f"debian {self.suite} [{', '.join(self.packages)}]"
+
+    def to_json(self) -> dict[str, Any]:
+        """The base as envbuild.lock.json records it."""
+        return {
+            "kind": self.kind,
+            "suite": self.suite,
+            "packages": list(self.packages),
+            "recipe-sha256": self.recipe_sha256,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageBase:
+    """A registry image, pinned to the manifest digest its reference pointed at when locked."""
+
+    kind: ClassVar[str] = "image"
+    ref: str
+    digest: str | None = None  # None: described by the spec, not pinned yet
+
+    def described(self) -> ImageBase:
+        """The base as the spec describes it, without the pin."""
+        return replace(self, digest=None)
+
+    def summary(self) -> str:
+        """The base in a few words, for messages."""
+        return f"image {self.ref}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The base as envbuild.lock.json records it."""
+        return {"kind": self.kind, "ref": self.ref, **({"digest": self.digest} if self.digest is not None else {})}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayoutBase:
+    """An image in an OCI layout inside the project, pinned to its manifest digest."""
+
+    kind: ClassVar[str] = "oci-layout"
+    path: str  # relative to the project root, as the spec gives it
+    digest: str | None = None  # None: described by the spec, not pinned yet
+
+    def described(self) -> LayoutBase:
+        """The base as the spec describes it, without the pin."""
+        return replace(self, digest=None)
+
+    def summary(self) -> str:
+        """The base in a few words, for messages."""
+        return f"oci-layout {self.path}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The base as envbuild.lock.json records it."""
+        return {"kind": self.kind, "path": self.path, **({"digest": self.digest} if self.digest is not None else {})}
+
+
+PinnedBase = DebianBase | ImageBase | LayoutBase
+
+
+def base_from_json(value: Any, where: str) -> PinnedBase:
+    """A recorded base; a TypeError naming ``where`` when a field is missing or not a string."""
+    kind = _typed(value, dict, where).get("kind")
+    if kind == "debian":
+        packages = _typed(value.get("packages"), list, f"{where}.packages")
+        if not all(isinstance(p, str) for p in packages):
+            raise TypeError(f"{where}.packages holds a value that is not a string")
+        return DebianBase(
+            suite=_field(value, "suite", where),
+            packages=tuple(packages),
+            recipe_sha256=_field(value, "recipe-sha256", where),
+        )
+    if kind == "image":
+        return ImageBase(ref=_field(value, "ref", where), digest=_field(value, "digest", where))
+    if kind == "oci-layout":
+        return LayoutBase(path=_field(value, "path", where), digest=_field(value, "digest", where))
+    raise TypeError(f"{where}.kind is {kind!r}, not one of debian, image, oci-layout")
+
+
+def _field(value: dict[str, Any], key: str, where: str) -> str:
+    text: str = _typed(value.get(key), str, f"{where}.{key}")
+    return text
+
+
+@dataclass(frozen=True, kw_only=True)
 class LockEntry:
     """What the metadata records about one lockfile."""
 
@@ -127,7 +232,7 @@ class LockSet:
     exclude_newer: str
     index_url: str | None
     indexes: list[dict[str, Any]]
-    bases: dict[str, dict[str, Any]]
+    bases: dict[str, PinnedBase]  # by accelerator
     entries: tuple[LockEntry, ...] = field(default_factory=tuple)
     tools: tuple[LockEntry, ...] = field(default_factory=tuple)  # uv, installed by the builder stage
 
@@ -151,7 +256,7 @@ class LockSet:
                 "exclude-newer": self.exclude_newer,
                 "index-url": self.index_url,
                 "indexes": self.indexes,
-                "bases": self.bases,
+                "bases": {name: base.to_json() for name, base in self.bases.items()},
                 "locks": {e.name: e.to_json() for e in self.entries},
                 "tools": {e.name: e.to_json() for e in self.tools},
             }
@@ -191,7 +296,7 @@ class LockSet:
                 exclude_newer=_typed(data["exclude-newer"], str, "exclude-newer"),
                 index_url=None if index_url is None else _typed(index_url, str, "index-url"),
                 indexes=[_typed(i, dict, "indexes[]") for i in _typed(data["indexes"], list, "indexes")],
-                bases={k: _base_pin(v, f"bases.{k}") for k, v in _table_of_tables(data["bases"], "bases").items()},
+                bases={k: base_from_json(v, f"bases.{k}") for k, v in _table_of_tables(data["bases"], "bases").items()},
                 entries=entries_of(data["locks"], "locks"),
                 tools=entries_of(data.get("tools", {}), "tools"),
             )
@@ -212,21 +317,6 @@ def _table_of_tables(value: Any, where: str) -> dict[str, dict[str, Any]]:
     for key, item in _typed(value, dict, where).items():
         _typed(item, dict, f"{where}.{key}")
     return dict(value)
-
-
-# What each kind of pinned base must carry, as strings (debian's packages: a list of them).
-_BASE_FIELDS = {"debian": ("suite", "recipe-sha256"), "image": ("ref", "digest"), "oci-layout": ("path", "digest")}
-
-
-def _base_pin(value: dict[str, Any], where: str) -> dict[str, Any]:
-    kind = value.get("kind")
-    if not isinstance(kind, str) or kind not in _BASE_FIELDS:
-        raise TypeError(f"{where}.kind is {kind!r}, not one of {', '.join(_BASE_FIELDS)}")
-    for key in _BASE_FIELDS[kind]:
-        _typed(value.get(key), str, f"{where}.{key}")
-    if kind == "debian" and not all(isinstance(p, str) for p in _typed(value.get("packages"), list, where)):
-        raise TypeError(f"{where}.packages holds a value that is not a string")
-    return value
 
 
 def _inputs(value: Any, where: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from envbuild.lock.lockfile import (
     META_FILE,
     LockEntry,
     LockSet,
+    PinnedBase,
     canonical_json,
     read_lockset,
     request_inputs,
@@ -140,7 +141,7 @@ def _rewrites(
     pins: dict[str, tuple[Pin, ...]],
     tool_pins: dict[str, tuple[Pin, ...]],
     *,
-    bases: dict[str, dict[str, Any]],
+    bases: dict[str, PinnedBase],
     uv_version: str,
 ) -> list[Staleness]:
     """The files a new lock would still write when every input matches: what it would write from the

@@ -22,6 +22,7 @@ import pytest
 
 from envbuild.errors import EnvbuildError
 from envbuild.image import build as image
+from envbuild.lock.lockfile import ImageBase
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import ImageRef
 from envbuild.registry.client import RegistryClient
@@ -274,7 +275,7 @@ def test_a_pull_of_the_base_killed_half_way_is_finished_by_the_next_run(
     killed = Layout.create(tmp_path / "cache" / "pulled" / pushed.digest.hex)  # as pull_image starts
     shutil.copy(source.blob_path(source.layers[0]), killed.path / "blobs" / "sha256")  # one blob made it
 
-    pinned = {"kind": "image", "ref": str(ref), "digest": str(pushed.digest)}
+    pinned = ImageBase(ref=str(ref), digest=str(pushed.digest))
     base, _name = image.base_image(
         # Of the spec, the lock and the target, what base_image reads.
         SimpleNamespace(name="demo"),

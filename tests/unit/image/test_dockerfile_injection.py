@@ -22,7 +22,7 @@ from test_render import FIXTURE, GOLDEN, VARIANTS, args_of, hadolint, instructio
 
 from envbuild.errors import SpecError, UsageError
 from envbuild.image.render import render
-from envbuild.lock.lockfile import read_lockset
+from envbuild.lock.lockfile import ImageBase, read_lockset
 from envbuild.lock.spec import load_spec
 from support.paths import REPO
 
@@ -255,9 +255,7 @@ def test_render_refuses_a_tampered_base_reference(project: Path) -> None:
     spec = load_spec(project)
     lockset = read_lockset(project)
     assert lockset is not None
-    gpu = {**lockset.bases["gpu"], "ref": "registry.example/evil:1" + INJECTED}
-    gpu.pop("digest", None)
-    gpu["digest"] = "sha256:" + "0" * 64 + INJECTED
+    gpu = ImageBase(ref="registry.example/evil:1" + INJECTED, digest="sha256:" + "0" * 64 + INJECTED)
     tampered = dataclasses.replace(lockset, bases={**lockset.bases, "gpu": gpu})
     with pytest.raises(UsageError, match="base reference"):
         render(spec, tampered)

@@ -28,7 +28,7 @@ import pytest
 from conftest import CliResult
 from envbuild.errors import StaleLockError, UsageError
 from envbuild.image.render import Rendered, base_reference, render
-from envbuild.lock.lockfile import LockSet, read_lockset
+from envbuild.lock.lockfile import ImageBase, LockSet, base_from_json, read_lockset
 from envbuild.lock.spec import Spec, load_spec
 from support.golden import check_or_update, golden_files
 from support.paths import ASSETS, REPO
@@ -164,9 +164,11 @@ def test_render_has_no_host_paths(tmp_path: Path) -> None:
 )
 def test_base_reference(base: dict[str, Any], expected: str) -> None:
     """Registry bases are used by digest; built and layout bases by a content-named local tag."""
-    assert base_reference("render-fixture", "gpu", base) == expected
+    pinned = base_from_json(base, "bases.gpu")  # as envbuild.lock.json records it
+    assert pinned.to_json() == base
+    assert base_reference("render-fixture", "gpu", pinned) == expected
     spec, lockset = load(FIXTURE)
-    text = dockerfile(render(spec, dataclasses.replace(lockset, bases={**lockset.bases, "gpu": base})), "gpu-infer")
+    text = dockerfile(render(spec, dataclasses.replace(lockset, bases={**lockset.bases, "gpu": pinned})), "gpu-infer")
     assert args_of(text, "FROM") == [f"{expected} AS builder", expected]
 
 
@@ -282,7 +284,7 @@ def test_variant_missing_from_lock_is_stale_lock_error() -> None:
 def test_base_missing_from_lock_is_stale_lock_error() -> None:
     """An accelerator whose base the lock does not pin: a StaleLockError naming it."""
     spec, lockset = load(FIXTURE)
-    unpinned = {**lockset.bases, "gpu": {"kind": "image", "ref": "registry.example:5000/ml/python-cuda:3.11-cuda12"}}
+    unpinned = {**lockset.bases, "gpu": ImageBase(ref="registry.example:5000/ml/python-cuda:3.11-cuda12")}
     with pytest.raises(StaleLockError, match="gpu base") as info:
         render(spec, dataclasses.replace(lockset, bases=unpinned))
     assert info.value.hint and "envbuild lock" in info.value.hint

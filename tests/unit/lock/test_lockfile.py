@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 
 from envbuild.errors import ResolutionError, StaleLockError
-from envbuild.lock.lockfile import LockEntry, LockSet, pins_only, render_lockfile
+from envbuild.lock.lockfile import (
+    DebianBase,
+    ImageBase,
+    LayoutBase,
+    LockEntry,
+    LockSet,
+    PinnedBase,
+    base_from_json,
+    pins_only,
+    render_lockfile,
+)
 from envbuild.lock.resolvers.base import Pin, ResolveRequest, parse_requirements
 from envbuild.lock.spec import Index
+from support.paths import REPO
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "unit"
 
@@ -244,7 +257,7 @@ def lockset() -> LockSet:
         exclude_newer="2026-11-01T00:00:00Z",
         index_url=None,
         indexes=[],
-        bases={"cpu": {"kind": "debian", "suite": "bookworm", "packages": ["python3"], "recipe-sha256": "ab" * 32}},
+        bases={"cpu": DebianBase(suite="bookworm", packages=("python3",), recipe_sha256="ab" * 32)},
         entries=(entry, other),
     )
 
@@ -288,3 +301,58 @@ def test_lockset_future_schema_says_which(tmp_path: Path) -> None:
     """A schema mismatch says which schema was found."""
     with pytest.raises(StaleLockError, match="schema 2, expected 1"):
         LockSet.from_json('{"schema": 2}', source=tmp_path / "m.json")
+
+
+# ---------------------------------------------------------------------------
+# pinned bases: typed values that write envbuild.lock.json's bytes
+
+
+def test_the_committed_metadata_reads_as_typed_bases_and_writes_back_byte_for_byte() -> None:
+    source = REPO / "lockfiles" / "envbuild.lock.json"
+    text = source.read_text(encoding="utf-8")
+    lockset = LockSet.from_json(text, source=source)
+    assert set(lockset.bases) == {"cpu", "gpu"}
+    cpu = lockset.bases["cpu"]
+    assert isinstance(cpu, DebianBase) and cpu.suite == "bookworm" and "python3" in cpu.packages
+    assert lockset.to_json() == text
+
+
+@pytest.mark.parametrize(
+    ("recorded", "pinned"),
+    [
+        (
+            {"kind": "image", "ref": "registry.example/ml/py:3.11", "digest": H3},
+            ImageBase(ref="registry.example/ml/py:3.11", digest=H3),
+        ),
+        ({"kind": "oci-layout", "path": "bases/one", "digest": H3}, LayoutBase(path="bases/one", digest=H3)),
+        (
+            {"kind": "debian", "suite": "bookworm", "packages": ["a", "b"], "recipe-sha256": "ab" * 32},
+            DebianBase(suite="bookworm", packages=("a", "b"), recipe_sha256="ab" * 32),
+        ),
+    ],
+)
+def test_each_kind_of_base_reads_and_writes_its_json(recorded: dict[str, object], pinned: PinnedBase) -> None:
+    assert base_from_json(recorded, "bases.cpu") == pinned
+    assert pinned.to_json() == recorded
+    described = pinned.described()  # what the spec says, before any digest
+    assert described.digest is None and "digest" not in described.to_json()
+
+
+@pytest.mark.parametrize(
+    ("recorded", "problem"),
+    [
+        ({"kind": "docker", "ref": "x"}, "bases.cpu.kind is 'docker', not one of debian, image, oci-layout"),
+        ({"kind": "image", "ref": "x"}, "bases.cpu.digest is a NoneType, not a str"),
+        ({"kind": "oci-layout", "path": 3, "digest": H3}, "bases.cpu.path is a int, not a str"),
+        ({"kind": "debian", "suite": "b", "recipe-sha256": "ab"}, "bases.cpu.packages is a NoneType, not a list"),
+        ({"kind": "debian", "suite": "b", "packages": [1], "recipe-sha256": "ab"}, "bases.cpu.packages holds a value"),
+    ],
+)
+def test_a_damaged_base_is_a_stale_lock_naming_the_field(
+    tmp_path: Path, recorded: dict[str, object], problem: str
+) -> None:
+    source = REPO / "lockfiles" / "envbuild.lock.json"
+    data = json.loads(source.read_text(encoding="utf-8"))
+    data["bases"]["cpu"] = recorded
+    with pytest.raises(StaleLockError, match=re.escape(problem)):
+        LockSet.from_json(json.dumps(data), source=tmp_path / "envbuild.lock.json")
