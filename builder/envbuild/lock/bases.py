@@ -53,7 +53,7 @@ def pin_base(base: Base, root: Path, *, where: str, registry: RegistryOptions | 
             from envbuild.registry.client import RegistryClient  # only bases given by tag need the network
 
             try:
-                digest = RegistryClient(ref.registry, registry).resolve(ref.repository, ref.reference)
+                digest = RegistryClient.for_ref(ref, registry).resolve(ref.repository, ref.reference)
             except EnvbuildError as exc:
                 exc.message = f"{where}: cannot pin {base.image} to a digest: {exc.message}"
                 raise

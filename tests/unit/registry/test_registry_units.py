@@ -647,6 +647,20 @@ def test_client_default_https(docker_config: Path) -> None:
     assert client.url("/v2/") == "https://reg.example/v2/"
 
 
+def test_clients_one_per_host(docker_config: Path) -> None:
+    """RegistryOptions.clients() gives each host one client, made with these options; for_ref names the host."""
+    options = RegistryOptions(insecure=True, retries=1)
+    client_for = options.clients()
+    first = client_for(ImageRef.parse("127.0.0.1:5000/team/app:v1"))
+    assert client_for(ImageRef.parse("127.0.0.1:5000/other/repo@sha256:" + "0" * 64)) is first
+    other = client_for(ImageRef.parse("localhost:5001/team/app"))
+    assert other is not first
+    assert (first.host, other.host) == ("127.0.0.1:5000", "localhost:5001")
+    assert first.options is options and first.base == "http://127.0.0.1:5000"
+    assert options.clients()(ImageRef.parse("127.0.0.1:5000/team/app")) is not first  # a new cache each call
+    assert RegistryClient.for_ref(ImageRef.parse("reg.example/team/app")).base == "https://reg.example"
+
+
 def test_client_insecure_non_loopback_warns(caplog: pytest.LogCaptureFixture) -> None:
     """Plain HTTP to a non-loopback host is allowed, with a warning."""
     with caplog.at_level(logging.WARNING, logger="envbuild.registry.client"):
