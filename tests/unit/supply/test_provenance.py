@@ -163,3 +163,21 @@ def test_provenance_without_a_commit_is_rebuilt_only_from_a_worktree() -> None:
         _recorded_commit(recorded, Digest.parse(DIGEST))
     assert raised.value.hint is not None and "--worktree" in raised.value.hint
     assert _recorded_commit(recorded_build(json.loads(make())["predicate"]), Digest.parse(DIGEST)) == "c0ffee"
+
+
+def test_a_rebuild_names_the_inputs_it_got_otherwise() -> None:
+    recorded = recorded_build(json.loads(make())["predicate"])
+    data = record()
+    data["wheels"][0]["sha256"] = "00" * 32
+    data["wheels"].append({**data["wheels"][1], "filename": "c-3.whl"})
+    data["tools"] = []
+    data["builder"] = {"name": "buildah", "version": "1.39.0"}
+    data["spec_sha256"] = "aa" * 32
+    rebuilt = recorded_build(json.loads(make(data))["predicate"])
+    assert [(c.name, c.recorded, c.rebuilt) for c in recorded.changes(rebuilt)] == [
+        ("spec", "99" * 32, "aa" * 32),
+        ("wheel added", "-", "c-3.whl"),
+        ("wheel b-2.whl", "66" * 32, "00" * 32),
+        ("tool removed", "uv-1.whl", "-"),
+        ("builder", '{"name": "buildah", "version": "1.28.2"}', '{"name": "buildah", "version": "1.39.0"}'),
+    ]
