@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Literal
 
 import click
 from rich.markup import escape
@@ -197,12 +196,7 @@ def dockerfile_command(
 
 
 @cli.command("image")
-@click.option(
-    "--variant", "variants", multiple=True, metavar="NAME", help="Build this variant (repeatable), e.g. gpu-infer."
-)
-@click.option("--gpu", is_flag=True, help="The GPU variants instead of the CPU ones.")
-@click.option("--role", type=click.Choice(["train", "infer"]), help="Only this role.")
-@click.option("--all", "all_variants", is_flag=True, help="Every variant.")
+@options.variant_options
 @click.option(
     "--builder",
     type=click.Choice(["buildah", "docker"]),
@@ -237,10 +231,7 @@ def dockerfile_command(
 @pass_ctx
 def image_command(
     ctx: Context,
-    variants: tuple[str, ...],
-    gpu: bool,
-    role: Literal["train", "infer"] | None,
-    all_variants: bool,
+    variants: options.VariantChoice,
     builder: str,
     source_date_epoch: int | None,
     push_to: str | None,
@@ -254,25 +245,16 @@ def image_command(
     """Build the images (CPU by default) reproducibly; print each manifest digest."""
     from envbuild.image.build import ImageOptions, build_images
     from envbuild.lock.spec import load_spec
-    from envbuild.lock.variants import select
     from envbuild.supply.release import release
 
     if not sign and signing.given:
         raise UsageError("--key, --keyless and --identity-token sign: they need --sign", hint="add --sign")
-    if variants and (gpu or role or all_variants):
-        raise UsageError(
-            "--variant names the variants: --gpu, --role and --all choose them instead",
-            hint="pass --variant NAME, or --gpu / --role / --all",
-        )
     # The signer is checked before the build: a wrong key password should not cost a build.
     signer = signing.signer() if sign else None
     target = ImageRef.parse(push_to) if push_to else None  # a bad reference should not cost a build either
     spec = load_spec(ctx.directory)
-    chosen = select(spec, variants) if variants else select(
-        spec, accelerator="all" if all_variants else "gpu" if gpu else "cpu", role=role
-    )  # fmt: skip
     settings = ImageOptions(
-        variants=chosen, builder=builder, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty,
+        variants=variants.select(spec), builder=builder, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty,
         registry=registry,
     )  # fmt: skip
     with progress(ctx) as report:

@@ -10,9 +10,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
+from envbuild.errors import UsageError
 from envbuild.registry.options import RegistryOptions
 
 if TYPE_CHECKING:
+    from envbuild.lock.spec import Role, Spec
+    from envbuild.lock.variants import Variant
     from envbuild.supply.signing.signer import Signer
     from envbuild.supply.verify import Policy
 
@@ -32,6 +35,52 @@ ca_file = click.option(
     show_envvar=True,
     help="Trust this CA certificate (PEM) for the registry's TLS.",
 )
+variant_names = click.option(
+    "--variant", "variants", multiple=True, metavar="NAME", help="Build this variant (repeatable), e.g. gpu-infer."
+)
+gpu = click.option("--gpu", is_flag=True, help="The GPU variants instead of the CPU ones.")
+role = click.option("--role", type=click.Choice(["train", "infer"]), help="Only this role.")
+all_variants = click.option("--all", "all_variants", is_flag=True, help="Every variant.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VariantChoice:
+    """Which variants the command line asks for: names (--variant), or filters (--gpu, --role, --all)."""
+
+    names: tuple[str, ...] = ()
+    gpu: bool = False
+    role: Role | None = None
+    all: bool = False
+
+    def __post_init__(self) -> None:
+        if self.names and (self.gpu or self.role or self.all):
+            raise UsageError(
+                "--variant names the variants: --gpu, --role and --all choose them instead",
+                hint="pass --variant NAME, or --gpu / --role / --all",
+            )
+
+    def select(self, spec: Spec) -> tuple[Variant, ...]:
+        """The chosen variants of ``spec`` (the CPU ones when nothing is asked); none is exit 2."""
+        from envbuild.lock.variants import select
+
+        if self.names:
+            return select(spec, self.names)
+        return select(spec, accelerator="all" if self.all else "gpu" if self.gpu else "cpu", role=self.role)
+
+
+def variant_options(command: F) -> F:
+    """--variant, --gpu, --role and --all, given to the command as ``variants: VariantChoice``."""
+
+    @functools.wraps(command)
+    def with_variants(
+        *args: Any, variants: tuple[str, ...], gpu: bool, role: Role | None, all_variants: bool, **kwargs: Any
+    ) -> Any:
+        choice = VariantChoice(names=variants, gpu=gpu, role=role, all=all_variants)
+        return command(*args, variants=choice, **kwargs)
+
+    return variant_names(gpu(role(all_variants(cast(F, with_variants)))))
+
+
 # SOURCE_DATE_EPOCH becomes every file's mtime and the image's created time: tar and OCI need
 # 0 <= epoch < 2**32 here, and a value outside failed only deep inside buildah.
 EPOCH = click.IntRange(0, 2**32 - 1)
