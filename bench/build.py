@@ -40,24 +40,21 @@ import re
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 import tomllib
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchlib import BIN, REPO, envbuild_env, log, pip_env, run, timed
 from envbuild.image.fetch import cache_dir
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 VARIANT = "cpu-infer"
 # What envbuild reads to build cpu-infer; copied from the working tree when it differs from HEAD.
 INPUTS = ("envbuild.toml", "lockfiles", "images", "demo")
@@ -72,56 +69,6 @@ _DIST_INFO = re.compile(r"opt/venv/lib/python[0-9.]+/site-packages/([^/]+)\.dist
 
 ENVBUILD = "envbuild image (multi-stage, locked, offline)"
 NAIVE = "naive Dockerfile (single stage, pip at build time)"
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-
-def run(args: Sequence[str | Path], *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> str:
-    """Run one command and return its stdout; on failure, exit with its stderr so a broken row is never timed."""
-    argv = [str(a) for a in args]
-    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        sys.exit(f"bench: command failed ({done.returncode}): {' '.join(argv)}\n{done.stderr[-4000:]}")
-    return done.stdout
-
-
-def log(message: str) -> None:
-    """One progress line on stderr."""
-    print(message, file=sys.stderr, flush=True)
-
-
-def envbuild_env(pycache: Path) -> dict[str, str]:
-    """The environment for envbuild: no ENVBUILD_* settings but the cache's place, and a bytecode cache.
-
-    As in bench/push.py: without ENVBUILD_* a developer's settings cannot move the
-    figures, and a private bytecode cache (filled by run 0) spares every run the
-    ~0.2 s of compiling envbuild and its dependencies that an installed envbuild
-    does not pay. ENVBUILD_CACHE_DIR stays, because that is where the warm base and
-    wheels are. SOURCE_DATE_EPOCH goes: envbuild is to date the image from git.
-    """
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if (not k.startswith("ENVBUILD_") or k == "ENVBUILD_CACHE_DIR")
-        and k not in ("PYTHONDONTWRITEBYTECODE", "SOURCE_DATE_EPOCH")
-    }
-    env["PYTHONPYCACHEPREFIX"] = str(pycache)
-    return env
-
-
-def pip_env() -> dict[str, str]:
-    """The environment, isolated from the pip configuration (extra indexes, find-links) here."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k == "PIP_CERT"}
-    env["PIP_CONFIG_FILE"] = os.devnull
-    return env
-
-
-def timed(action: Any) -> tuple[float, Any]:
-    """Wall-clock seconds ``action()`` takes, and what it returned."""
-    start = time.perf_counter()
-    result = action()
-    return time.perf_counter() - start, result
 
 
 # -- the image on disk -------------------------------------------------------------------------
@@ -551,7 +498,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="envbuild-bench-build-") as tmp:
         work = Path(tmp)
         root = copy_repo(work)
-        envbuild = Envbuild(root=root, env=envbuild_env(work / "pycache"))
+        # The warm bases and wheels stay (ENVBUILD_CACHE_DIR); SOURCE_DATE_EPOCH goes: envbuild dates images from git.
+        env = envbuild_env(work / "pycache", keep_cache=True)
+        env.pop("SOURCE_DATE_EPOCH", None)
+        envbuild = Envbuild(root=root, env=env)
         # The base's name and layout come from envbuild's first build, so run 0 happens here.
         log("run 0 (untimed): envbuild, to learn the base and warm envbuild's caches")
         seconds, first, _ = build_once(envbuild, clean=True, list_packages=True)

@@ -17,18 +17,14 @@ import argparse
 import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from benchlib import BIN, REPO, Timings, log, pip_env, run, timed, timing_table
+
 VARIANTS = ("cpu-train", "cpu-infer", "gpu-train", "gpu-infer")
 LARGEST = "gpu-train"
 # pip-compile's own cache, fixed so the warm-up run fills it for the timed runs.
@@ -40,30 +36,6 @@ ENVBUILD_FULL = "envbuild lock, 4 variants (full resolve)"
 ENVBUILD_RELOCK = "envbuild lock, 4 variants (no change)"
 RAW_UV = f"uv pip compile, {LARGEST} only"
 PIP_COMPILE = "pip-compile, 4 variants in sequence"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Row:
-    """The timings of one benchmarked command."""
-
-    name: str
-    times: tuple[float, ...]
-
-    @property
-    def median(self) -> float:
-        """Median wall-clock seconds."""
-        return statistics.median(self.times)
-
-    def summary(self) -> dict[str, Any]:
-        """The row as JSON-ready figures."""
-        return {
-            "name": self.name,
-            "median": self.median,
-            "min": min(self.times),
-            "max": max(self.times),
-            "runs": len(self.times),
-            "times": list(self.times),
-        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,22 +56,6 @@ class Inputs:
     python: str
     wheel_platform: str
     exclude_newer: str
-
-
-def run(args: Sequence[str | Path], *, cwd: Path, env: Mapping[str, str] | None = None) -> None:
-    """Run one command; on failure, exit with its stderr so a broken row is never timed."""
-    argv = [str(a) for a in args]
-    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        command = " ".join(argv)
-        sys.exit(f"bench: command failed ({done.returncode}): {command}\n{done.stderr[-4000:]}")
-
-
-def timed(action: Callable[[], None]) -> float:
-    """Wall-clock seconds ``action`` takes."""
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
 
 
 def copy_demo(dest: Path) -> Path:
@@ -160,13 +116,6 @@ def raw_uv(work: Path, inputs: Inputs) -> None:
     run(args, cwd=work, env=uv_env())
 
 
-def pip_env() -> dict[str, str]:
-    """The environment, isolated from the pip configuration (extra indexes, constraints) here."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k == "PIP_CERT"}
-    env["PIP_CONFIG_FILE"] = os.devnull
-    return env
-
-
 def pip_compile_all(work: Path, inputs: dict[str, Inputs]) -> None:
     """pip-compile every variant, one after another, each into a fresh output file."""
     env = pip_env()
@@ -187,24 +136,24 @@ def pip_compile_all(work: Path, inputs: dict[str, Inputs]) -> None:
         run(args, cwd=variant, env=env)
 
 
-def measure(actions: dict[str, Callable[[], None]], runs: int) -> list[Row]:
+def measure(actions: dict[str, Callable[[], None]], runs: int) -> list[Timings]:
     """Warm each action up once, then time them in turn ``runs`` times.
 
     Interleaving the rows, rather than timing each row's runs back to back, makes
     drift in network latency or machine load hit every row alike.
     """
     for name, action in actions.items():
-        print(f"warm-up: {name}", file=sys.stderr, flush=True)
+        log(f"warm-up: {name}")
         action()
     times: dict[str, list[float]] = {name: [] for name in actions}
     for i in range(runs):
         for name, action in actions.items():
-            times[name].append(timed(action))
-            print(f"run {i + 1}/{runs}: {name}: {times[name][-1]:.2f} s", file=sys.stderr, flush=True)
-    return [Row(name=name, times=tuple(t)) for name, t in times.items()]
+            times[name].append(timed(action)[0])
+            log(f"run {i + 1}/{runs}: {name}: {times[name][-1]:.2f} s")
+    return [Timings(name=name, times=tuple(t)) for name, t in times.items()]
 
 
-def ratios(rows: dict[str, Row]) -> list[Ratio]:
+def ratios(rows: dict[str, Timings]) -> list[Ratio]:
     """The two goals: envbuild near raw uv, and far ahead of pip-compile."""
     envbuild = rows[ENVBUILD_FULL].median
     out = []
@@ -223,14 +172,9 @@ def ratios(rows: dict[str, Row]) -> list[Ratio]:
     return out
 
 
-def table(rows: list[Row], goals: list[Ratio]) -> str:
+def table(rows: list[Timings], goals: list[Ratio]) -> str:
     """The figures as a plain-text table."""
-    width = max(len(r.name) for r in rows)
-    lines = [f"{'row':<{width}}  {'median s':>9}  {'min':>7}  {'max':>7}  {'runs':>4}"]
-    lines += [
-        f"{r.name:<{width}}  {r.median:>9.2f}  {min(r.times):>7.2f}  {max(r.times):>7.2f}  {len(r.times):>4}"
-        for r in rows
-    ]
+    lines = timing_table(rows)
     lines.append("")
     lines += [f"{g.name:<34} {g.value:>7.2f}  (goal {g.goal})  {'PASS' if g.passed else 'FAIL'}" for g in goals]
     if not any(g.name.startswith("pip-compile") for g in goals):
@@ -252,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         root = copy_demo(Path(tmp))
         # The first lock also tells the other rows what to resolve: the exact
         # requirements and cutoff envbuild derived from the spec.
-        print("initial lock of the demo copy", file=sys.stderr, flush=True)
+        log("initial lock of the demo copy")
         envbuild_lock(root, fresh=True)
         inputs = read_inputs(root)
         uv_work = Path(tmp) / "uv"

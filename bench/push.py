@@ -20,7 +20,7 @@ again to the same one (warm: nothing to upload). Every row gets one untimed
 warm-up first; the rows are then timed in turn, ``--runs`` times, and each row
 reports the median, min and max wall-clock seconds, and the HTTP requests
 each push made (from the registry's access log). envbuild runs with a private
-bytecode cache, filled by the warm-up (see envbuild_env). Progress goes to stderr,
+bytecode cache, filled by the warm-up (see benchlib.envbuild_env). Progress goes to stderr,
 the table (or the JSON) to stdout. Exit status 1 when a pushed digest is not
 the layout's manifest digest (the comparison would then be meaningless), else
 0. See bench/README.md for what each row measures.
@@ -37,25 +37,24 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from benchlib import BIN, REPO, Timings, envbuild_env, log, pip_env, run, timed, timing_header
+
 # The registry fixture of the integration tests: the same real registry they push to.
 sys.path.insert(0, str(REPO / "tests"))
 
-from envbuild.oci.layout import Descriptor, Layout  # noqa: E402
-from envbuild.oci.ref import Digest  # noqa: E402
-from support.registry import Registry, run_registry  # noqa: E402
+from envbuild.oci.layout import Descriptor, Layout
+from envbuild.oci.ref import Digest
+from support.registry import Registry, run_registry
 
 LOCKFILE = REPO / "lockfiles" / "cpu-infer.txt"
 APP = REPO / "demo" / "iris_demo"
@@ -136,13 +135,6 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self.out.flush()
-
-
-def pip_env() -> dict[str, str]:
-    """The environment, isolated from the pip configuration (extra indexes, find-links) here."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k == "PIP_CERT"}
-    env["PIP_CONFIG_FILE"] = os.devnull
-    return env
 
 
 def install_packages(target: Path) -> None:
@@ -230,12 +222,12 @@ def _canonical(value: dict[str, Any]) -> bytes:
 def build_image(work: Path) -> Image:
     """Build the stand-in cpu-infer image into an OCI layout under ``work``."""
     site = work / "site-packages"
-    print("installing the cpu-infer packages (pip)", file=sys.stderr, flush=True)
+    log("installing the cpu-infer packages (pip)")
     install_packages(site)
     layout = Layout.create(work / "layout")
     layers = []
     for source, prefix in ((site, SITE_PACKAGES), (APP, "app/iris_demo")):
-        print(f"writing layer /{prefix}", file=sys.stderr, flush=True)
+        log(f"writing layer /{prefix}")
         tar_path = work / "layer.tar"
         write_tar(source, prefix, tar_path)
         layers.append(write_layer(layout, tar_path))
@@ -307,30 +299,6 @@ def image_from_layout(path: Path) -> Image:
 # -- the pushes ------------------------------------------------------------------------------
 
 
-def run(args: Sequence[str | Path], *, env: Mapping[str, str] | None = None) -> str:
-    """Run one command and return its stdout; on failure, exit with its stderr so a broken row is never timed."""
-    argv = [str(a) for a in args]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
-        sys.exit(f"bench: command failed ({done.returncode}): {' '.join(argv)}\n{done.stderr[-4000:]}")
-    return done.stdout
-
-
-def envbuild_env(pycache: Path) -> dict[str, str]:
-    """The environment for envbuild: no ENVBUILD_* settings, and a bytecode cache in ``pycache``.
-
-    Without ENVBUILD_* a developer's ENVBUILD_JOBS cannot move the figures. The
-    bytecode cache: the dev venv holds no .pyc files (uv does not compile at
-    install), and with PYTHONDONTWRITEBYTECODE=1 in the environment (common in
-    containers and CI) every run would compile envbuild, click, rich and requests
-    from source again, about 0.2 s per run. An installed envbuild has its .pyc
-    files, so the warm-up run fills a private cache and the timed runs use it.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVBUILD_") and k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(pycache)
-    return env
-
-
 def skopeo_env(cache: Path) -> dict[str, str]:
     """The environment for skopeo, with a blob-info cache of its own in ``cache``.
 
@@ -391,17 +359,10 @@ class Pusher:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Row:
+class Row(Timings):
     """The timings of one benchmarked command, and the HTTP requests it made to the registry."""
 
-    name: str
-    times: tuple[float, ...]
     requests: tuple[Counter[str], ...]  # per run: method -> count, plus "mount" and "blob upload"
-
-    @property
-    def median(self) -> float:
-        """Median wall-clock seconds."""
-        return statistics.median(self.times)
 
     def median_requests(self, kind: str | None = None) -> float:
         """Median number of requests of ``kind`` (a method, "mount", "blob upload"; None: all)."""
@@ -410,15 +371,7 @@ class Row:
 
     def summary(self) -> dict[str, Any]:
         """The row as JSON-ready figures."""
-        return {
-            "name": self.name,
-            "median": self.median,
-            "min": min(self.times),
-            "max": max(self.times),
-            "runs": len(self.times),
-            "times": list(self.times),
-            "requests": [dict(sorted(c.items())) for c in self.requests],
-        }
+        return {**super().summary(), "requests": [dict(sorted(c.items())) for c in self.requests]}
 
 
 class AccessLog:
@@ -446,34 +399,27 @@ class AccessLog:
         return counts
 
 
-def timed(action: Callable[[], None]) -> float:
-    """Wall-clock seconds ``action`` takes."""
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
-
-
-def measure(actions: dict[str, Callable[[int], None]], runs: int, log: AccessLog) -> list[Row]:
+def measure(actions: dict[str, Callable[[int], None]], runs: int, access: AccessLog) -> list[Row]:
     """Warm each action up once (run 0), then time them in turn for runs 1..``runs``.
 
     Interleaving the rows makes drift in machine load hit every row alike. Each
     action gets the run number, which picks the repository it pushes to.
     """
     for name, action in actions.items():
-        print(f"warm-up: {name}", file=sys.stderr, flush=True)
+        log(f"warm-up: {name}")
         action(0)
     times: dict[str, list[float]] = {name: [] for name in actions}
     slices: dict[str, list[tuple[int, int]]] = {name: [] for name in actions}
     for i in range(1, runs + 1):
         for name, action in actions.items():
-            start = log.offset()
-            times[name].append(timed(functools.partial(action, i)))
+            start = access.offset()
+            times[name].append(timed(functools.partial(action, i))[0])
             # The registry logs a request after answering it: give the last line a moment.
             time.sleep(0.2)
-            slices[name].append((start, log.offset()))
-            print(f"run {i}/{runs}: {name}: {times[name][-1]:.2f} s", file=sys.stderr, flush=True)
+            slices[name].append((start, access.offset()))
+            log(f"run {i}/{runs}: {name}: {times[name][-1]:.2f} s")
     return [
-        Row(name=name, times=tuple(t), requests=tuple(log.count(a, b) for a, b in slices[name]))
+        Row(name=name, times=tuple(t), requests=tuple(access.count(a, b) for a, b in slices[name]))
         for name, t in times.items()
     ]
 
@@ -505,15 +451,12 @@ def table(image: Image, rows: list[Row], digests: list[tuple[str, str]]) -> str:
     ]
     width = max(len(r.name) for r in rows)
     kinds = ("HEAD", "POST", "PATCH", "PUT", "GET", "blob upload", "mount")
-    lines += [
-        f"{'row':<{width}}  {'median s':>9}  {'min':>7}  {'max':>7}  {'runs':>4}  {'MB/s':>5}  {'requests':>8}  "
-        + "  ".join(kinds)
-    ]
+    lines.append(f"{timing_header(width)}  {'MB/s':>5}  {'requests':>8}  " + "  ".join(kinds))
     for r in rows:
         rate = f"{image.compressed / r.median / 1e6:.0f}" if "cold" in r.name else "-"
         lines.append(
-            f"{r.name:<{width}}  {r.median:>9.2f}  {min(r.times):>7.2f}  {max(r.times):>7.2f}  {len(r.times):>4}"
-            f"  {rate:>5}  {r.median_requests():>8g}  " + "  ".join(f"{r.median_requests(k):>{len(k)}g}" for k in kinds)
+            f"{r.cells(width)}  {rate:>5}  {r.median_requests():>8g}  "
+            + "  ".join(f"{r.median_requests(k):>{len(k)}g}" for k in kinds)
         )
     lines.append("(requests: median HTTP requests per push, from the registry's access log)")
     by_name = {r.name: r for r in rows}
@@ -547,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="envbuild-bench-push-") as tmp:
         work = Path(tmp)
         image = image_from_layout(args.layout) if args.layout else build_image(work)
-        print(f"image: {_mb(image.compressed)} compressed, {image.digest}", file=sys.stderr, flush=True)
+        log(f"image: {_mb(image.compressed)} compressed, {image.digest}")
         with run_registry(work) as registry:
             pusher = Pusher(registry=registry, image=image, work=work)
             actions: dict[str, Callable[[int], None]] = {
@@ -557,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
                 SKOPEO_WARM: pusher.skopeo,
             }
             rows = measure(actions, args.runs, AccessLog(registry.log_file))
-            print("checking digests", file=sys.stderr, flush=True)
+            log("checking digests")
             digests = check_digests(pusher, args.runs)
 
     ok = all(d == str(image.digest) for _, d in digests)

@@ -22,22 +22,20 @@ Every rebuild must be identical (exit status 1 otherwise). It uses envbuild's ca
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "bench"))
+from benchlib import BIN, REPO, envbuild_env, log, run, timed
 
-from push import envbuild_env, run  # noqa: E402
-from support.demo import make_project  # noqa: E402
-from support.registry import run_registry  # noqa: E402
+sys.path.insert(0, str(REPO / "tests"))
+
+from support.demo import make_project
+from support.registry import run_registry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         envbuild = [str(BIN / "python"), "-m", "envbuild", "-C", str(project)]
         with run_registry(work) as registry:
             run([*envbuild, "keygen", "-o", work], env=env)
-            print("building, pushing and signing the demo image", file=sys.stderr, flush=True)
+            log("building, pushing and signing the demo image")
             pushed = json.loads(
                 run(
                     [*envbuild, "--json", "image", "--variant", "cpu-infer", "--push", f"{registry.host}/bench/iris",
@@ -65,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             ref = f"{registry.host}/bench/iris@{digest}"
             trust = ("--key", str(work / "envbuild.pub"), "--insecure")
             archive = work / "iris.vendor.tar"
-            start = time.perf_counter()
-            run([*envbuild, "vendor", ref, "-o", archive, *trust], env=env)
-            vendor_seconds = time.perf_counter() - start
+            vendor_seconds, _ = timed(lambda: run([*envbuild, "vendor", ref, "-o", archive, *trust], env=env))
             layout = project / ".envbuild" / "images" / "cpu-infer"
             image_bytes = sum(p.stat().st_size for p in (layout / "blobs" / "sha256").iterdir())
             archive_bytes = archive.stat().st_size
@@ -87,13 +83,12 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(1, args.runs + 1):
                 for name, command in rows.items():
                     argv_ = command()
-                    start = time.perf_counter()
-                    out = run(argv_, env=env)
-                    times[name].append(time.perf_counter() - start)
+                    took, out = timed(functools.partial(run, argv_, env=env))
+                    times[name].append(took)
                     if "rebuild" in name and json.loads(out)["rebuilt"] != digest:
-                        print(f"bench: {name} was not identical", file=sys.stderr)
+                        log(f"bench: {name} was not identical")
                         return 1
-                    print(f"run {i}/{args.runs}: {name}: {times[name][-1]:.1f} s", file=sys.stderr, flush=True)
+                    log(f"run {i}/{args.runs}: {name}: {times[name][-1]:.1f} s")
     summary = {
         "image_bytes": image_bytes,
         "archive_bytes": archive_bytes,

@@ -19,7 +19,7 @@ from the image's layers). Then, interleaved, ``--runs`` times after one warm-up 
   does, but checks no signature.
 
 cosign is not installable here (its release binaries come from a host this machine does not
-reach), so it is not a row. envbuild runs with a private bytecode cache (see bench/push.py
+reach), so it is not a row. envbuild runs with a private bytecode cache (see bench/benchlib.py
 ``envbuild_env``): an installed envbuild has its .pyc files. Exit status 1 when a verify
 does not pass.
 """
@@ -33,24 +33,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "bench"))
+from benchlib import BIN, REPO, envbuild_env, log, run, timed
 
-from push import envbuild_env, run, skopeo_env  # noqa: E402
-from support.registry import run_registry  # noqa: E402
+sys.path.insert(0, str(REPO / "tests"))
+
+from push import skopeo_env
+from support.registry import run_registry
 
 LAYOUT = REPO / ".envbuild" / "images" / "cpu-infer"
 
 
-def timed(argv: list[str | Path], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    run(argv, env=env)
-    return time.perf_counter() - start
+def run_timed(argv: list[str | Path], env: dict[str, str]) -> float:
+    """Wall-clock seconds one command takes."""
+    return timed(lambda: run(argv, env=env))[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             by_digest = f"{repo}@{pushed['digest']}"  # skopeo takes a tag or a digest, not both
             key = ("--key", str(work / "envbuild.key"), "--insecure")
             once = {
-                "envbuild attest (SBOM + provenance, signed)": timed([*envbuild, "attest", ref, *key], env),
-                "envbuild sign": timed([*envbuild, "sign", ref, *key], env),
+                "envbuild attest (SBOM + provenance, signed)": run_timed([*envbuild, "attest", ref, *key], env),
+                "envbuild sign": run_timed([*envbuild, "sign", ref, *key], env),
             }
             verify = [*envbuild, "-q", "verify", ref, "--key", work / "envbuild.pub", "--insecure"]
             rows = {
@@ -92,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             times: dict[str, list[float]] = {name: [] for name in rows}
             for i in range(args.runs + 1):
                 for name, command in rows.items():
-                    seconds = timed(command(i), s_env if name.startswith("skopeo") else env)
+                    took = run_timed(command(i), s_env if name.startswith("skopeo") else env)
                     if i:  # run 0 warms up
-                        times[name].append(seconds)
-                        print(f"run {i}/{args.runs}: {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
+                        times[name].append(took)
+                        log(f"run {i}/{args.runs}: {name}: {took:.2f} s")
             checked = [*envbuild, "--json", *verify[len(envbuild) + 1 :]]
             report = json.loads(subprocess.run(list(map(str, checked)), env=env, capture_output=True, text=True).stdout)
     size = sum(p.stat().st_size for p in (LAYOUT / "blobs" / "sha256").iterdir())
