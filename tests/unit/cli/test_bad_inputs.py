@@ -23,6 +23,7 @@ import pytest
 from envbuild.supply.signing.keys import generate_keypair, write_keypair
 from support.badinputs import ZERO_DIGEST, Case, clean_environment, run_case
 from support.layouts import make_files_layout, make_layout
+from support.records import record_json
 from support.specs import MINIMAL
 
 NOWHERE = "127.0.0.1:9"  # a closed port: rows that reach the network fail there, never elsewhere
@@ -116,7 +117,7 @@ def local_build(change: str = "") -> object:
         keys(root)
         where = root / ".envbuild" / "images" / "cpu-infer"
         made = make_files_layout(where, [[("app/x.py", b"print(1)\n", 0o644, 0, 0)]], name="cpu-infer")
-        record = {"digest": made.digest, "variant": "cpu-infer", "source_date_epoch": 0}
+        record = record_json(digest=made.digest, variant="cpu-infer", source_date_epoch=0)
         (where / "build.json").write_text(json.dumps(record), encoding="utf-8")
         if change == "manifest-missing":
             made.blob_path(made.digest).unlink()
