@@ -1,6 +1,6 @@
 """Bad inputs that need something live: a real registry, a lying registry, buildah, a real Ctrl-C.
 
-The twin of tests/unit/test_bad_inputs.py, with the same runner (support.badinputs): each row
+The twin of tests/unit/cli/test_bad_inputs.py, with the same runner (support.badinputs): each row
 must end in a clear refusal, never a traceback, the CLI's "internal error" path, or exit 0.
 Responses a real registry cannot be made to give (a malformed referrers index, a tag list that
 is not JSON) come from a tiny HTTP server on 127.0.0.1 that this file starts and stops.

@@ -6,7 +6,7 @@ written into a fresh project, a command line, the exit code (2: bad input, 1: a 
 the words stderr must hold. The runner (support.badinputs) also checks that no row reaches
 the CLI's last-resort "internal error" handler: every cause has its own message and hint.
 Nothing here needs the network; rows that need a registry are in
-tests/integration/test_bad_inputs_registry.py.
+tests/integration/cli/test_bad_inputs_live.py.
 """
 
 # ruff: noqa: E501 (the table keeps one case per line)
@@ -577,7 +577,7 @@ def test_a_report_that_cannot_be_written_keeps_the_rebuilds_verdict(
     """rebuild --report on a disk that fills up meanwhile: the verdict is printed first, then the error.
 
     A real rebuild takes minutes; its result is made here (the rebuild itself is tested in
-    tests/integration/test_rebuild.py), and the report write fails as a full disk would.
+    tests/integration/audit/test_rebuild.py), and the report write fails as a full disk would.
     """
     from envbuild.audit import rebuild as rebuild_module
     from envbuild.cli.main import main

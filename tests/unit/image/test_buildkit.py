@@ -1,7 +1,7 @@
 """The BuildKit recipe's pieces that need no daemon: shell quoting, bad input to normalize and to the options.
 
 The recipe itself, run with a real dockerd and normalised, is tested in
-tests/integration/test_docker_builder.py.
+tests/integration/image/test_docker_builder.py.
 """
 
 from __future__ import annotations
