@@ -51,9 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import BIN, REPO, envbuild_env, log, pip_env, run, timed
-from envbuild.image.fetch import cache_dir
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest
+from envbuild.workspace import default_cache
 
 VARIANT = "cpu-infer"
 # What envbuild reads to build cpu-infer; copied from the working tree when it differs from HEAD.
@@ -212,10 +212,11 @@ class Envbuild:
         dockerfile = (self.root / "images" / f"{VARIANT}.Dockerfile").read_text(encoding="utf-8")
         name = next(line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM "))
         digest = json.loads((self.out / "build.json").read_text(encoding="utf-8"))["base"]["digest"]
-        for candidate in sorted((*cache_dir().glob("bases/*"), *cache_dir().glob("pulled/*"))):
+        cache = default_cache()
+        for candidate in sorted((*cache.glob("bases/*"), *cache.glob("pulled/*"))):
             if (candidate / "index.json").is_file() and str(Layout.open(candidate).select().digest) == digest:
                 return name, candidate
-        sys.exit(f"bench: the base {name} ({digest}) is not in {cache_dir()}")
+        sys.exit(f"bench: the base {name} ({digest}) is not in {cache}")
 
 
 # -- the naive build ---------------------------------------------------------------------------

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +48,7 @@ from envbuild.registry.transfer import pull_image
 from envbuild.scratch import scratch_dir
 from envbuild.supply.provenance import provenance_predicate, recorded_build
 from envbuild.supply.verify import Policy, attached_bundles, verified_provenance
+from envbuild.workspace import Workspace, default_cache
 
 Progress = Callable[[str, str], None]
 
@@ -148,24 +147,24 @@ def rebuild(
             export_commit(options.source, _recorded_commit(recorded, digest), source)
 
         base_digest = Digest.parse(recorded["base"]["digest"])
-        with _cache_at(vendored.cache if options.archive is not None else None):
-            base = find_base(base_digest, extra=(vendored.base,) if options.archive is not None else ())
-            if base is None:
-                notes.append(f"the base {base_digest} is not at hand: it is made or pulled again from its recipe")
-            epoch = (
-                options.source_date_epoch if options.source_date_epoch is not None else recorded["source_date_epoch"]
-            )
-            spec = load_spec(source)
-            report("rebuild", f"building {recorded['variant']}")
-            built = build_images(
-                spec,
-                ImageOptions(
-                    variants=select(spec, (recorded["variant"],)), builder=recorded["builder"]["name"],
-                    source_date_epoch=epoch, revision=recorded["revision"], base_layout=base,
-                    check_locks=False, registry=options.registry,
-                ),
-                progress=progress,
-            )[0]  # fmt: skip
+        # From a vendor archive, the archive's cache (its wheels) stands in for the user's.
+        cache = vendored.cache if options.archive is not None else default_cache()
+        base = find_base(base_digest, cache, extra=(vendored.base,) if options.archive is not None else ())
+        if base is None:
+            notes.append(f"the base {base_digest} is not at hand: it is made or pulled again from its recipe")
+        epoch = options.source_date_epoch if options.source_date_epoch is not None else recorded["source_date_epoch"]
+        spec = load_spec(source)
+        report("rebuild", f"building {recorded['variant']}")
+        built = build_images(
+            spec,
+            ImageOptions(
+                variants=select(spec, (recorded["variant"],)), builder=recorded["builder"]["name"],
+                source_date_epoch=epoch, revision=recorded["revision"], base_layout=base,
+                check_locks=False, registry=options.registry,
+                workspace=Workspace.at(spec.root, cache=cache),
+            ),
+            progress=progress,
+        )[0]  # fmt: skip
         again = recorded_build(
             provenance_predicate(
                 built.record, spec_file=recorded["spec"], source_repository=recorded["source_repository"]
@@ -199,12 +198,13 @@ def vendor(ref: ImageRef, policy: Policy, source: Path, output: Path, registry: 
     client = client_for(ref)
     bundles = attached_bundles(client, ref.repository, digest)
     recorded = recorded_build(dict(verified_provenance(bundles, digest, policy).predicate))
+    cache = default_cache()
     with scratch_dir(None, "envbuild-vendor-") as tmp:
         staged = Path(tmp) / "archive"
         export_commit(source, _recorded_commit(recorded, digest), staged / "source")
-        wheels = collect_wheels(recorded, staged / "cache")
+        wheels = collect_wheels(recorded, cache, staged / "cache")
         base_digest = Digest.parse(recorded["base"]["digest"])
-        _vendor_base(recorded, base_digest, staged / "source", staged / "base", client_for)
+        _vendor_base(recorded, base_digest, staged / "source", staged / "base", client_for, cache)
         (staged / "bundles").mkdir()
         for bundle in bundles:
             (staged / "bundles" / f"{Digest.of(bundle).hex}.sigstore.json").write_bytes(bundle)
@@ -317,9 +317,11 @@ def _diff_with_original(
     )
 
 
-def _vendor_base(recorded: dict[str, Any], digest: Digest, source: Path, dest: Path, client_for: ClientFor) -> None:
-    """Copy the base image with ``digest`` into ``dest``: from the cache, its registry, or made again and checked."""
-    found = find_base(digest)
+def _vendor_base(
+    recorded: dict[str, Any], digest: Digest, source: Path, dest: Path, client_for: ClientFor, cache: Path
+) -> None:
+    """Copy the base image with ``digest`` into ``dest``: from ``cache``, its registry, or made again and checked."""
+    found = find_base(digest, cache)
     if found is None and not recorded["base"]["name"].startswith("envbuild.local/"):
         ref = ImageRef.parse(recorded["base"]["name"]).with_digest(digest)
         pull_image(ref, client_for(ref), dest)
@@ -331,7 +333,8 @@ def _vendor_base(recorded: dict[str, Any], digest: Digest, source: Path, dest: P
         pinned = lockset.bases[accelerator] if lockset else None
         if isinstance(pinned, DebianBase):
             recipe = pinned.recipe()
-            layout = build_debian_base(recipe, platform=recorded["platform"], epoch=epoch_of(spec.exclude_newer))
+            epoch = epoch_of(spec.exclude_newer)
+            layout = build_debian_base(recipe, platform=recorded["platform"], epoch=epoch, cache=cache)
             if layout.select().digest == digest:
                 found = layout.path
     if found is None:
@@ -340,20 +343,3 @@ def _vendor_base(recorded: dict[str, Any], digest: Digest, source: Path, dest: P
             hint="vendor on the machine that built the image, whose cache holds its base",
         )
     shutil.copytree(found, dest)
-
-
-@contextmanager
-def _cache_at(path: Path | None) -> Iterator[None]:
-    """Point envbuild's cache at ``path`` for the duration (a vendor archive's wheels), then back."""
-    if path is None:
-        yield
-        return
-    before = os.environ.get("ENVBUILD_CACHE_DIR")
-    os.environ["ENVBUILD_CACHE_DIR"] = str(path)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("ENVBUILD_CACHE_DIR", None)
-        else:
-            os.environ["ENVBUILD_CACHE_DIR"] = before

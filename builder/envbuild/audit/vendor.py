@@ -26,7 +26,7 @@ from typing import Any
 
 from envbuild import __version__
 from envbuild.errors import EnvbuildError, UsageError
-from envbuild.image.fetch import cache_dir, download
+from envbuild.image.fetch import download, wheel_dir
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest
 
@@ -72,9 +72,9 @@ def copy_worktree(checkout: Path, dest: Path) -> None:
     shutil.copytree(checkout, dest, ignore=lambda _dir, names: [n for n in names if n in _NOT_SOURCE])
 
 
-def find_base(digest: Digest, *, extra: tuple[Path, ...] = ()) -> Path | None:
-    """An OCI layout whose image has manifest ``digest``: in ``extra``, else among the cached bases."""
-    candidates = [*extra, *sorted((cache_dir() / "bases").glob("*")), *sorted((cache_dir() / "pulled").glob("*"))]
+def find_base(digest: Digest, cache: Path, *, extra: tuple[Path, ...] = ()) -> Path | None:
+    """An OCI layout whose image has manifest ``digest``: in ``extra``, else among the bases in the cache ``cache``."""
+    candidates = [*extra, *sorted((cache / "bases").glob("*")), *sorted((cache / "pulled").glob("*"))]
     for path in candidates:
         try:
             if Layout.open(path).select().digest == digest:
@@ -84,20 +84,20 @@ def find_base(digest: Digest, *, extra: tuple[Path, ...] = ()) -> Path | None:
     return None
 
 
-def collect_wheels(record: dict[str, Any], dest_cache: Path) -> int:
+def collect_wheels(record: dict[str, Any], cache: Path, dest_cache: Path) -> int:
     """Copy every wheel and tool of ``record`` into ``dest_cache`` (the cache's layout); return how many.
 
-    Each comes from envbuild's cache when it is there, else from its recorded URL, checked
-    against its recorded sha256 either way.
+    Each comes from the envbuild cache ``cache`` when it is there (else it is downloaded into
+    it from its recorded URL), checked against its recorded sha256 either way.
     """
     count = 0
     for wheel in [*record["wheels"], *record["tools"]]:
-        cached = cache_dir() / "wheels" / wheel["sha256"] / wheel["filename"]
+        cached = wheel_dir(cache, wheel["sha256"]) / wheel["filename"]
         if not cached.is_file():
             if not wheel.get("url"):
                 raise VendorError(f"{wheel['filename']} is not in the cache and its URL was not recorded")
             download(wheel["url"], cached, wheel["sha256"])
-        target = dest_cache / "wheels" / wheel["sha256"]
+        target = wheel_dir(dest_cache, wheel["sha256"])
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(cached, target / wheel["filename"])
         (target / "url").write_text(wheel.get("url", "") + "\n", encoding="utf-8")

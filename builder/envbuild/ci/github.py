@@ -271,7 +271,7 @@ def _environment() -> jinja2.Environment:
     # Imported here: every envbuild command loads this module through the CLI, few render workflows.
     import jinja2
 
-    from envbuild.image.render import templates_dir
+    from envbuild.workspace import templates_dir
 
     # Workflows are full of GitHub's own ${{ }}: Jinja's markers here are [= =], [% %] and [# #].
     env = jinja2.Environment(

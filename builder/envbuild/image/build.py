@@ -10,6 +10,7 @@ the previous one only when everything succeeded.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -25,10 +26,10 @@ from envbuild.image import projectfiles
 from envbuild.image import store as imagestore
 from envbuild.image.builders import BuildRequest, get_builder
 from envbuild.image.debian import build_debian_base, epoch_of
-from envbuild.image.fetch import Wheel, cache_dir, fetch_lockfile, stage, stage_project, stage_uv
-from envbuild.image.render import STAGE_DIR, base_reference, dockerfile_path, render, write_rendered
+from envbuild.image.fetch import Wheel, fetch_lockfile, stage, stage_project, stage_uv
+from envbuild.image.render import base_reference, dockerfile_path, render, write_rendered
 from envbuild.lock.assemble import tools_filename
-from envbuild.lock.lockfile import LOCK_DIR, DebianBase, LayoutBase, LockSet, read_lockset
+from envbuild.lock.lockfile import DebianBase, LayoutBase, LockSet, read_lockset
 from envbuild.lock.spec import Spec
 from envbuild.lock.staleness import check
 from envbuild.lock.variants import LockTarget, Variant, select, targets
@@ -38,7 +39,7 @@ from envbuild.oci.tarnorm import COMPRESSOR
 from envbuild.oci.writer import assemble
 from envbuild.registry.options import RegistryOptions
 from envbuild.scratch import scratch_dir
-from envbuild.workspace import IMAGES_OUT
+from envbuild.workspace import LOCK_DIR, Workspace
 
 Progress = Callable[[str, str], None]
 
@@ -58,6 +59,8 @@ class ImageOptions:
     check_locks: bool = True
     # Build inputs with uncommitted changes: refused, unless allowed (then recorded as dirty).
     allow_dirty: bool = False
+    # The project and the cache (wheels, bases): default Workspace.at(spec.root), the user's cache.
+    workspace: Workspace | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,7 +77,8 @@ class BuiltImage:
 def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None = None) -> list[BuiltImage]:
     """Build the chosen variants of ``spec`` (all or nothing per variant)."""
     report = progress or (lambda variant, status: None)
-    imagestore.clean_leftovers(spec.root)  # what killed runs left behind; never a running build's
+    options = dataclasses.replace(options, workspace=workspace_of(spec, options))  # one cache for every step
+    imagestore.clean_leftovers(workspace_of(spec, options))  # what killed runs left behind; never a running build's
     projectfiles.project_files(spec)  # a missing file or a link out of the project: refused before anything
     lockset = current_lock(spec) if options.check_locks else _read_lock(spec)
     builder = get_builder(options.builder)
@@ -116,12 +120,13 @@ def _build_one(
     report: Progress,
 ) -> BuiltImage:
     variant = target.variant.name
+    workspace = workspace_of(spec, options)
     source = build_source(spec, target, options)
     epoch = source.epoch
     report(variant, "preparing the base")
     base_layout, base_name = base_image(spec, lockset, target, options)
     report(variant, "fetching wheels")
-    wheels, tools = fetch_wheels(spec, target)
+    wheels, tools = fetch_wheels(spec, target, cache=workspace.cache)
     base_digest = (
         str(base_layout.select().digest) if base_layout else str(lockset.bases[target.variant.accelerator].digest)
     )
@@ -147,15 +152,15 @@ def _build_one(
         "files_sha256": _tree_digest(spec.root, spec.image.files),
     }
     key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
-    out = spec.root / IMAGES_OUT / variant
+    out = workspace.images / variant
     cached = _cached(out, key)
     if cached is not None:
         report(variant, "unchanged")
         return BuiltImage(variant=variant, digest=cached, layout=out, cached=True, record=record)
 
     report(variant, f"building with {builder.name}")
-    stage_inputs(spec, target, wheels, tools)
-    work_root = spec.root / ".envbuild" / "work"
+    stage_inputs(spec, target, wheels, tools, workspace=workspace)
+    work_root = workspace.work
     work_root.mkdir(parents=True, exist_ok=True)
     with imagestore.writing_image(out), scratch_dir(work_root, f"{variant}-") as work:
         dockerfile_file = work / "Dockerfile"
@@ -212,25 +217,32 @@ def build_source(spec: Spec, target: LockTarget, options: ImageOptions) -> Sourc
     )  # fmt: skip
 
 
-def fetch_wheels(spec: Spec, target: LockTarget) -> tuple[list[Wheel], list[Wheel]]:
-    """The variant's locked wheels and the tools' (uv), downloaded or found in the cache, hash-checked."""
+def workspace_of(spec: Spec, options: ImageOptions) -> Workspace:
+    """Where a build of ``spec`` writes and caches: ``options.workspace``, else its project with the user's cache."""
+    return options.workspace or Workspace.at(spec.root)
+
+
+def fetch_wheels(spec: Spec, target: LockTarget, *, cache: Path) -> tuple[list[Wheel], list[Wheel]]:
+    """The variant's locked wheels and the tools' (uv), downloaded or found in ``cache``, hash-checked."""
     routed = tuple(i for i in spec.indexes if target.variant.accelerator in i.accelerators)
     wheels = fetch_lockfile(
-        spec.root / LOCK_DIR / target.filename, python=spec.python, platform=target.platform, glibc=spec.glibc,
-        index_url=spec.index_url, indexes=routed,
+        spec.root / LOCK_DIR / target.filename, cache=cache, python=spec.python, platform=target.platform,
+        glibc=spec.glibc, index_url=spec.index_url, indexes=routed,
     )  # fmt: skip
     tools = fetch_lockfile(
-        spec.root / LOCK_DIR / tools_filename(spec, target.platform), python=spec.python, platform=target.platform,
-        glibc=spec.glibc, index_url=spec.index_url, indexes=(),
+        spec.root / LOCK_DIR / tools_filename(spec, target.platform), cache=cache, python=spec.python,
+        platform=target.platform, glibc=spec.glibc, index_url=spec.index_url, indexes=(),
     )  # fmt: skip
     return wheels, tools
 
 
-def stage_inputs(spec: Spec, target: LockTarget, wheels: list[Wheel], tools: list[Wheel]) -> None:
+def stage_inputs(
+    spec: Spec, target: LockTarget, wheels: list[Wheel], tools: list[Wheel], *, workspace: Workspace
+) -> None:
     """Put what the Dockerfile copies into .envbuild/stage/: the wheels, uv, the project's files."""
-    stage(spec.root, target.variant.name, wheels)
-    stage_uv(spec.root, tools[0])
-    stage_project(spec.root, spec.image.files)
+    stage(workspace, target.variant.name, wheels)
+    stage_uv(workspace, tools[0])
+    stage_project(workspace, spec.image.files)
 
 
 def _input_paths(spec: Spec, target: LockTarget) -> list[str]:
@@ -244,9 +256,11 @@ def base_image(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageO
     name = base_reference(spec.name, target.variant.accelerator, pinned)
     if options.base_layout is not None:
         return Layout.open(options.base_layout), name.split("@", 1)[0]
+    cache = workspace_of(spec, options).cache
     if isinstance(pinned, DebianBase):
         recipe = pinned.recipe()
-        return build_debian_base(recipe, platform=target.platform, epoch=epoch_of(spec.exclude_newer)), name
+        epoch = epoch_of(spec.exclude_newer)
+        return build_debian_base(recipe, platform=target.platform, epoch=epoch, cache=cache), name
     if isinstance(pinned, LayoutBase):
         layout = Layout.open(spec.root / pinned.path)
         if str(layout.select().digest) != pinned.digest:
@@ -256,7 +270,7 @@ def base_image(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageO
     from envbuild.registry.transfer import pull_image
 
     ref = ImageRef.parse(name)
-    destination = cache_dir() / "pulled" / Digest.parse(str(pinned.digest)).hex
+    destination = cache / "pulled" / Digest.parse(str(pinned.digest)).hex
     if not _pulled(destination):
         pull_image(ref, RegistryClient.for_ref(ref, options.registry), destination, name="base")
     return Layout.open(destination), name.split("@", 1)[0]
@@ -285,4 +299,4 @@ def _replace(staged: Path, out: Path) -> None:
     imagestore.replace(staged, out)  # at every instant, the old image or the new one, whole
 
 
-__all__ = ["IMAGES_OUT", "STAGE_DIR", "BuiltImage", "ImageOptions", "build_images"]
+__all__ = ["BuiltImage", "ImageOptions", "build_images"]

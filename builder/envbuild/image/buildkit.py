@@ -12,6 +12,7 @@ archive, an OCI archive or an OCI layout — so its digest is the one
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -34,18 +35,19 @@ from envbuild.image.build import (
     current_lock,
     fetch_wheels,
     stage_inputs,
+    workspace_of,
 )
 from envbuild.image.builders.base import BuildRequest
 from envbuild.image.builders.docker import build_command, build_env, docker_archive, from_docker_archive
-from envbuild.image.render import STAGE_DIR, dockerfile_path, render, write_rendered
+from envbuild.image.render import dockerfile_path, render, write_rendered
 from envbuild.lock.spec import Spec
 from envbuild.lock.variants import select
 from envbuild.oci.layout import INDEX_TYPES, Descriptor, Layout
 from envbuild.oci.ref import Digest
 from envbuild.oci.writer import assemble
+from envbuild.workspace import BUILDKIT_DIR, STAGE_DIR
 
 FORMS = ("docker", "buildx")  # DOCKER_BUILDKIT=1 docker build (dockerd's BuildKit), or docker buildx build
-OUT_DIR = ".envbuild/buildkit"  # what the printed commands write: BuildKit's archive, the normalised layout
 Progress = Callable[[str, str], None]
 _BLOB = re.compile(r"blobs/sha256/[0-9a-f]{64}")
 
@@ -106,7 +108,9 @@ def build_recipes(
     chosen = build_targets(spec, chosen_variants(spec, options))
     lockset = current_lock(spec)
     write_rendered(spec, render(spec, lockset))
-    (spec.root / OUT_DIR).mkdir(parents=True, exist_ok=True)
+    workspace = workspace_of(spec, options)
+    options = dataclasses.replace(options, workspace=workspace)  # one cache for every step
+    workspace.buildkit.mkdir(parents=True, exist_ok=True)
     recipes = []
     for target in chosen:
         variant = target.variant.name
@@ -114,19 +118,19 @@ def build_recipes(
         report(variant, "preparing the base")
         base, base_name = base_image(spec, lockset, target, options)
         report(variant, "fetching wheels")
-        wheels, tools = fetch_wheels(spec, target)
-        stage_inputs(spec, target, wheels, tools)
+        wheels, tools = fetch_wheels(spec, target, cache=workspace.cache)
+        stage_inputs(spec, target, wheels, tools, workspace=workspace)
         request = BuildRequest(
             context=Path("."), dockerfile=Path(dockerfile_path(target.variant)), base_name=base_name,
             base_layout=base.path, epoch=epoch, platform=target.platform, build_args={"REVISION": revision},
         )  # fmt: skip
         tag = f"envbuild.local/{spec.name}/{variant}:buildkit"
         env = tuple(sorted(build_env(request).items()))
-        archive = f"{OUT_DIR}/{variant}.{form}.tar"
+        archive = f"{BUILDKIT_DIR}/{variant}.{form}.tar"
         if form == "docker":
             # dockerd's BuildKit takes the base from the daemon's images, as envbuild's docker builder loads it.
             loadable = f"{STAGE_DIR}/bases/{target.variant.accelerator}.docker.tar"
-            atomic_write(spec.root / loadable, docker_archive(base, base_name))
+            atomic_write(workspace.root / loadable, docker_archive(base, base_name))
             build = [
                 Command(argv=("docker", "load", "--input", loadable)),
                 Command(argv=tuple(build_command(request, docker="docker", tag=tag)), env=env),
@@ -137,7 +141,7 @@ def build_recipes(
             output = f"type=oci,dest={archive}"
             argv = build_command(request, docker="docker", tag=tag, output=output, contexts=(context,))
             build = [Command(argv=tuple(argv), env=env)]
-        out = f"{OUT_DIR}/{variant}"
+        out = f"{BUILDKIT_DIR}/{variant}"
         normalize_argv = ["envbuild", "normalize", archive, "--variant", variant, "--source-date-epoch", str(epoch)]
         normalize_argv += [*(["--allow-dirty"] if options.allow_dirty else []), "--output", out]
         recipes.append(
@@ -171,7 +175,9 @@ def normalize(spec: Spec, variant: str, source: Path, out: Path, options: ImageO
     if out.exists() and not (out / "index.json").is_file():
         raise UsageError(f"{out} exists and is not an OCI layout", hint="choose another --output, or remove it")
     (target,) = build_targets(spec, select(spec, (variant,)))
-    work_root = spec.root / ".envbuild" / "work"
+    workspace = workspace_of(spec, options)
+    options = dataclasses.replace(options, workspace=workspace)  # one cache for every step
+    work_root = workspace.work
     work_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_root, prefix=f"normalize-{variant}-") as tmp:
         built = _read_built(source, Path(tmp) / "raw", platform=target.platform)  # a bad file fails before any work

@@ -19,7 +19,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from envbuild.image.fetch import cache_dir
 from envbuild.oci.layout import Layout
 from envbuild.oci.tarnorm import COMPRESSOR
 from envbuild.oci.writer import write_single_layer_image
@@ -101,10 +100,10 @@ def _created_by(recipe: dict[str, Any]) -> str:
     return f"mmdebstrap --variant={VARIANT} {recipe['suite']} [{', '.join(recipe['packages'])}]"
 
 
-def build_debian_base(recipe: dict[str, Any], *, platform: str, epoch: int) -> Layout:
-    """The base image of ``recipe`` (``{"suite", "packages"}``), built once and then read from the cache."""
+def build_debian_base(recipe: dict[str, Any], *, platform: str, epoch: int, cache: Path) -> Layout:
+    """The base image of ``recipe`` (``{"suite", "packages"}``), built once and then read from ``cache``/bases."""
     key = base_key(recipe, platform=platform, epoch=epoch)
-    final = cache_dir() / "bases" / key
+    final = cache / "bases" / key
     if (final / "index.json").is_file():
         return Layout.open(final)
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,11 @@
 """``fetch``: every wheel a build installs, downloaded on the host and hash-checked before the build.
 
-Wheels land in a content-addressed cache (``~/.cache/envbuild/wheels/<sha256>/<file>``)
-and are staged, by hard link, into ``.envbuild/stage/<variant>/wheels/`` for the build
-context. For each pin the file is chosen among those whose sha256 the lock lists, by
-the target's wheel tags (Python, ABI, manylinux platform), so the build never needs
-the network and can only install what the lock allows.
+Wheels land in a content-addressed cache (``<cache>/wheels/<sha256>/<file>``, in the cache
+of the :class:`envbuild.workspace.Workspace`) and are staged, by hard link, into
+``.envbuild/stage/<variant>/wheels/`` for the build context. For each pin the file is
+chosen among those whose sha256 the lock lists, by the target's wheel tags (Python, ABI,
+manylinux platform), so the build never needs the network and can only install what the
+lock allows.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from packaging.utils import parse_wheel_filename
 from envbuild.errors import EnvbuildError, UsageError, strip_url_credentials
 from envbuild.fsutil import atomic_write
 from envbuild.image import projectfiles
-from envbuild.image.render import STAGE_DIR
 from envbuild.lock.resolvers.base import Pin, parse_requirements
 from envbuild.lock.simple_index import index_auth, index_files, session
 from envbuild.lock.spec import PLATFORMS, Index
+from envbuild.workspace import Workspace
 
 # The resolvers' default index; a spec's index-url replaces it.
 DEFAULT_INDEX = "https://pypi.org/simple"
@@ -62,11 +63,9 @@ class Wheel:
         }
 
 
-def cache_dir() -> Path:
-    """envbuild's cache: ``$ENVBUILD_CACHE_DIR``, else ``$XDG_CACHE_HOME/envbuild``, else ``~/.cache/envbuild``."""
-    if os.environ.get("ENVBUILD_CACHE_DIR"):
-        return Path(os.environ["ENVBUILD_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "envbuild"
+def wheel_dir(cache: Path, sha256: str) -> Path:
+    """Where the envbuild cache ``cache`` keeps the wheel whose sha256 is ``sha256`` (and the URL it came from)."""
+    return cache / "wheels" / sha256
 
 
 def target_tags(python: str, platform: str, glibc: str) -> list[Tag]:
@@ -108,6 +107,7 @@ def choose_file(files: list[dict[str, Any]], pin: Pin, tags: list[Tag]) -> dict[
 def fetch_lockfile(
     lockfile: Path,
     *,
+    cache: Path,
     python: str,
     platform: str,
     glibc: str,
@@ -116,7 +116,7 @@ def fetch_lockfile(
     jobs: int = 4,
     progress: Progress | None = None,
 ) -> list[Wheel]:
-    """Download (or find in the cache) one wheel per pin of ``lockfile``, each checked against the lock."""
+    """Download (or find in ``cache``) one wheel per pin of ``lockfile``, each checked against the lock."""
     report = progress or (lambda _: None)
     pins = parse_requirements(lockfile.read_text(encoding="utf-8"), source=str(lockfile))
     tags = target_tags(python, platform, glibc)
@@ -129,11 +129,11 @@ def fetch_lockfile(
         routed = routes.get(pin.name)
         index = routed.url if routed else index_url or DEFAULT_INDEX
         auth = auths[routed.name] if routed else None
-        cached = _cached(pin, tags)
+        cached = _cached(pin, tags, cache)
         if cached is not None:
             return cached
         chosen = choose_file(index_files(http, index, pin.name, index=routed), pin, tags)
-        path = cache_dir() / "wheels" / chosen["sha256"] / chosen["filename"]
+        path = wheel_dir(cache, chosen["sha256"]) / chosen["filename"]
         _download(http, chosen["url"], path, chosen["sha256"], auth=auth)
         report(f"fetched {chosen['filename']}")
         return _wheel(pin, path, strip_url_credentials(chosen["url"]))
@@ -142,12 +142,12 @@ def fetch_lockfile(
         return list(pool.map(one, pins))
 
 
-def _cached(pin: Pin, tags: list[Tag]) -> Wheel | None:
-    """A wheel already in the cache for one of the pin's hashes, with its recorded URL."""
+def _cached(pin: Pin, tags: list[Tag], cache: Path) -> Wheel | None:
+    """A wheel already in ``cache`` for one of the pin's hashes, with its recorded URL."""
     files = []
     for h in pin.hashes:
         hexdigest = h.split(":", 1)[1]
-        for path in (cache_dir() / "wheels" / hexdigest).glob("*.whl"):
+        for path in wheel_dir(cache, hexdigest).glob("*.whl"):
             files.append({"filename": path.name, "sha256": hexdigest, "path": path})
     if not files:
         return None
@@ -200,12 +200,12 @@ def _download(
     atomic_write(path.with_name("url"), strip_url_credentials(url) + "\n")
 
 
-def stage(root: Path, variant: str, wheels: list[Wheel]) -> Path:
+def stage(workspace: Workspace, variant: str, wheels: list[Wheel]) -> Path:
     """Link ``wheels`` into ``.envbuild/stage/<variant>/wheels/``, and nothing else.
 
     (Which wheel came from where is recorded once, in the image's build.json.)
     """
-    directory = root / STAGE_DIR / variant / "wheels"
+    directory = workspace.stage / variant / "wheels"
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
@@ -214,14 +214,14 @@ def stage(root: Path, variant: str, wheels: list[Wheel]) -> Path:
     return directory
 
 
-def stage_project(root: Path, files: tuple[str, ...]) -> Path:
+def stage_project(workspace: Workspace, files: tuple[str, ...]) -> Path:
     """Copy the project files an image takes into ``.envbuild/stage/project/``."""
-    return projectfiles.stage(root, projectfiles.collect(root, files))
+    return projectfiles.stage(workspace.stage / "project", projectfiles.collect(workspace.root, files))
 
 
-def stage_uv(root: Path, wheel: Wheel) -> Path:
+def stage_uv(workspace: Workspace, wheel: Wheel) -> Path:
     """Extract the uv binary from its (hash-checked) wheel to ``.envbuild/stage/tools/uv``."""
-    target = root / STAGE_DIR / "tools" / "uv"
+    target = workspace.stage / "tools" / "uv"
     with zipfile.ZipFile(wheel.path) as zf:
         member = next((n for n in zf.namelist() if n.endswith(".data/scripts/uv")), None)
         if member is None:

@@ -25,11 +25,9 @@ from pathlib import Path
 from typing import Literal
 
 from envbuild.errors import UsageError
-from envbuild.image.render import IMAGES_DIR, STAGE_DIR
-from envbuild.lock.lockfile import LOCK_DIR
 from envbuild.lock.spec import Spec
+from envbuild.workspace import IMAGES_DIR, LOCK_DIR
 
-STAGED_PROJECT = f"{STAGE_DIR}/project"
 # Skipped wherever they are: version control and bytecode the host left behind.
 SKIPPED = frozenset({".git", ".hg", ".svn", "__pycache__"})
 # Skipped at the project root only: envbuild's outputs (the stage itself is under .envbuild/),
@@ -151,8 +149,8 @@ def digest(entries: tuple[Entry, ...]) -> str:
     return hasher.hexdigest()
 
 
-def stage(root: Path, entries: tuple[Entry, ...]) -> Path:
-    """Write the entries into ``.envbuild/stage/project/`` (replacing it): the snapshot the build copies.
+def stage(directory: Path, entries: tuple[Entry, ...]) -> Path:
+    """Write the entries into ``directory`` (``.envbuild/stage/project/``, replacing it): the snapshot the build copies.
 
     The build copies this snapshot, not the working tree, so what running the project on
     the host leaves behind (__pycache__) never reaches an image. Modes are normalised
@@ -161,7 +159,6 @@ def stage(root: Path, entries: tuple[Entry, ...]) -> Path:
     so a checkout made under umask 077 would otherwise change the config, and so the digest
     (seen in an audit rebuild).
     """
-    directory = root / STAGED_PROJECT
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)

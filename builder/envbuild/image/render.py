@@ -19,12 +19,11 @@ from packaging.utils import canonicalize_name
 from envbuild.errors import StaleLockError, UsageError
 from envbuild.fsutil import atomic_write
 from envbuild.lock.imagespec import ENV_NAME, PATH_UNSAFE, USER, WORKDIR, control_character, value_problem
-from envbuild.lock.lockfile import LOCK_DIR, DebianBase, ImageBase, LockSet, PinnedBase
+from envbuild.lock.lockfile import DebianBase, ImageBase, LockSet, PinnedBase
 from envbuild.lock.spec import Spec
 from envbuild.lock.variants import LockTarget, Variant, targets
+from envbuild.workspace import IMAGES_DIR, LOCK_DIR, STAGE_DIR, templates_dir
 
-IMAGES_DIR = "images"
-STAGE_DIR = ".envbuild/stage"  # wheels and tools, fetched and hash-checked on the host
 VENV = "/opt/venv"
 UID = 10001
 # COPY arguments written as they are: no space, quote, $ or escape to read otherwise.
@@ -69,15 +68,6 @@ def stale_rendered(spec: Spec, rendered: Rendered) -> list[str]:
         if current != text:
             stale.append(rel)
     return stale
-
-
-def templates_dir() -> Path:
-    """The templates: inside the installed package, or templates/ of a source checkout."""
-    here = Path(__file__).resolve().parents[1]  # the package, above image/
-    for candidate in (here / "templates", here.parents[1] / "templates"):
-        if (candidate / "Dockerfile.j2").is_file():
-            return candidate
-    raise UsageError("envbuild's templates are missing", hint="reinstall envbuild")
 
 
 def _environment() -> jinja2.Environment:

@@ -30,7 +30,7 @@ from envbuild.fsutil import atomic_write
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest
 from envbuild.scratch import clean, scratch_dir
-from envbuild.workspace import IMAGES_OUT
+from envbuild.workspace import Workspace
 
 log = logging.getLogger(__name__)
 # Per blob file, what it was (inode, size, mtime, ctime) when it last hashed to its name: the check
@@ -103,15 +103,15 @@ def recover(out: Path) -> None:
         old.rename(out)
 
 
-def clean_leftovers(root: Path) -> None:
+def clean_leftovers(workspace: Workspace) -> None:
     """Remove what killed runs left: work directories, images half copied, ``envbuild-*`` temporary dirs.
 
     Only what no running envbuild holds (see :mod:`envbuild.scratch`): a concurrent build keeps its own.
     """
-    images = root / IMAGES_OUT
+    images = workspace.images
     for old in sorted(images.glob("*.old")):
         recover(old.with_name(old.name.removesuffix(".old")))
-    removed = clean(root / ".envbuild" / "work", unlocked_before=_process_start())
+    removed = clean(workspace.work, unlocked_before=_process_start())
     removed += clean(images, ".")
     for tmp in sorted({Path(tempfile.gettempdir()), Path("/tmp")}):
         removed += clean(tmp, "envbuild-")

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 from envbuild.errors import StaleLockError, strip_url_credentials
 from envbuild.lock.resolvers.base import Pin, ResolveRequest
+from envbuild.workspace import LOCK_DIR as LOCK_DIR  # re-exported: the lock stage names it from here
 
-LOCK_DIR = "lockfiles"
 META_FILE = "envbuild.lock.json"
 SCHEMA = 1
 

@@ -26,8 +26,10 @@ pytestmark = [pytest.mark.network, pytest.mark.slow]
 BUILD = """
 import json, sys
 from envbuild.image.debian import build_debian_base, epoch_of
+from envbuild.workspace import default_cache
 lock = json.load(open(sys.argv[1]))
-base = build_debian_base(lock["bases"]["cpu"], platform="linux/amd64", epoch=epoch_of(lock["exclude-newer"]))
+epoch = epoch_of(lock["exclude-newer"])
+base = build_debian_base(lock["bases"]["cpu"], platform="linux/amd64", epoch=epoch, cache=default_cache())
 print(json.dumps({"path": str(base.path), "digest": str(base.select().digest)}))
 """
 

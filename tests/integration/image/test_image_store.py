@@ -216,6 +216,7 @@ def test_leftovers_of_killed_runs_are_removed_and_live_ones_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from envbuild.image.store import clean_leftovers
+    from envbuild.workspace import Workspace
 
     root = tmp_path / "project"
     work_root = root / ".envbuild" / "work"
@@ -235,7 +236,7 @@ def test_leftovers_of_killed_runs_are_removed_and_live_ones_kept(
     live, live_work, live_tmp = hold_scratch(work_root, "hold", env)
     try:
         assert dead_work.parent == work_root and dead_tmp.parent == tmpdir and dead_work.is_dir()
-        clean_leftovers(root)
+        clean_leftovers(Workspace.at(root, cache=tmp_path / "cache"))
         assert not dead_work.exists() and not dead_tmp.exists() and not dead_link.is_symlink()
         assert live_link.is_symlink()
         assert live_work.is_dir() and (live_work / "storage" / "layer.tar").is_file() and live_tmp.is_dir()

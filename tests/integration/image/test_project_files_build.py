@@ -19,6 +19,7 @@ from envbuild.image.fetch import stage_project
 from envbuild.image.render import copy_arguments, project_copies
 from envbuild.lock.spec import load_spec
 from envbuild.oci.ref import Digest
+from envbuild.workspace import Workspace
 from support.tools import require_tool
 
 ODD = 'it\'s "$HOME" (v2).txt'
@@ -55,7 +56,7 @@ def make_project(root: Path, files: str) -> None:
 def build_and_read(root: Path, work: Path) -> tuple[dict[str, tarfile.TarInfo], dict[str, bytes]]:
     """Stage and build the project's [image].files; the image's members and file contents by path."""
     spec = load_spec(root)
-    stage_project(spec.root, spec.image.files)
+    stage_project(Workspace.at(spec.root), spec.image.files)
     dockerfile = work / "Dockerfile"
     copies = "".join(f"COPY {copy_arguments(source, target)}\n" for source, target in project_copies(spec))
     dockerfile.write_text("FROM scratch\n" + copies, encoding="utf-8")

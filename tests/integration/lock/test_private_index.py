@@ -144,7 +144,6 @@ def test_fetch_uses_the_index_credentials_lock_uses(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("NETRC", raising=False)
     cache = tmp_path / "cache"
-    monkeypatch.setenv("ENVBUILD_CACHE_DIR", str(cache))
     with serve_index([wheel], username="ci-bot", password=PASSWORD) as index:
         routed = Index(
             name="private-Repo",
@@ -156,7 +155,13 @@ def test_fetch_uses_the_index_credentials_lock_uses(tmp_path: Path, monkeypatch:
 
         def fetch() -> list:
             return fetch_lockfile(
-                lockfile, python="3.11", platform="linux/amd64", glibc="2.28", index_url=None, indexes=(routed,)
+                lockfile,
+                cache=cache,
+                python="3.11",
+                platform="linux/amd64",
+                glibc="2.28",
+                index_url=None,
+                indexes=(routed,),
             )
 
         with pytest.raises(EnvbuildError, match="answered HTTP 401") as denied:

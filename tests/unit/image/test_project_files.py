@@ -18,6 +18,7 @@ from conftest import CliResult
 from envbuild.errors import UsageError
 from envbuild.image.build import _tree_digest
 from envbuild.image.fetch import stage_project
+from envbuild.workspace import Workspace
 
 FIXTURE = Path(__file__).resolve().parents[2] / "assets" / "render-project"
 STAGED = ".envbuild/stage/project"
@@ -123,7 +124,7 @@ def test_staging_refuses_a_link_out_of_the_project(project: Path) -> None:
     """Staging itself refuses outside content, so no other caller can copy it into an image."""
     link_file_entry(project)
     with pytest.raises(UsageError, match="outside the project"):
-        stage_project(project, ("passwords",))
+        stage_project(Workspace.at(project), ("passwords",))
     staged = project / STAGED
     assert not staged.exists() or "SECRET-HASH" not in "".join(staged_tree(project).values())
 
@@ -148,7 +149,7 @@ def test_links_inside_the_project_are_staged_as_links(project: Path) -> None:
     (app / "current.csv").symlink_to("data/v2.csv")
     (app / "dangling").symlink_to("data/v3.csv")
     (project / "serve.toml").symlink_to("config/serve.toml")
-    stage_project(project, ("fixture_app", "serve.toml"))
+    stage_project(Workspace.at(project), ("fixture_app", "serve.toml"))
     tree = staged_tree(project)
     assert tree["fixture_app/current.csv"] == "link -> data/v2.csv"
     assert tree["fixture_app/dangling"] == "link -> data/v3.csv"
@@ -182,7 +183,7 @@ def test_dot_is_the_project_without_vcs_outputs_and_bytecode(project: Path) -> N
     (project / "fixture_app" / "lockfiles").mkdir()  # only the top-level outputs are envbuild's
     (project / "fixture_app" / "lockfiles" / "keep.txt").write_text("data\n", encoding="utf-8")
     before = _tree_digest(project, (".",))
-    stage_project(project, (".",))
+    stage_project(Workspace.at(project), (".",))
     tree = staged_tree(project)
     assert set(tree) == {
         "envbuild.toml",
