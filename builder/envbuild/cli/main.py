@@ -261,7 +261,7 @@ def image_command(
         built = build_images(spec, settings, progress=report)
     results = []
     for done in release(
-        built, root=spec.root, signer=signer, push_to=target, registry=registry, jobs=jobs,
+        built, signer=signer, push_to=target, registry=registry, jobs=jobs,
         source_repository=source_repository,
     ):  # fmt: skip
         results.append(done.to_json())

@@ -291,7 +291,7 @@ def _attest(
         made = attestations_for(target, root, signer, kinds=kinds, source_repository=source_repository)
         entry: dict[str, Any] = {"target": text, "digest": str(target.digest), "signed": sorted(made.bundles)}
         if target.build is not None:
-            entry["layout"] = str(target.build.path)
+            entry["layout"] = str(target.build.layout)
         if target.ref is not None and attach:
             entry["attached"] = attach_to(client_for(target.ref), target.ref, target.digest, made)
         if made.sbom is not None:

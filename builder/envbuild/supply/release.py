@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envbuild.oci.ref import Digest, ImageRef
 from envbuild.registry.options import RegistryOptions
 
 if TYPE_CHECKING:
-    from envbuild.image.build import BuiltImage
+    from envbuild.image.record import BuiltImage
     from envbuild.registry.client import RegistryClient
     from envbuild.supply.attest import Attestations
     from envbuild.supply.signing.signer import Signer
@@ -51,7 +50,6 @@ class Released:
 def release(
     images: Iterable[BuiltImage],
     *,
-    root: Path,
     signer: Signer | None,
     push_to: ImageRef | None,
     registry: RegistryOptions | None = None,
@@ -64,14 +62,13 @@ def release(
     starts. Without a signer nothing is signed; without ``push_to`` nothing leaves the disk,
     and the SBOM, provenance and signatures stay beside the layout.
     """
-    from envbuild.supply.attest import find_build, make_attestations
+    from envbuild.supply.attest import make_attestations
 
     client_for = (registry or RegistryOptions()).clients()
     for image in images:
         attestations = None
         if signer is not None:
-            build = find_build(root, variant=image.variant)
-            attestations = make_attestations(build, signer, source_repository=source_repository)
+            attestations = make_attestations(image, signer, source_repository=source_repository)
         if push_to is None:
             yield Released(image=image, signed=_signed(attestations))
             continue
