@@ -33,6 +33,7 @@ from envbuild.supply.attest import (
 from envbuild.supply.signing.keys import generate_keypair, load_private_key, write_keypair
 from envbuild.supply.signing.signer import KeySigner
 from envbuild.supply.verify import Policy, Report, TrustedIdentity, read_trusted_key, verify_image
+from support import paths
 from support.layouts import make_layout
 from support.records import record_json
 from support.registry import Registry
@@ -40,7 +41,7 @@ from support.tools import require_tool
 
 pytestmark = [pytest.mark.registry]
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets" / "sigstore"
+ASSETS = paths.ASSETS / "sigstore"
 KEYLESS_BUNDLE = ASSETS / "dsse_v001_bundle.sigstore.json"
 KEYLESS_IDENTITY = "https://github.com/prefix-dev/sigstore-example/.github/workflows/action.yaml@refs/heads/main"
 KEYLESS_ISSUER = "https://token.actions.githubusercontent.com"

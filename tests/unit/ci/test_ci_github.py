@@ -5,7 +5,7 @@ for byte: ``keyless/`` with the default options (keyless signing, ghcr.io, envbu
 hash-pinned requirements file) and ``key/`` with key-based signing to another registry. The
 repository's own .github/workflows/release.yml and verify.yml are a fresh render too (of
 REPO_OPTIONS, for the root envbuild.toml). After an intended change to templates/github/ or
-builder/envbuild/ci.py, regenerate all of them and review the diff:
+builder/envbuild/ci/github.py, regenerate all of them and review the diff:
 
     ENVBUILD_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/ci/test_ci_github.py
     git diff tests/assets/golden-github .github/workflows

@@ -19,8 +19,9 @@ from envbuild.errors import UsageError
 from envbuild.image.build import _tree_digest
 from envbuild.image.fetch import stage_project
 from envbuild.workspace import Workspace
+from support.paths import ASSETS
 
-FIXTURE = Path(__file__).resolve().parents[2] / "assets" / "render-project"
+FIXTURE = ASSETS / "render-project"
 STAGED = ".envbuild/stage/project"
 
 

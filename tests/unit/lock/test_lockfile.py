@@ -22,9 +22,10 @@ from envbuild.lock.lockfile import (
 )
 from envbuild.lock.resolvers.base import Pin, ResolveRequest, parse_requirements
 from envbuild.lock.spec import Index
+from support import paths
 from support.paths import REPO
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets" / "unit"
+ASSETS = paths.ASSETS / "unit"
 
 H1 = "sha256:" + "1" * 64
 H2 = "sha256:" + "2" * 64

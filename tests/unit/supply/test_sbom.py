@@ -38,7 +38,6 @@ from envbuild.supply.sbom import (
 )
 from support.records import build_record, record_json
 
-REPO = Path(__file__).resolve().parents[3]
 SITE = "opt/venv/lib/python3.11/site-packages"
 EPOCH = 1_700_000_000
 FOO_SHA = "f" * 64
