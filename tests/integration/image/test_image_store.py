@@ -28,6 +28,7 @@ from envbuild.oci.ref import ImageRef
 from envbuild.registry.client import RegistryClient
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.transfer import push_layout
+from envbuild.workspace import Workspace
 from support.demo import built, cli_process
 from support.layouts import TestLayout, index_digest, make_layout, verify_blobs
 from support.registry import Registry
@@ -216,7 +217,6 @@ def test_leftovers_of_killed_runs_are_removed_and_live_ones_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from envbuild.image.store import clean_leftovers
-    from envbuild.workspace import Workspace
 
     root = tmp_path / "project"
     work_root = root / ".envbuild" / "work"
@@ -266,13 +266,12 @@ def test_the_next_run_cleans_up_and_keeps_the_image(demo_image: tuple[Path, str]
 
 @pytest.mark.registry
 def test_a_pull_of_the_base_killed_half_way_is_finished_by_the_next_run(
-    shared_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    shared_registry: Registry, tmp_path: Path
 ) -> None:
     """The registry base's cache: a killed pull leaves index.json without the image; the next build pulls again."""
     source = make_layout(tmp_path / "base", layer_size=64 * 1024, layers=2, seed="killed-base-pull")
     ref = ImageRef.parse(f"{shared_registry.host}/killed-pull/python:3.11")
     pushed = push_layout(Layout.open(source.path), ref, RegistryClient(ref.registry, RegistryOptions(insecure=True)))
-    monkeypatch.setenv("ENVBUILD_CACHE_DIR", str(tmp_path / "cache"))
     killed = Layout.create(tmp_path / "cache" / "pulled" / pushed.digest.hex)  # as pull_image starts
     shutil.copy(source.blob_path(source.layers[0]), killed.path / "blobs" / "sha256")  # one blob made it
 
@@ -282,7 +281,9 @@ def test_a_pull_of_the_base_killed_half_way_is_finished_by_the_next_run(
         SimpleNamespace(name="demo"),
         SimpleNamespace(bases={"cpu": pinned}),
         SimpleNamespace(variant=SimpleNamespace(accelerator="cpu"), platform="linux/amd64"),
-        image.ImageOptions(registry=RegistryOptions(insecure=True)),
+        image.ImageOptions(
+            registry=RegistryOptions(insecure=True), workspace=Workspace(root=tmp_path, cache=tmp_path / "cache")
+        ),
     )
     assert base.select().digest == pushed.digest
     assert set(verify_blobs(base.path)) == {source.digest, *source.blobs}
