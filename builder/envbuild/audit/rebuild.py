@@ -16,7 +16,7 @@ import dataclasses
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +46,9 @@ from envbuild.registry.client import RegistryError
 from envbuild.registry.options import ClientFor, RegistryOptions
 from envbuild.registry.transfer import pull_image
 from envbuild.scratch import scratch_dir
-from envbuild.supply.provenance import provenance_predicate, recorded_build
-from envbuild.supply.verify import Policy, attached_bundles, verified_provenance
+from envbuild.supply.policy import Policy
+from envbuild.supply.provenance import InputChange, RecordedBuild, provenance_predicate, recorded_build
+from envbuild.supply.verify import attached_bundles, verified_provenance
 from envbuild.workspace import Workspace, default_cache
 
 Progress = Callable[[str, str], None]
@@ -62,15 +63,6 @@ class RebuildOptions:
     archive: Path | None = None  # vendored inputs: no index, registry or git needed
     source_date_epoch: int | None = None  # replace the recorded one (to see what it changes)
     registry: RegistryOptions = field(default_factory=RegistryOptions)
-
-
-@dataclass(frozen=True, kw_only=True)
-class InputChange:
-    """A recorded input that the rebuild got otherwise."""
-
-    name: str
-    recorded: str
-    rebuilt: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,10 +123,10 @@ def rebuild(
         else:
             bundles = attached_bundles(client_for(ref), ref.repository, digest)
         recorded = recorded_build(dict(verified_provenance(bundles, digest, policy).predicate))
-        if recorded.get("dirty"):
+        if recorded.dirty:
             notes.append(
-                f"the original was built with uncommitted changes to {', '.join(recorded['dirty']['paths'])}, "
-                f"which commit {recorded['revision']} does not hold"
+                f"the original was built with uncommitted changes to {', '.join(recorded.dirty.paths)}, "
+                f"which commit {recorded.revision} does not hold"
             )
 
         source = work / "source"
@@ -142,41 +134,36 @@ def rebuild(
             copy_worktree(vendored.source, source)
         elif options.worktree:
             copy_worktree(options.source, source)
-            notes.append(f"built {options.source} as it is on disk, not commit {recorded['revision']}")
+            notes.append(f"built {options.source} as it is on disk, not commit {recorded.revision}")
         else:
             export_commit(options.source, _recorded_commit(recorded, digest), source)
 
-        base_digest = Digest.parse(recorded["base"]["digest"])
+        base_digest = recorded.base.digest
         # From a vendor archive, the archive's cache (its wheels) stands in for the user's.
         cache = vendored.cache if options.archive is not None else default_cache()
         base = find_base(base_digest, cache, extra=(vendored.base,) if options.archive is not None else ())
         if base is None:
             notes.append(f"the base {base_digest} is not at hand: it is made or pulled again from its recipe")
-        epoch = options.source_date_epoch if options.source_date_epoch is not None else recorded["source_date_epoch"]
+        epoch = options.source_date_epoch if options.source_date_epoch is not None else recorded.source_date_epoch
         spec = load_spec(source)
-        report("rebuild", f"building {recorded['variant']}")
+        report("rebuild", f"building {recorded.variant}")
         built = build_images(
             spec,
             ImageOptions(
-                variants=select(spec, (recorded["variant"],)), builder=recorded["builder"]["name"],
-                source_date_epoch=epoch, revision=recorded["revision"], base_layout=base,
-                check_locks=False, registry=options.registry,
+                variants=select(spec, (recorded.variant,)), builder=recorded.builder.name, source_date_epoch=epoch,
+                revision=recorded.revision, base_layout=base, check_locks=False, registry=options.registry,
                 workspace=Workspace.at(spec.root, cache=cache),
             ),
             progress=progress,
         )[0]  # fmt: skip
-        again = recorded_build(
-            provenance_predicate(
-                built.record, spec_file=recorded["spec"], source_repository=recorded["source_repository"]
-            )
-        )
-        inputs = tuple(_input_changes(recorded, again))
+        again = recorded_build(provenance_predicate(built.record, source_repository=recorded.source_repository))
+        inputs = tuple(recorded.changes(again))
         diff = None
         if built.digest != digest:
             report("rebuild", "comparing with the original")
             diff = _diff_with_original(ref, digest, built.layout, work, client_for, notes)
     return RebuildResult(
-        image=str(ref), variant=recorded["variant"], expected=digest, rebuilt=built.digest, inputs=inputs,
+        image=str(ref), variant=recorded.variant, expected=digest, rebuilt=built.digest, inputs=inputs,
         diff=diff, notes=tuple(notes), seconds=time.monotonic() - started,
     )  # fmt: skip
 
@@ -203,7 +190,7 @@ def vendor(ref: ImageRef, policy: Policy, source: Path, output: Path, registry: 
         staged = Path(tmp) / "archive"
         export_commit(source, _recorded_commit(recorded, digest), staged / "source")
         wheels = collect_wheels(recorded, cache, staged / "cache")
-        base_digest = Digest.parse(recorded["base"]["digest"])
+        base_digest = recorded.base.digest
         _vendor_base(recorded, base_digest, staged / "source", staged / "base", client_for, cache)
         (staged / "bundles").mkdir()
         for bundle in bundles:
@@ -269,35 +256,14 @@ def _digest_of(ref: ImageRef) -> Digest:
     return ref.digest
 
 
-def _recorded_commit(recorded: dict[str, Any], digest: Digest) -> str:
+def _recorded_commit(recorded: RecordedBuild, digest: Digest) -> str:
     """The commit the provenance names; one built outside git names none, and only its files can rebuild it."""
-    if not recorded.get("revision"):
+    if not recorded.revision:
         raise UsageError(
             f"the provenance of {digest} names no commit: it was built outside git",
             hint="rebuild from a copy of its source with --worktree",
         )
-    return str(recorded["revision"])
-
-
-def _input_changes(recorded: dict[str, Any], rebuilt: dict[str, Any]) -> Iterator[InputChange]:
-    """Every recorded input the rebuild got otherwise, most telling first."""
-    for key in ("spec_sha256", "lockfile_sha256", "files_sha256", "dockerfile_sha256", "source_date_epoch"):
-        if recorded.get(key) != rebuilt.get(key):
-            yield InputChange(name=key.removesuffix("_sha256"), recorded=str(recorded[key]), rebuilt=str(rebuilt[key]))
-    if recorded["base"]["digest"] != rebuilt["base"]["digest"]:
-        yield InputChange(name="base", recorded=recorded["base"]["digest"], rebuilt=rebuilt["base"]["digest"])
-    for kind in ("wheels", "tools"):
-        before = {w["filename"]: w["sha256"] for w in recorded[kind]}
-        after = {w["filename"]: w["sha256"] for w in rebuilt[kind]}
-        for name in sorted(before.keys() - after.keys()):
-            yield InputChange(name=f"{kind[:-1]} removed", recorded=name, rebuilt="-")
-        for name in sorted(after.keys() - before.keys()):
-            yield InputChange(name=f"{kind[:-1]} added", recorded="-", rebuilt=name)
-        for name in sorted(n for n in before.keys() & after.keys() if before[n] != after[n]):
-            yield InputChange(name=f"{kind[:-1]} {name}", recorded=before[name], rebuilt=after[name])
-    for key in ("builder", "envbuild", "compressor"):
-        if recorded.get(key) != rebuilt.get(key):
-            yield InputChange(name=key, recorded=json.dumps(recorded[key]), rebuilt=json.dumps(rebuilt[key]))
+    return recorded.revision
 
 
 def _diff_with_original(
@@ -318,23 +284,22 @@ def _diff_with_original(
 
 
 def _vendor_base(
-    recorded: dict[str, Any], digest: Digest, source: Path, dest: Path, client_for: ClientFor, cache: Path
+    recorded: RecordedBuild, digest: Digest, source: Path, dest: Path, client_for: ClientFor, cache: Path
 ) -> None:
     """Copy the base image with ``digest`` into ``dest``: from ``cache``, its registry, or made again and checked."""
     found = find_base(digest, cache)
-    if found is None and not recorded["base"]["name"].startswith("envbuild.local/"):
-        ref = ImageRef.parse(recorded["base"]["name"]).with_digest(digest)
+    if found is None and not recorded.base.name.startswith("envbuild.local/"):
+        ref = ImageRef.parse(recorded.base.name).with_digest(digest)
         pull_image(ref, client_for(ref), dest)
         return
     if found is None:
         spec = load_spec(source)
         lockset = read_lockset(spec.root)
-        accelerator = select(spec, (recorded["variant"],))[0].accelerator
+        accelerator = select(spec, (recorded.variant,))[0].accelerator
         pinned = lockset.bases[accelerator] if lockset else None
         if isinstance(pinned, DebianBase):
-            recipe = pinned.recipe()
             epoch = epoch_of(spec.exclude_newer)
-            layout = build_debian_base(recipe, platform=recorded["platform"], epoch=epoch, cache=cache)
+            layout = build_debian_base(pinned.recipe(), platform=recorded.platform, epoch=epoch, cache=cache)
             if layout.select().digest == digest:
                 found = layout.path
     if found is None:

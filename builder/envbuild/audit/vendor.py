@@ -29,6 +29,7 @@ from envbuild.errors import EnvbuildError, UsageError
 from envbuild.image.fetch import download, wheel_dir
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest
+from envbuild.supply.provenance import RecordedBuild
 
 FORMAT = "envbuild-vendor/1"
 MANIFEST = "envbuild-vendor.json"
@@ -84,23 +85,23 @@ def find_base(digest: Digest, cache: Path, *, extra: tuple[Path, ...] = ()) -> P
     return None
 
 
-def collect_wheels(record: dict[str, Any], cache: Path, dest_cache: Path) -> int:
+def collect_wheels(record: RecordedBuild, cache: Path, dest_cache: Path) -> int:
     """Copy every wheel and tool of ``record`` into ``dest_cache`` (the cache's layout); return how many.
 
     Each comes from the envbuild cache ``cache`` when it is there (else it is downloaded into
     it from its recorded URL), checked against its recorded sha256 either way.
     """
     count = 0
-    for wheel in [*record["wheels"], *record["tools"]]:
-        cached = wheel_dir(cache, wheel["sha256"]) / wheel["filename"]
+    for wheel in (*record.wheels, *record.tools):
+        cached = wheel_dir(cache, wheel.sha256) / wheel.filename
         if not cached.is_file():
-            if not wheel.get("url"):
-                raise VendorError(f"{wheel['filename']} is not in the cache and its URL was not recorded")
-            download(wheel["url"], cached, wheel["sha256"])
-        target = wheel_dir(dest_cache, wheel["sha256"])
+            if not wheel.url:
+                raise VendorError(f"{wheel.filename} is not in the cache and its URL was not recorded")
+            download(wheel.url, cached, wheel.sha256)
+        target = wheel_dir(dest_cache, wheel.sha256)
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(cached, target / wheel["filename"])
-        (target / "url").write_text(wheel.get("url", "") + "\n", encoding="utf-8")
+        shutil.copy2(cached, target / wheel.filename)
+        (target / "url").write_text(wheel.url + "\n", encoding="utf-8")
         count += 1
     return count
 
@@ -148,15 +149,15 @@ def open_archive(archive: Path, dest: Path) -> Vendored:
     return Vendored(root=dest, manifest=manifest)
 
 
-def manifest_for(*, image: str, digest: Digest, record: dict[str, Any], wheels: int) -> bytes:
+def manifest_for(*, image: str, digest: Digest, record: RecordedBuild, wheels: int) -> bytes:
     """The archive's envbuild-vendor.json."""
     data = {
         "format": FORMAT,
         "image": image,
         "digest": str(digest),
-        "variant": record["variant"],
-        "revision": record["revision"],
-        "base": record["base"]["digest"],
+        "variant": record.variant,
+        "revision": record.revision,
+        "base": str(record.base.digest),
         "wheels": wheels,
         "envbuild": __version__,
     }

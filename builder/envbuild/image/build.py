@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,15 @@ from envbuild.image import store as imagestore
 from envbuild.image.builders import BuildRequest, get_builder
 from envbuild.image.debian import build_debian_base, epoch_of
 from envbuild.image.fetch import Wheel, fetch_lockfile, stage, stage_project, stage_uv
+from envbuild.image.record import (
+    BUILD_RECORD,
+    BaseRecord,
+    BuilderRecord,
+    BuildRecord,
+    BuiltImage,
+    DirtyRecord,
+    WheelRecord,
+)
 from envbuild.image.render import base_reference, dockerfile_path, render, write_rendered
 from envbuild.lock.assemble import tools_filename
 from envbuild.lock.lockfile import DebianBase, LayoutBase, LockSet, read_lockset
@@ -61,17 +69,6 @@ class ImageOptions:
     allow_dirty: bool = False
     # The project and the cache (wheels, bases): default Workspace.at(spec.root), the user's cache.
     workspace: Workspace | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class BuiltImage:
-    """One built image: where it is, its digest, and what it was built from."""
-
-    variant: str
-    digest: Digest
-    layout: Path
-    cached: bool
-    record: dict[str, Any]  # the build record (inputs), also written as build.json
 
 
 def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None = None) -> list[BuiltImage]:
@@ -128,35 +125,40 @@ def _build_one(
     report(variant, "fetching wheels")
     wheels, tools = fetch_wheels(spec, target, cache=workspace.cache)
     base_digest = (
-        str(base_layout.select().digest) if base_layout else str(lockset.bases[target.variant.accelerator].digest)
+        base_layout.select().digest
+        if base_layout
+        else Digest.parse(str(lockset.bases[target.variant.accelerator].digest))
     )
-    record = {
-        "envbuild": __version__,
-        "variant": variant,
-        "platform": target.platform,
-        "builder": {"name": builder.name, "version": builder.version()},
-        "compressor": COMPRESSOR,
-        "source_date_epoch": epoch,
-        "revision": source.commit,
-        "dirty": source.to_json(),
-        "spec": spec.file.relative_to(spec.root).as_posix(),
-        "spec_sha256": hashlib.sha256(spec.file.read_bytes()).hexdigest(),
-        "base": {"name": base_name, "digest": base_digest},
-        "dockerfile": dockerfile_path(target.variant),
-        "dockerfile_sha256": hashlib.sha256(dockerfile.encode()).hexdigest(),
-        "lockfile": f"{LOCK_DIR}/{target.filename}",
-        "lockfile_sha256": hashlib.sha256((spec.root / LOCK_DIR / target.filename).read_bytes()).hexdigest(),
-        "wheels": [w.to_json() for w in wheels],
-        "tools": [w.to_json() for w in tools],
-        "files": sorted(spec.image.files),
-        "files_sha256": _tree_digest(spec.root, spec.image.files),
-    }
-    key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+    record = BuildRecord(
+        envbuild=__version__,
+        variant=variant,
+        platform=target.platform,
+        builder=BuilderRecord(name=builder.name, version=builder.version()),
+        compressor=COMPRESSOR,
+        source_date_epoch=epoch,
+        revision=source.commit,
+        dirty=DirtyRecord(paths=source.dirty, sha256=source.dirty_sha256 or "") if source.dirty else None,
+        spec=spec.file.relative_to(spec.root).as_posix(),
+        spec_sha256=hashlib.sha256(spec.file.read_bytes()).hexdigest(),
+        base=BaseRecord(name=base_name, digest=base_digest),
+        dockerfile=dockerfile_path(target.variant),
+        dockerfile_sha256=hashlib.sha256(dockerfile.encode()).hexdigest(),
+        lockfile=f"{LOCK_DIR}/{target.filename}",
+        lockfile_sha256=hashlib.sha256((spec.root / LOCK_DIR / target.filename).read_bytes()).hexdigest(),
+        wheels=tuple(WheelRecord(**w.to_json()) for w in wheels),
+        tools=tuple(WheelRecord(**w.to_json()) for w in tools),
+        files=tuple(sorted(spec.image.files)),
+        files_sha256=_tree_digest(spec.root, spec.image.files),
+    )
+    key = record.key()
     out = workspace.images / variant
+    name = f"{spec.name}-{variant}"
     cached = _cached(out, key)
     if cached is not None:
         report(variant, "unchanged")
-        return BuiltImage(variant=variant, digest=cached, layout=out, cached=True, record=record)
+        return BuiltImage(
+            variant=variant, layout=out, name=name, digest=cached, record=record.with_digest(cached), cached=True
+        )
 
     report(variant, f"building with {builder.name}")
     stage_inputs(spec, target, wheels, tools, workspace=workspace)
@@ -175,15 +177,13 @@ def _build_one(
         report(variant, "writing the image")
         staged = work / "image"
         assert base_layout is not None, "registry bases are pulled into a layout first"
-        descriptor = assemble(built=raw, base=base_layout, out=staged, epoch=epoch, name=f"{spec.name}-{variant}")
-        atomic_write(
-            staged / "build.json",
-            json.dumps({**record, "digest": str(descriptor.digest)}, indent=2, sort_keys=True) + "\n",
-        )
+        descriptor = assemble(built=raw, base=base_layout, out=staged, epoch=epoch, name=name)
+        record = record.with_digest(descriptor.digest)
+        atomic_write(staged / BUILD_RECORD, record.file_text())
         atomic_write(staged / "build-key", key + "\n")
         _replace(staged, out)
     report(variant, "built")
-    return BuiltImage(variant=variant, digest=descriptor.digest, layout=out, cached=False, record=record)
+    return BuiltImage(variant=variant, layout=out, name=name, digest=descriptor.digest, record=record)
 
 
 def chosen_variants(spec: Spec, options: ImageOptions) -> tuple[Variant, ...]:
