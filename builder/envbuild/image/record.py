@@ -144,8 +144,8 @@ class BuildRecord:
         """The record in ``data`` (parsed build.json); :class:`BuildRecordError` names ``source`` and the key."""
         read = _Reader(source)
         top = read.mapping(data, "the record")
-        dirty = top.get("dirty")
-        digest = top.get("digest")
+        dirty = read.present(top, "dirty")
+        digest = top.get("digest")  # absent in a record not yet written beside its image
         return cls(
             envbuild=read.field(top, "envbuild", str),
             variant=read.field(top, "variant", str),
@@ -156,7 +156,7 @@ class BuildRecord:
             ),
             compressor=read.field(top, "compressor", str),
             source_date_epoch=read.field(top, "source_date_epoch", int),
-            revision=None if top.get("revision") is None else read.field(top, "revision", str),
+            revision=None if read.present(top, "revision") is None else read.field(top, "revision", str),
             dirty=None if dirty is None else DirtyRecord(
                 paths=read.strings(read.entry(top, "dirty"), "paths", "dirty."),
                 sha256=read.field(read.entry(top, "dirty"), "sha256", str, "dirty."),
@@ -206,6 +206,12 @@ class _Reader:
         if key not in data:
             raise self.fail(prefix + key, "is missing")
         return self.mapping(data[key], prefix + key)
+
+    def present(self, data: dict[str, Any], key: str) -> object:
+        """The value of ``key``, which may be null but must be there (null says something: clean, no commit)."""
+        if key not in data:
+            raise self.fail(key, "is missing")
+        return data[key]
 
     def field(self, data: dict[str, Any], key: str, kind: type[_T], prefix: str = "") -> _T:
         if key not in data:
