@@ -47,10 +47,11 @@ from envbuild.oci.ref import Digest
 from envbuild.registry.client import RegistryClient
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.referrers import fallback_tag, list_referrers
+from envbuild.supply.policy import Policy, TrustedKey, load_policy
 from envbuild.supply.signing.bundle import bundle_json, key_bundle
 from envbuild.supply.signing.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
 from envbuild.supply.signing.keys import generate_keypair, load_private_key, public_pem
-from envbuild.supply.verify import Policy, TrustedKey, check_bundle, load_policy
+from envbuild.supply.verify import check_bundle
 from support.paths import ASSETS
 
 RENDER_PROJECT = ASSETS / "render-project"

@@ -16,8 +16,8 @@ from envbuild.registry.options import RegistryOptions
 if TYPE_CHECKING:
     from envbuild.lock.spec import Role, Spec
     from envbuild.lock.variants import Variant
+    from envbuild.supply.policy import Policy
     from envbuild.supply.signing.signer import Signer
-    from envbuild.supply.verify import Policy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -187,7 +187,7 @@ class TrustChoice:
 
     def policy(self) -> Policy:
         """The policy these options state (a policy file that does not parse is an error here)."""
-        from envbuild.supply.verify import policy_from
+        from envbuild.supply.policy import policy_from
 
         return policy_from(keys=self.keys, identity=self.identity, issuer=self.issuer, policy_file=self.policy_file)
 

@@ -30,9 +30,10 @@ from envbuild.supply.attest import (
     find_build,
     make_attestations,
 )
+from envbuild.supply.policy import Policy, TrustedIdentity, read_trusted_key
 from envbuild.supply.signing.keys import generate_keypair, load_private_key, write_keypair
 from envbuild.supply.signing.signer import KeySigner
-from envbuild.supply.verify import Policy, Report, TrustedIdentity, read_trusted_key, verify_image
+from envbuild.supply.verify import Report, verify_image
 from support import paths
 from support.layouts import make_layout
 from support.records import record_json

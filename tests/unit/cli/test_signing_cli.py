@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from envbuild.errors import UsageError
+from envbuild.supply.policy import load_policy
 from envbuild.supply.signing.keys import load_private_key
 from envbuild.supply.signing.signer import KeylessSigner, KeylessSigningError, KeySigner, signer_from_options
-from envbuild.supply.verify import load_policy
 
 # Environment variables through which sigstore's `id` package finds ambient OIDC credentials.
 AMBIENT = ("GITHUB_ACTIONS", "ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "GITLAB_CI", "BUILDKITE")
