@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.audit.vendor import FORMAT, MANIFEST, open_archive, write_archive
+from envbuild import __version__
+from envbuild.audit.vendor import FORMAT, MANIFEST, manifest_for, open_archive, write_archive
 from envbuild.errors import UsageError
+from envbuild.oci.ref import Digest
+from envbuild.supply.provenance import provenance_predicate, recorded_build
+from support.records import build_record
 
 
 def stage(root: Path, *, umask_mode: int = 0o644, mtime: int = 1_800_000_000) -> Path:
@@ -97,3 +101,20 @@ def test_an_archive_of_another_format_names_both_formats(tmp_path: Path) -> None
     with pytest.raises(UsageError, match=f"of format 'envbuild-vendor/2'; this envbuild reads {FORMAT}") as raised:
         open_archive(archive, tmp_path / "open")
     assert raised.value.hint is not None and "envbuild version that made the archive" in raised.value.hint
+
+
+def test_the_manifest_names_the_image_and_what_a_rebuild_starts_from() -> None:
+    digest = Digest.of(b"the image manifest")
+    recorded = recorded_build(provenance_predicate(build_record(), source_repository="https://git.example/team/app"))
+    text = manifest_for(image=f"registry.example/team/app@{digest}", digest=digest, record=recorded, wheels=3)
+    assert json.loads(text) == {
+        "format": FORMAT,
+        "image": f"registry.example/team/app@{digest}",
+        "digest": str(digest),
+        "variant": "cpu-infer",
+        "revision": "c0ffee",
+        "base": "sha256:" + "11" * 32,
+        "wheels": 3,
+        "envbuild": __version__,
+    }
+    assert text == (json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n").encode()  # stable bytes
