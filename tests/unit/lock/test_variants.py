@@ -12,6 +12,7 @@ import pytest
 from envbuild.errors import UsageError
 from envbuild.lock.spec import Spec, load_spec
 from envbuild.lock.variants import NoVariantError, Variant, indexes, requirements, select, targets, variants
+from support.specs import MINIMAL, write_spec
 
 FULL = """
 python = "3.11"
@@ -192,19 +193,6 @@ def test_indexes_filtered_by_accelerator(full: Spec) -> None:
     assert [i.name for i in indexes(full, v("gpu-train"))] == ["pytorch-cu124", "internal"]
 
 
-CPU_INFER = """
-python = "3.11"
-exclude-newer = "2026-11-01T00:00:00Z"
-dependencies = ["numpy>=2.0"]
-
-[roles.infer]
-entrypoint = ["python", "-m", "app"]
-
-[accelerators.cpu]
-base = { debian = "bookworm" }
-"""
-
-
 def test_select_by_accelerator_and_role(full: Spec) -> None:
     """The filters --gpu, --role and --all choose: by accelerator, by role, or every variant."""
     assert select(full, accelerator="cpu") == (v("cpu-train"), v("cpu-infer"))
@@ -226,7 +214,7 @@ def test_select_nothing_is_a_usage_error(
     tmp_path: Path, accelerator: Literal["cpu", "gpu", "all"], role: Literal["train", "infer"] | None, reason: str
 ) -> None:
     """Filters that match no variant say so (exit 2) instead of choosing something else."""
-    spec = spec_from(tmp_path, CPU_INFER)
+    spec = spec_from(tmp_path, MINIMAL)  # cpu-infer only
     with pytest.raises(NoVariantError) as info:
         select(spec, accelerator=accelerator, role=role)
     assert info.value.exit_code == 2
@@ -250,7 +238,7 @@ def test_image_builds_nothing_it_was_not_asked_for(
 
     The project is not even locked: the choice is refused before any lock check or download.
     """
-    (tmp_path / "envbuild.toml").write_text(textwrap.dedent(CPU_INFER).lstrip(), encoding="utf-8")
+    write_spec(tmp_path)  # cpu-infer only
     result = cli("-C", tmp_path, "image", *flags)
     assert result.code == 2, result.err
     assert words in result.err
