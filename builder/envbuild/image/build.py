@@ -25,7 +25,7 @@ from envbuild.image import projectfiles
 from envbuild.image import store as imagestore
 from envbuild.image.builders import BuildRequest, get_builder
 from envbuild.image.debian import build_debian_base, epoch_of
-from envbuild.image.fetch import Wheel, fetch_lockfile, stage, stage_project, stage_uv
+from envbuild.image.fetch import Wheel, fetch_lockfile, stage, stage_uv
 from envbuild.image.record import (
     BUILD_RECORD,
     BaseRecord,
@@ -76,18 +76,24 @@ def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None
     report = progress or (lambda variant, status: None)
     options = dataclasses.replace(options, workspace=workspace_of(spec, options))  # one cache for every step
     imagestore.clean_leftovers(workspace_of(spec, options))  # what killed runs left behind; never a running build's
-    projectfiles.project_files(spec)  # a missing file or a link out of the project: refused before anything
+    # One walk: a missing file or a link out of the project is refused before anything, and what is
+    # digested into the build key is exactly what is staged.
+    entries = projectfiles.project_files(spec)
     lockset = current_lock(spec) if options.check_locks else _read_lock(spec)
     builder = get_builder(options.builder)
-    builder.version()  # a builder that is not installed fails here, before any download
+    # Asked once: a builder that is not installed fails here, before any download.
+    builder_record = BuilderRecord(name=builder.name, version=builder.version())
     rendered = render(spec, lockset)
     write_rendered(spec, rendered)
     built = []
     for target in build_targets(spec, chosen_variants(spec, options)):
         variant = target.variant
         built.append(
-            _build_one(spec, lockset, target, rendered.text(dockerfile_path(variant)), builder, options, report)
-        )
+            _build_one(
+                spec, lockset, target, rendered.text(dockerfile_path(variant)), builder, builder_record, entries,
+                options, report,
+            )
+        )  # fmt: skip
     return built
 
 
@@ -113,6 +119,8 @@ def _build_one(
     target: LockTarget,
     dockerfile: str,
     builder: Any,
+    builder_record: BuilderRecord,
+    entries: tuple[projectfiles.Entry, ...],
     options: ImageOptions,
     report: Progress,
 ) -> BuiltImage:
@@ -124,23 +132,18 @@ def _build_one(
     base_layout, base_name = base_image(spec, lockset, target, options)
     report(variant, "fetching wheels")
     wheels, tools = fetch_wheels(spec, target, cache=workspace.cache)
-    base_digest = (
-        base_layout.select().digest
-        if base_layout
-        else Digest.parse(str(lockset.bases[target.variant.accelerator].digest))
-    )
     record = BuildRecord(
         envbuild=__version__,
         variant=variant,
         platform=target.platform,
-        builder=BuilderRecord(name=builder.name, version=builder.version()),
+        builder=builder_record,
         compressor=COMPRESSOR,
         source_date_epoch=epoch,
         revision=source.commit,
         dirty=DirtyRecord(paths=source.dirty, sha256=source.dirty_sha256 or "") if source.dirty else None,
         spec=spec.file.relative_to(spec.root).as_posix(),
-        spec_sha256=hashlib.sha256(spec.file.read_bytes()).hexdigest(),
-        base=BaseRecord(name=base_name, digest=base_digest),
+        spec_sha256=spec.digest,  # hashed once, when the spec was loaded
+        base=BaseRecord(name=base_name, digest=base_layout.select().digest),
         dockerfile=dockerfile_path(target.variant),
         dockerfile_sha256=hashlib.sha256(dockerfile.encode()).hexdigest(),
         lockfile=f"{LOCK_DIR}/{target.filename}",
@@ -148,7 +151,7 @@ def _build_one(
         wheels=tuple(WheelRecord(**w.to_json()) for w in wheels),
         tools=tuple(WheelRecord(**w.to_json()) for w in tools),
         files=tuple(sorted(spec.image.files)),
-        files_sha256=_tree_digest(spec.root, spec.image.files),
+        files_sha256=projectfiles.digest(entries),
     )
     key = record.key()
     out = workspace.images / variant
@@ -161,7 +164,7 @@ def _build_one(
         )
 
     report(variant, f"building with {builder.name}")
-    stage_inputs(spec, target, wheels, tools, workspace=workspace)
+    stage_inputs(target, wheels, tools, entries, workspace=workspace)
     work_root = workspace.work
     work_root.mkdir(parents=True, exist_ok=True)
     with imagestore.writing_image(out), scratch_dir(work_root, f"{variant}-") as work:
@@ -170,13 +173,12 @@ def _build_one(
         raw = builder.build(
             BuildRequest(
                 context=spec.root, dockerfile=dockerfile_file, base_name=base_name,
-                base_layout=base_layout.path if base_layout else None, epoch=epoch, platform=target.platform,
+                base_layout=base_layout.path, epoch=epoch, platform=target.platform,
                 build_args={"REVISION": source.revision_label}, workdir=work,
             )
         )  # fmt: skip
         report(variant, "writing the image")
         staged = work / "image"
-        assert base_layout is not None, "registry bases are pulled into a layout first"
         descriptor = assemble(built=raw, base=base_layout, out=staged, epoch=epoch, name=name)
         record = record.with_digest(descriptor.digest)
         atomic_write(staged / BUILD_RECORD, record.file_text())
@@ -237,12 +239,17 @@ def fetch_wheels(spec: Spec, target: LockTarget, *, cache: Path) -> tuple[list[W
 
 
 def stage_inputs(
-    spec: Spec, target: LockTarget, wheels: list[Wheel], tools: list[Wheel], *, workspace: Workspace
+    target: LockTarget,
+    wheels: list[Wheel],
+    tools: list[Wheel],
+    entries: tuple[projectfiles.Entry, ...],
+    *,
+    workspace: Workspace,
 ) -> None:
-    """Put what the Dockerfile copies into .envbuild/stage/: the wheels, uv, the project's files."""
+    """Put what the Dockerfile copies into .envbuild/stage/: the wheels, uv, the project's files (``entries``)."""
     stage(workspace, target.variant.name, wheels)
     stage_uv(workspace, tools[0])
-    stage_project(workspace, spec.image.files)
+    projectfiles.stage(workspace.stage / "project", entries)
 
 
 def _input_paths(spec: Spec, target: LockTarget) -> list[str]:
@@ -284,11 +291,6 @@ def _pulled(destination: Path) -> bool:
     except UsageError:
         return False
     return True
-
-
-def _tree_digest(root: Path, paths: tuple[str, ...]) -> str:
-    """A digest of the project files an image copies (paths, kinds, executability, link targets, contents)."""
-    return projectfiles.digest(projectfiles.collect(root, paths))
 
 
 def _cached(out: Path, key: str) -> Digest | None:

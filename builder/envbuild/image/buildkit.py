@@ -39,6 +39,7 @@ from envbuild.image.build import (
 )
 from envbuild.image.builders.base import BuildRequest
 from envbuild.image.builders.docker import build_command, build_env, docker_archive, from_docker_archive
+from envbuild.image.projectfiles import project_files
 from envbuild.image.render import dockerfile_path, render, write_rendered
 from envbuild.lock.spec import Spec
 from envbuild.lock.variants import select
@@ -111,6 +112,7 @@ def build_recipes(
     workspace = workspace_of(spec, options)
     options = dataclasses.replace(options, workspace=workspace)  # one cache for every step
     workspace.buildkit.mkdir(parents=True, exist_ok=True)
+    entries = project_files(spec)  # one walk for every variant, as envbuild image does
     recipes = []
     for target in chosen:
         variant = target.variant.name
@@ -119,7 +121,7 @@ def build_recipes(
         base, base_name = base_image(spec, lockset, target, options)
         report(variant, "fetching wheels")
         wheels, tools = fetch_wheels(spec, target, cache=workspace.cache)
-        stage_inputs(spec, target, wheels, tools, workspace=workspace)
+        stage_inputs(target, wheels, tools, entries, workspace=workspace)
         request = BuildRequest(
             context=Path("."), dockerfile=Path(dockerfile_path(target.variant)), base_name=base_name,
             base_layout=base.path, epoch=epoch, platform=target.platform, build_args={"REVISION": revision},

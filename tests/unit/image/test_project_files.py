@@ -16,13 +16,18 @@ import pytest
 
 from conftest import CliResult
 from envbuild.errors import UsageError
-from envbuild.image.build import _tree_digest
+from envbuild.image import projectfiles
 from envbuild.image.fetch import stage_project
 from envbuild.workspace import Workspace
 from support.paths import ASSETS
 
 FIXTURE = ASSETS / "render-project"
 STAGED = ".envbuild/stage/project"
+
+
+def tree_digest(root: Path, files: tuple[str, ...]) -> str:
+    """The digest of the project files that the build key covers."""
+    return projectfiles.digest(projectfiles.collect(root, files))
 
 
 @pytest.fixture
@@ -163,10 +168,10 @@ def test_digest_covers_link_targets(project: Path) -> None:
     (app / "a.csv").write_text("same\n", encoding="utf-8")
     (app / "b.csv").write_text("same\n", encoding="utf-8")
     (app / "current.csv").symlink_to("a.csv")
-    before = _tree_digest(project, ("fixture_app",))
+    before = tree_digest(project, ("fixture_app",))
     (app / "current.csv").unlink()
     (app / "current.csv").symlink_to("b.csv")
-    assert _tree_digest(project, ("fixture_app",)) != before
+    assert tree_digest(project, ("fixture_app",)) != before
 
 
 # -- "." -------------------------------------------------------------------------------------
@@ -183,7 +188,7 @@ def test_dot_is_the_project_without_vcs_outputs_and_bytecode(project: Path) -> N
     (project / "fixture_app" / "stale.pyc").write_bytes(b"\0")
     (project / "fixture_app" / "lockfiles").mkdir()  # only the top-level outputs are envbuild's
     (project / "fixture_app" / "lockfiles" / "keep.txt").write_text("data\n", encoding="utf-8")
-    before = _tree_digest(project, (".",))
+    before = tree_digest(project, (".",))
     stage_project(Workspace.at(project), (".",))
     tree = staged_tree(project)
     assert set(tree) == {
@@ -197,7 +202,7 @@ def test_dot_is_the_project_without_vcs_outputs_and_bytecode(project: Path) -> N
         "config/serve.toml",
     }
     # Staging wrote into .envbuild/, which "." does not cover: the digest is unchanged.
-    assert _tree_digest(project, (".",)) == before
+    assert tree_digest(project, (".",)) == before
 
 
 def test_dot_renders_one_copy_of_the_project(project: Path, cli: Callable[..., CliResult]) -> None:
