@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING
 
 from envbuild.errors import EnvbuildError, UsageError
 from envbuild.fsutil import atomic_write
-from envbuild.lock.variants import ALL_VARIANTS, Variant
 
 if TYPE_CHECKING:
     import jinja2
+
+    from envbuild.lock.variants import Variant
 
 WORKFLOWS_DIR = ".github/workflows"
 DEFAULT_REPOSITORY = "ghcr.io/${{ github.repository }}"
@@ -239,6 +240,8 @@ def command_line(options: GithubOptions) -> str:
     args += ["ci", "github"]
     if options.repository != DEFAULT_REPOSITORY:
         args += ["--registry", options.repository]
+    from envbuild.lock.variants import ALL_VARIANTS  # here, not at start-up: every command imports this module
+
     if options.variants != ALL_VARIANTS:  # all four is what the command does for a spec that has them
         for variant in options.variants:
             args += ["--variant", variant.name]

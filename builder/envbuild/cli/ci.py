@@ -26,7 +26,6 @@ from envbuild.ci.github import (
     write_github_workflows,
 )
 from envbuild.errors import UsageError
-from envbuild.git import repository_root
 
 if TYPE_CHECKING:
     from envbuild.cli.console import Context
@@ -114,6 +113,7 @@ def github_command(
     check_only: bool,
 ) -> None:
     """Write the GitHub Actions release workflow and the verify workflow a deploy pipeline calls."""
+    from envbuild.git import repository_root
     from envbuild.lock.spec import load_spec
     from envbuild.lock.variants import select
 
