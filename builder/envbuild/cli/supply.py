@@ -275,8 +275,7 @@ def _attest(
     Returns the SBOM of each target when ``kinds`` has it (for ``envbuild sbom``).
     """
     from envbuild.lock.spec import find_spec
-    from envbuild.supply.attest import attestations_for, resolve_target
-    from envbuild.supply.release import attach as attach_to
+    from envbuild.supply.attest import attach_attestations, attestations_for, resolve_target
 
     try:
         root = find_spec(ctx.directory.resolve()).parent
@@ -293,7 +292,7 @@ def _attest(
         if target.build is not None:
             entry["layout"] = str(target.build.layout)
         if target.ref is not None and attach:
-            entry["attached"] = attach_to(client_for(target.ref), target.ref, target.digest, made)
+            entry["attached"] = attach_attestations(client_for(target.ref), target.ref.repository, target.digest, made)
         if made.sbom is not None:
             sboms.append(made.sbom)
         results.append(entry)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envbuild.errors import EnvbuildError, UsageError
-from envbuild.lock.lockfile import DebianBase, ImageBase, LayoutBase, PinnedBase, canonical_json
+from envbuild.lock.lockfile import DebianBase, ImageBase, LayoutBase, PinnedBase, canonical_json, sha256_text
 from envbuild.lock.spec import Base, Spec
 from envbuild.oci.ref import ImageRef
 
@@ -110,7 +109,7 @@ def describe_base(base: Base) -> PinnedBase:
         return DebianBase(
             suite=base.debian,
             packages=tuple(recipe["packages"]),
-            recipe_sha256=hashlib.sha256(canonical_json(recipe).encode()).hexdigest(),
+            recipe_sha256=sha256_text(canonical_json(recipe)),
         )
     if base.image:
         return ImageBase(ref=base.image)

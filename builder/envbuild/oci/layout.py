@@ -304,11 +304,6 @@ def _list(value: Any, key: str) -> list[Any]:
     return value
 
 
-def blob_size(path: Path) -> int:
-    """A file's size in bytes."""
-    return os.stat(path).st_size
-
-
 def _size(path: Path) -> int:
     try:
         return os.stat(path).st_size

@@ -197,17 +197,6 @@ def attestations_for(
     return Attestations(sbom=None, provenance=None, bundles={"signature": signer.sign(payload)})
 
 
-def kept_attestations(image: BuiltImage) -> Attestations:
-    """The supply-chain files already beside ``image``'s layout."""
-
-    def read(name: str) -> bytes | None:
-        path = image.layout / name
-        return path.read_bytes() if path.is_file() else None
-
-    bundles = {kind: data for kind in KINDS if (data := read(bundle_file(kind))) is not None}
-    return Attestations(sbom=read(SBOM_FILE), provenance=read(PROVENANCE_FILE), bundles=bundles)
-
-
 def attach_attestations(
     client: RegistryClient, repository: str, digest: Digest, attestations: Attestations
 ) -> list[dict[str, str]]:

@@ -11,12 +11,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from envbuild.oci.ref import Digest, ImageRef
+from envbuild.oci.ref import ImageRef
 from envbuild.registry.options import RegistryOptions
 
 if TYPE_CHECKING:
     from envbuild.image.record import BuiltImage
-    from envbuild.registry.client import RegistryClient
     from envbuild.supply.attest import Attestations
     from envbuild.supply.signing.signer import Signer
 
@@ -62,7 +61,7 @@ def release(
     starts. Without a signer nothing is signed; without ``push_to`` nothing leaves the disk,
     and the SBOM, provenance and signatures stay beside the layout.
     """
-    from envbuild.supply.attest import make_attestations
+    from envbuild.supply.attest import attach_attestations, make_attestations
 
     client_for = (registry or RegistryOptions()).clients()
     for image in images:
@@ -78,15 +77,12 @@ def release(
         client = client_for(push_to)
         tag = f"{push_to.tag}-{image.variant}" if push_to.tag else image.variant
         pushed = push_layout(Layout.open(image.layout), push_to.with_tag(tag), client, jobs=jobs)
-        attached = attach(client, push_to, image.digest, attestations) if attestations is not None else None
+        attached = (
+            attach_attestations(client, push_to.repository, image.digest, attestations)
+            if attestations is not None
+            else None
+        )
         yield Released(image=image, signed=_signed(attestations), ref=pushed.ref, attached=attached)
-
-
-def attach(client: RegistryClient, ref: ImageRef, digest: Digest, attestations: Attestations) -> list[dict[str, str]]:
-    """Attach ``attestations`` to ``digest`` in ``ref``'s repository as OCI referrers; return what was attached."""
-    from envbuild.supply.attest import attach_attestations
-
-    return attach_attestations(client, ref.repository, digest, attestations)
 
 
 def _signed(attestations: Attestations | None) -> tuple[str, ...] | None:

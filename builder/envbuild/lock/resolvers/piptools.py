@@ -17,6 +17,7 @@ from envbuild.errors import ResolutionError, ToolError, ToolMissingError, UsageE
 from envbuild.lock.resolvers.base import Resolution, ResolveRequest, parse_requirements
 from envbuild.lock.spec import PLATFORMS
 from envbuild.proc import run, secrets_in
+from envbuild.workspace import default_cache
 
 # pip settings worth keeping from the environment (TLS, timeouts); every other
 # PIP_* (extra indexes, find-links, constraints) would change the resolution.
@@ -72,7 +73,7 @@ class PipToolsResolver:
             "--generate-hashes", "--no-header", "--allow-unsafe", "--quiet",
             "--no-emit-index-url", "--no-emit-trusted-host", "--strip-extras",
             "--pip-args", "--only-binary :all:",
-            "--cache-dir", str(Path.home() / ".cache" / "envbuild" / "pip-tools"),
+            "--cache-dir", str(default_cache() / "pip-tools"),
         ]  # fmt: skip
         if request.exclude_newer:
             args += ["--uploaded-prior-to", request.exclude_newer]
