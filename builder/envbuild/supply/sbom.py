@@ -28,12 +28,12 @@ from cyclonedx.output import make_outputter
 from cyclonedx.schema import OutputFormat, SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
-from packaging.utils import canonicalize_name, canonicalize_version
 
 from envbuild.errors import EnvbuildError
 from envbuild.image.record import BuildRecord
-from envbuild.oci.imagefs import read_image_files
-from envbuild.oci.layout import Layout
+from envbuild.oci.annotations import Distribution, canonical_distribution, layer_distributions
+from envbuild.oci.imagefs import json_blob, read_image_files
+from envbuild.oci.layout import Descriptor, Layout
 from envbuild.oci.ref import Digest
 
 DPKG_STATUS = "/var/lib/dpkg/status"
@@ -42,6 +42,8 @@ _DIST_METADATA = re.compile(r"^/.+/site-packages/[^/]+\.dist-info/METADATA$")
 _HEAD = ("$schema", "bomFormat", "specVersion", "serialNumber", "version", "metadata")
 # Serial numbers are uuid5(_SERIAL_NAMESPACE, manifest digest): the same image always gets the same serial.
 _SERIAL_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:envbuild:sbom-serial-number")
+# One property per layer that holds (part of) a Python component, valued with the layer's digest.
+LAYER_PROPERTY = "envbuild:layer"
 # A License field longer than this, or with a line break, is a license text, not a license name.
 _SHORT_LICENSE = 100
 # Trove classifiers that name exactly one SPDX license; "Apache Software License", "BSD License" and
@@ -104,8 +106,11 @@ def make_sbom(
     The image is ``metadata.component`` (``image_ref_name`` at its manifest digest); the components
     are the Python distributions installed in any ``site-packages`` (with the SHA-256 of the wheel
     ``record.wheels`` says was installed), the Debian packages dpkg lists as installed,
-    and the base image. The same image and record always give the same bytes: the timestamp is
-    the record's SOURCE_DATE_EPOCH and the serial number is derived from the manifest digest.
+    and the base image. A Python component gets one ``envbuild:layer`` property per layer whose
+    ``dev.envbuild.layer.distributions`` annotation lists it, valued with the layer's digest, in
+    manifest order; layers without that annotation (a base's, an older envbuild's) name none.
+    The same image and record always give the same bytes: the timestamp is the record's
+    SOURCE_DATE_EPOCH and the serial number is derived from the manifest digest.
     """
     descriptor = layout.select(name)
     if record.digest is not None and record.digest != descriptor.digest:
@@ -114,8 +119,9 @@ def make_sbom(
             hint="use the build.json written next to this image",
         )
     files = read_image_files(layout, name, sbom_paths)
+    layers = [Descriptor.from_json(raw) for raw in json_blob(layout, descriptor.digest, "manifest").get("layers", [])]
 
-    components = [*_python_components(files, record), *_debian_components(files)]
+    components = [*_python_components(files, record, _holders(layers)), *_debian_components(files)]
     components.append(_oci_component(record.base.name or "base", record.base.digest, description="base image"))
     properties = [Property(name="envbuild:variant", value=record.variant)] if record.variant else []
     image = _oci_component(image_ref_name, descriptor.digest, description=None, properties=properties)
@@ -134,7 +140,7 @@ def make_sbom(
     )
     bom.register_dependency(image, unique.values())
     text = make_outputter(bom, OutputFormat.JSON, SchemaVersion.V1_6).output_as_string()
-    return _canonical(json.loads(text))
+    return _canonical(json.loads(text), layer_positions={str(d.digest): i for i, d in enumerate(layers)})
 
 
 def validate_sbom(data: bytes) -> None:
@@ -244,13 +250,25 @@ def _header(value: Any) -> str | None:
     return text if text and text.upper() != "UNKNOWN" else None
 
 
-def _python_components(files: dict[str, bytes], record: BuildRecord) -> list[Component]:
-    wheels = {(canonicalize_name(w.name), canonicalize_version(w.version)): w for w in record.wheels}
+def _holders(layers: list[Descriptor]) -> dict[Distribution, list[str]]:
+    """The digests of the layers that hold each distribution, by their annotations, in manifest order."""
+    holders: dict[Distribution, list[str]] = {}
+    for layer in layers:
+        for distribution in layer_distributions(layer):
+            holders.setdefault(distribution, []).append(str(layer.digest))
+    return holders
+
+
+def _python_components(
+    files: dict[str, bytes], record: BuildRecord, holders: dict[Distribution, list[str]]
+) -> list[Component]:
+    wheels = {canonical_distribution(w.name, w.version): w for w in record.wheels}
     components = []
     for path in sorted(p for p in files if _DIST_METADATA.match(p)):
         dist = parse_dist_metadata(files[path], path=path)
         purl = PackageURL(type="pypi", name=dist.name, version=dist.version)
-        wheel = wheels.get((canonicalize_name(dist.name), canonicalize_version(dist.version)))
+        key = canonical_distribution(dist.name, dist.version)
+        wheel = wheels.get(key)
         hashes = [HashType(alg=HashAlgorithm.SHA_256, content=wheel.sha256)] if wheel and wheel.sha256 else []
         references = (
             [ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(wheel.url))]
@@ -267,6 +285,7 @@ def _python_components(files: dict[str, bytes], record: BuildRecord) -> list[Com
                 hashes=hashes,
                 licenses=dist_licenses(dist),
                 external_references=references,
+                properties=[Property(name=LAYER_PROPERTY, value=digest) for digest in holders.get(key, ())],
             )
         )
     return components
@@ -329,13 +348,21 @@ def _oci_component(
     )
 
 
-def _canonical(document: dict[str, Any]) -> bytes:
+def _canonical(document: dict[str, Any], *, layer_positions: dict[str, int]) -> bytes:
     """The document with components and dependencies sorted by bom-ref, as indented UTF-8 JSON.
 
     Dependency entries without dependencies are dropped: cyclonedx-python-lib adds one for every
     component, which would claim each has none, while envbuild only knows what the image contains.
+    ``envbuild:layer`` properties follow the manifest (``layer_positions``: digest -> index), so
+    that the parts of a split distribution read in order; the library sorts properties by value.
     """
     document["components"] = sorted(document.get("components", []), key=lambda c: str(c.get("bom-ref")))
+    for component in document["components"]:
+        if "properties" in component:
+            component["properties"] = sorted(
+                component["properties"],
+                key=lambda p: (p["name"], layer_positions.get(p["value"], -1) if p["name"] == LAYER_PROPERTY else -1),
+            )
     document["dependencies"] = sorted(
         ({**d, "dependsOn": sorted(d["dependsOn"])} for d in document.get("dependencies", []) if d.get("dependsOn")),
         key=lambda d: str(d["ref"]),

@@ -21,8 +21,9 @@ import pytest
 from cyclonedx.model.license import License, LicenseExpression
 
 from envbuild.image.record import BuildRecordError
+from envbuild.oci.annotations import DISTRIBUTIONS, LAYER
 from envbuild.oci.imagefs import ImageReadError
-from envbuild.oci.layout import Layout
+from envbuild.oci.layout import DescriptorError, Layout
 from envbuild.oci.ref import Digest
 from envbuild.oci.writer import OCI_LAYER_GZIP, write_image
 from envbuild.supply.sbom import (
@@ -110,14 +111,24 @@ def _layer(entries: list[Entry]) -> tuple[bytes, str]:
     return gzip.compress(tar_bytes, mtime=0), "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
 
 
-def _image(path: Path, layers: list[list[Entry]], *, name: str = "demo-image", created: int = EPOCH) -> Layout:
-    """An OCI layout at ``path`` holding one image named ``name`` made of ``layers``."""
+def _image(
+    path: Path,
+    layers: list[list[Entry]],
+    *,
+    name: str = "demo-image",
+    created: int = EPOCH,
+    annotations: list[dict[str, str]] | None = None,
+) -> Layout:
+    """An OCI layout at ``path`` holding one image named ``name`` made of ``layers``, with layer ``annotations``."""
     layout = Layout.create(path)
     descriptors, diff_ids = [], []
-    for entries in layers:
+    for entries, layer_annotations in zip(layers, annotations or [{}] * len(layers), strict=True):
         blob, diff_id = _layer(entries)
         digest = layout.write_blob(blob)
-        descriptors.append({"mediaType": OCI_LAYER_GZIP, "digest": str(digest), "size": len(blob)})
+        descriptor: dict[str, Any] = {"mediaType": OCI_LAYER_GZIP, "digest": str(digest), "size": len(blob)}
+        if layer_annotations:
+            descriptor["annotations"] = layer_annotations
+        descriptors.append(descriptor)
         diff_ids.append(diff_id)
     config = {
         "architecture": "amd64",
@@ -267,6 +278,72 @@ def test_sbom_components_purls_hashes_and_licenses(image: Layout) -> None:
     assert components[base]["type"] == "container"
     assert components[base]["version"] == BASE_DIGEST
     assert not any("oldpkg" in ref or "baz" in ref for ref in components)
+    assert not any("properties" in c for c in components.values())  # no layer annotations: no envbuild:layer
+
+
+def _split_foo() -> tuple[list[Entry], list[Entry]]:
+    """foo's two parts, padded so that their digests sort against manifest order (which must win)."""
+    for pad in range(64):
+        first = [Entry(f"{SITE}/foo/a.py", b"a = %d\n" % pad)]
+        second = [Entry(f"{SITE}/foo-1.0.dist-info/METADATA", FOO_METADATA)]
+        if _layer(first)[1] > _layer(second)[1]:
+            return first, second
+    raise AssertionError("no padding puts part 1's digest after part 2's")
+
+
+def _layered_image(path: Path) -> Layout:
+    """A base, then layers as envbuild writes them: venv, foo split in two, a group (bar, baz), project."""
+    first, second = _split_foo()
+    layers = [
+        [Entry("./var/lib/dpkg/status", DPKG_STATUS)],
+        [Entry("opt/venv/pyvenv.cfg", b"home = /usr/bin\n")],
+        first,
+        second,
+        [
+            Entry(f"{SITE}/bar-2.0.dist-info/METADATA", BAR_METADATA),
+            Entry(f"{SITE}/baz-3.0.dist-info/METADATA", BAZ_METADATA),
+        ],
+        [Entry("app/main.py", b"print()\n")],
+    ]
+    annotations = [
+        {},
+        {LAYER: "venv"},
+        {LAYER: "python:foo:1/2", DISTRIBUTIONS: "foo==1.0"},
+        {LAYER: "python:foo:2/2", DISTRIBUTIONS: "foo==1.0"},
+        {LAYER: "python-group:a-c", DISTRIBUTIONS: "bar==2.0.0 baz==3"},  # versions as canonical forms match
+        {LAYER: "project"},
+    ]
+    return _image(path, layers, annotations=annotations)
+
+
+def test_sbom_names_the_layers_that_hold_each_python_component(tmp_path: Path) -> None:
+    layout = _layered_image(tmp_path / "image")
+    manifest = json.loads(layout.read_blob(layout.select("demo-image").digest))
+    digests = [layer["digest"] for layer in manifest["layers"]]
+
+    sbom = _sbom(layout)
+    components = _components(json.loads(sbom))
+
+    def layers_of(ref: str) -> list[str]:
+        return [p["value"] for p in components[ref].get("properties", []) if p["name"] == "envbuild:layer"]
+
+    assert layers_of("pkg:pypi/foo@1.0") == [digests[2], digests[3]]  # manifest order, not digest order
+    assert layers_of("pkg:pypi/bar@2.0") == layers_of("pkg:pypi/baz@3.0") == [digests[4]]
+    assert [ref for ref in components if "properties" in components[ref]] == [
+        "pkg:pypi/bar@2.0",
+        "pkg:pypi/baz@3.0",
+        "pkg:pypi/foo@1.0",
+    ]
+    validate_sbom(sbom)
+    assert _sbom(layout) == sbom
+
+
+def test_a_malformed_distributions_annotation_is_named(tmp_path: Path) -> None:
+    entries = [Entry(f"{SITE}/bar-2.0.dist-info/METADATA", BAR_METADATA)]
+    layout = _image(tmp_path / "image", [entries], annotations=[{LAYER: "python:bar", DISTRIBUTIONS: "bar 2.0"}])
+
+    with pytest.raises(DescriptorError, match=r"dev\.envbuild\.layer\.distributions lists 'bar', not name==version"):
+        _sbom(layout)
 
 
 def test_sbom_metadata_names_the_image_envbuild_and_the_epoch(image: Layout) -> None:
