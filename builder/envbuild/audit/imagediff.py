@@ -3,9 +3,14 @@
 :func:`diff_images` compares two images of OCI layouts. Equal manifest digests mean identical
 images. Otherwise it walks the manifest and config JSON field by field (``config.Env`` and
 ``config.Labels`` as maps, so one changed variable is one finding), and streams each pair of
-differing layers, matched by index, to list the entries added, removed and changed with the
-attributes that changed; small text files also get their first differing lines. Layers whose
-files are equal but whose bytes are not are explained too: compression, entry order, tar headers.
+differing layers to list the entries added, removed and changed with the attributes that
+changed; small text files also get their first differing lines. Layers whose files are equal
+but whose bytes are not are explained too: compression, entry order, tar headers.
+
+Layers are paired by index, except when both images name their own layers (the
+``dev.envbuild.layer`` annotation envbuild writes: ``python:torch``, ``project``...): then those
+are paired by name, so that a package moving into a layer of its own adds one layer to the
+report instead of shifting every later pair; the base's unnamed layers stay paired by index.
 
 Memory stays bounded for layers of any size: contents are hashed as they stream past, and only
 a capped number of small text files are read again, in a second pass, for their line diffs.
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from envbuild.oci.annotations import layer_name
 from envbuild.oci.imagefs import ImageReadError, LayerMember, LayerReader, json_blob
 from envbuild.oci.layout import INDEX_TYPES, Descriptor, Layout
 from envbuild.oci.ref import Digest
@@ -84,16 +90,18 @@ class EntryDiff:
 
 @dataclass(frozen=True, kw_only=True)
 class LayerSide:
-    """One side's layer descriptor."""
+    """One side's layer: its descriptor, its position in that image's manifest, and its envbuild name if any."""
 
     digest: str
     media_type: str
     size: int
+    index: int
+    name: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class LayerDiff:
-    """The comparison of the layers at ``index`` of both images.
+    """The comparison of a pair of layers: the layer at ``index`` of b (of a, for a layer only a has) and its partner.
 
     ``status``: ``identical`` (same digest), ``changed`` (entries differ), ``same-files`` (the same entries with the
     same attributes and contents, different bytes: ``encoding`` says why), ``added`` or ``removed`` (the layer exists
@@ -107,6 +115,11 @@ class LayerDiff:
     entries: tuple[EntryDiff, ...] = ()
     encoding: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str | None:
+        """The layer's envbuild name (``dev.envbuild.layer``), b's unless only a has the layer; None for a base's."""
+        return (self.b and self.b.name) or (self.a and self.a.name) or None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,28 +161,31 @@ def diff_images(a: Layout, b: Layout, *, name_a: str | None = None, name_b: str 
     if side_a.manifest == side_b.manifest:
         return ImageDiff(a=side_a, b=side_b)
 
-    notes: list[str] = []
     layers_a = [Descriptor.from_json(d) for d in manifest_a.get("layers", [])]
     layers_b = [Descriptor.from_json(d) for d in manifest_b.get("layers", [])]
-    # Layers beyond the shorter list are reported whole, as added or removed layers.
-    common = min(len(layers_a), len(layers_b))
-    manifest_changes = _json_changes(_manifest_view(manifest_a, common), _manifest_view(manifest_b, common))
+    pairs, notes = pair_layers(layers_a, layers_b)
+    counts = (len(layers_a), len(layers_b))
+    # Layers in one image only are reported whole, as added or removed layers, not as manifest fields.
+    both = tuple((i, j) for i, j in pairs if i is not None and j is not None)
+    manifest_changes = _json_changes(
+        _manifest_view(manifest_a), _manifest_view(manifest_b), {"layers": Alignment(both, *counts)}
+    )
     if len(layers_a) != len(layers_b):
         manifest_changes.append(FieldChange(path="len(layers)", change="changed", a=len(layers_a), b=len(layers_b)))
     config_changes: list[FieldChange] = []
     if side_a.config != side_b.config:
         config_a = json_blob(a, Digest.parse(side_a.config), "config")
         config_b = json_blob(b, Digest.parse(side_b.config), "config")
-        config_changes = _json_changes(config_a, config_b)
+        config_changes = _json_changes(config_a, config_b, _config_alignments(config_a, config_b, pairs, counts))
         if not config_changes:
             notes.append("config: the same JSON serialised differently (key order, spacing or escapes)")
     layers = [
         _diff_layer(
-            index,
-            (a, layers_a[index]) if index < len(layers_a) else None,
-            (b, layers_b[index]) if index < len(layers_b) else None,
+            (a, layers_a[i]) if i is not None else None,
+            (b, layers_b[j]) if j is not None else None,
+            pair=(i, j),
         )
-        for index in range(max(len(layers_a), len(layers_b)))
+        for i, j in pairs
     ]
     if manifest_a == manifest_b:
         notes.append("manifest: the same JSON serialised differently (key order, spacing or escapes)")
@@ -202,14 +218,76 @@ def _manifest(layout: Layout, descriptor: Descriptor) -> dict[str, Any]:
     return manifest
 
 
-def _manifest_view(manifest: dict[str, Any], layers: int) -> dict[str, Any]:
-    """The manifest without blob digests and sizes (the config and layers explain those), and its first ``layers``."""
+def _manifest_view(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest without blob digests and sizes: the config and layers explain those."""
     view = {k: v for k, v in manifest.items() if k not in ("config", "layers")}
     view["config"] = {k: v for k, v in manifest.get("config", {}).items() if k not in ("digest", "size")}
-    view["layers"] = [
-        {k: v for k, v in d.items() if k not in ("digest", "size")} for d in manifest.get("layers", [])[:layers]
-    ]
+    view["layers"] = [{k: v for k, v in d.items() if k not in ("digest", "size")} for d in manifest.get("layers", [])]
     return view
+
+
+# -- pairing layers ------------------------------------------------------------------------------
+
+Pair = tuple[int | None, int | None]
+"""Positions of a layer in a's and b's manifests; None where that image has no such layer."""
+
+
+def pair_layers(layers_a: list[Descriptor], layers_b: list[Descriptor]) -> tuple[list[Pair], list[str]]:
+    """Which layer of a to compare with which of b, in report order, and a note when names could not be used.
+
+    When both images name some of their layers (``dev.envbuild.layer``), named layers pair by name
+    (the k-th of a name with the k-th of the same name) and unnamed ones by their order among the
+    unnamed; otherwise all pair by index. The order follows b, each layer only a has placed just
+    before the first layer of b whose partner comes after it in a.
+    """
+    names_a, names_b = [layer_name(d) for d in layers_a], [layer_name(d) for d in layers_b]
+    if not any(names_a) or not any(names_b):
+        count = max(len(layers_a), len(layers_b))
+        pairs: list[Pair] = [(i if i < len(layers_a) else None, i if i < len(layers_b) else None) for i in range(count)]
+        named = "a" if any(names_a) else "b" if any(names_b) else None
+        notes = [f"only {named}'s layers are named (dev.envbuild.layer): layers paired by index"] if named else []
+        return pairs, notes
+    keys_a, keys_b = _pairing_keys(names_a), _pairing_keys(names_b)
+    position_a = {key: i for i, key in enumerate(keys_a)}
+    matched_a = {position_a[key] for key in keys_b if key in position_a}
+    pairs = []
+    placed = 0  # layers of a before this one have been placed
+    for j, key in enumerate(keys_b):
+        i = position_a.get(key)
+        if i is not None:
+            pairs.extend((k, None) for k in range(placed, i) if k not in matched_a)
+            placed = max(placed, i + 1)
+        pairs.append((i, j))
+    pairs.extend((k, None) for k in range(placed, len(keys_a)) if k not in matched_a)
+    return pairs, []
+
+
+def _pairing_keys(names: list[str | None]) -> list[tuple[str | None, int]]:
+    """Each layer's name and how many layers of that name (or unnamed ones) come before it."""
+    seen: Counter[str | None] = Counter()
+    keys = []
+    for name in names:
+        keys.append((name, seen[name]))
+        seen[name] += 1
+    return keys
+
+
+def _config_alignments(
+    config_a: dict[str, Any], config_b: dict[str, Any], pairs: list[Pair], counts: tuple[int, int]
+) -> dict[str, Alignment]:
+    """The config lists with one item per layer, to compare by the layer pairing.
+
+    ``rootfs.diff_ids`` has one per layer; ``history`` only when no entry is an ``empty_layer``.
+    """
+    aligned = {"rootfs.diff_ids": Alignment(tuple(pairs), *counts)}
+    if not any(_has_empty_layer(config) for config in (config_a, config_b)):
+        aligned["history"] = Alignment(tuple(pairs), *counts)
+    return aligned
+
+
+def _has_empty_layer(config: dict[str, Any]) -> bool:
+    history = config.get("history")
+    return isinstance(history, list) and any(isinstance(h, dict) and h.get("empty_layer") for h in history)
 
 
 # -- JSON fields ---------------------------------------------------------------------------------
@@ -219,20 +297,33 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOP_RANK = {"config": 0, "architecture": 1, "os": 1, "variant": 1, "rootfs": 2, "history": 3, "created": 4}
 
 
-def _json_changes(a: Any, b: Any) -> list[FieldChange]:
+def _json_changes(a: Any, b: Any, aligned: dict[str, Alignment] | None = None) -> list[FieldChange]:
+    """The fields of ``a`` and ``b`` that differ; the lists at the paths ``aligned`` names are compared by pair."""
     out: list[FieldChange] = []
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(a.keys() | b.keys(), key=lambda k: (_TOP_RANK.get(k, 5), k)):
-            _walk(_child("", key), a.get(key, _ABSENT), b.get(key, _ABSENT), out)
+            _walk(_child("", key), a.get(key, _ABSENT), b.get(key, _ABSENT), out, aligned or {})
     else:
-        _walk("", a, b, out)
+        _walk("", a, b, out, aligned or {})
     return out
 
 
 _ABSENT: Any = object()
 
 
-def _walk(path: str, a: Any, b: Any, out: list[FieldChange]) -> None:
+@dataclass(frozen=True, slots=True)
+class Alignment:
+    """How to compare a JSON list of one item per layer: by the layer ``pairs``.
+
+    Only lists of ``len_a`` and ``len_b`` items follow the layers; lists of other lengths are compared by index.
+    """
+
+    pairs: tuple[Pair, ...]
+    len_a: int
+    len_b: int
+
+
+def _walk(path: str, a: Any, b: Any, out: list[FieldChange], aligned: dict[str, Alignment]) -> None:
     if a is _ABSENT:
         out.append(FieldChange(path=path, change="added", b=b))
     elif b is _ABSENT:
@@ -241,23 +332,28 @@ def _walk(path: str, a: Any, b: Any, out: list[FieldChange]) -> None:
         return
     elif isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(a.keys() | b.keys()):
-            _walk(_child(path, key), a.get(key, _ABSENT), b.get(key, _ABSENT), out)
+            _walk(_child(path, key), a.get(key, _ABSENT), b.get(key, _ABSENT), out, aligned)
     elif isinstance(a, list) and isinstance(b, list):
         env_a, env_b = (_env_map(a), _env_map(b)) if path == "config.Env" else (None, None)
         if env_a is not None and env_b is not None and env_a != env_b:
             # NAME=value entries: say which variable differs, not which list position
             for key in sorted(env_a.keys() | env_b.keys()):
-                _walk(f"{path}[{json.dumps(key)}]", env_a.get(key, _ABSENT), env_b.get(key, _ABSENT), out)
+                _walk(f"{path}[{json.dumps(key)}]", env_a.get(key, _ABSENT), env_b.get(key, _ABSENT), out, aligned)
             return
-        for index in range(max(len(a), len(b))):
-            _walk(
-                f"{path}[{index}]",
-                a[index] if index < len(a) else _ABSENT,
-                b[index] if index < len(b) else _ABSENT,
-                out,
-            )
+        for i, j in _list_pairs(path, len(a), len(b), aligned):
+            a_item = a[i] if i is not None else _ABSENT
+            b_item = b[j] if j is not None else _ABSENT
+            _walk(f"{path}[{j if j is not None else i}]", a_item, b_item, out, aligned)
     else:
         out.append(FieldChange(path=path, change="changed", a=a, b=b))
+
+
+def _list_pairs(path: str, len_a: int, len_b: int, aligned: dict[str, Alignment]) -> tuple[Pair, ...]:
+    """Which items of two lists to compare: by the layer pairing where ``aligned`` applies, else by index."""
+    alignment = aligned.get(path)
+    if alignment is not None and (alignment.len_a, alignment.len_b) == (len_a, len_b):
+        return alignment.pairs
+    return tuple((i if i < len_a else None, i if i < len_b else None) for i in range(max(len_a, len_b)))
 
 
 def _child(path: str, key: str) -> str:
@@ -339,9 +435,11 @@ class _Scan:
     tar_size: int
 
 
-def _diff_layer(index: int, a: tuple[Layout, Descriptor] | None, b: tuple[Layout, Descriptor] | None) -> LayerDiff:
-    side_a = LayerSide(digest=str(a[1].digest), media_type=a[1].media_type, size=a[1].size) if a else None
-    side_b = LayerSide(digest=str(b[1].digest), media_type=b[1].media_type, size=b[1].size) if b else None
+def _diff_layer(a: tuple[Layout, Descriptor] | None, b: tuple[Layout, Descriptor] | None, *, pair: Pair) -> LayerDiff:
+    side_a = _layer_side(a[1], pair[0]) if a else None
+    side_b = _layer_side(b[1], pair[1]) if b else None
+    index = pair[1] if pair[1] is not None else pair[0]
+    assert index is not None
     if side_a and side_b and side_a.digest == side_b.digest:
         return LayerDiff(index=index, status="identical", a=side_a, b=side_b)
     if any(side and "zstd" in side.media_type for side in (side_a, side_b)):
@@ -373,6 +471,13 @@ def _diff_layer(index: int, a: tuple[Layout, Descriptor] | None, b: tuple[Layout
         entries=entries,
         encoding=tuple(encoding),
         notes=tuple(notes),
+    )
+
+
+def _layer_side(layer: Descriptor, index: int | None) -> LayerSide:
+    assert index is not None
+    return LayerSide(
+        digest=str(layer.digest), media_type=layer.media_type, size=layer.size, index=index, name=layer_name(layer)
     )
 
 

@@ -63,11 +63,19 @@ def _summary(diff: ImageDiff) -> list[str]:
         out.append(f"manifest: {plural(len(diff.manifest), 'field')} differ")
     for layer in diff.layers:
         if layer.status != "identical":
-            out.append(f"layer {layer.index}: {_layer_headline(layer)}")
-    same = [str(layer.index) for layer in diff.layers if layer.status == "identical"]
+            out.append(f"{_layer_title(layer)}: {_layer_headline(layer)}")
+    same = [_layer_title(layer).removeprefix("layer ") for layer in diff.layers if layer.status == "identical"]
     if same:
         out.append(f"identical layers: {', '.join(same)}")
     return out
+
+
+def _layer_title(layer: LayerDiff) -> str:
+    """``layer 5``, with the layer's name and a's position when they say more: ``layer 5 (python:numpy; 4 in a)``."""
+    details = [layer.name] if layer.name else []
+    if layer.a and layer.b and layer.a.index != layer.b.index:
+        details.append(f"{layer.a.index} in a")
+    return f"layer {layer.index}" + (f" ({'; '.join(details)})" if details else "")
 
 
 def _layer_headline(layer: LayerDiff) -> str:
@@ -84,7 +92,7 @@ def _layer_headline(layer: LayerDiff) -> str:
 
 def _layer_text(layer: LayerDiff) -> list[str]:
     digests = " -> ".join(_short(side.digest) for side in (layer.a, layer.b) if side)
-    lines = [f"layer {layer.index}: {_layer_headline(layer)}", f"  {digests}"]
+    lines = [f"{_layer_title(layer)}: {_layer_headline(layer)}", f"  {digests}"]
     if layer.status == "same-files":
         lines += [f"  - {note}" for note in layer.encoding]
     if layer.status == "changed":
@@ -168,11 +176,18 @@ def _layer_json(layer: LayerDiff) -> dict[str, Any]:
     def side(value: LayerSide | None) -> dict[str, Any] | None:
         if value is None:
             return None
-        return {"digest": value.digest, "mediaType": value.media_type, "size": value.size}
+        return {
+            "digest": value.digest,
+            "mediaType": value.media_type,
+            "size": value.size,
+            "index": value.index,
+            "name": value.name,
+        }
 
     entries = sorted(layer.entries, key=lambda e: (e.path, e.change))
     return {
         "index": layer.index,
+        "name": layer.name,
         "status": layer.status,
         "a": side(layer.a),
         "b": side(layer.b),
@@ -238,7 +253,8 @@ def render_html(diff: ImageDiff) -> str:
 def _layer_html(layer: LayerDiff) -> list[str]:
     e = _escape
     digests = " → ".join(side.digest for side in (layer.a, layer.b) if side)
-    out = [f"<h2>Layer {layer.index}: {e(layer.status)}</h2>", f"<p><code>{e(digests)}</code></p>"]
+    title = _layer_title(layer).replace("layer", "Layer", 1)
+    out = [f"<h2>{e(title)}: {e(layer.status)}</h2>", f"<p><code>{e(digests)}</code></p>"]
     if layer.status == "identical":
         return out
     out += [f"<p>{e(_layer_headline(layer))}</p>"]

@@ -29,7 +29,7 @@ from envbuild.audit.report import render_html, render_json, render_text, write_r
 from envbuild.errors import UsageError
 from envbuild.oci.imagefs import ImageReadError
 from envbuild.oci.layout import Layout
-from support.layouts import OCI_LAYER, FileEntry, make_files_layout
+from support.layouts import OCI_LAYER, FileEntry, TestLayout, make_files_layout
 
 EPOCH = 1_700_000_000
 CONFIG_TXT = b"".join(b"line %d\n" % i for i in range(1, 11))
@@ -300,6 +300,136 @@ def test_corrupt_layer_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ImageReadError) as exc:
         diff_images(Layout.open(a.path), Layout.open(b.path))
     assert exc.value.hint
+
+
+# -- layers named by envbuild -------------------------------------------------------------------
+
+SITE = "opt/venv/lib/python3.12/site-packages"
+VENV: list[FileEntry] = [("opt/venv/pyvenv.cfg", b"home = /usr/bin\n", 0o644, 0, 0)]
+CERTIFI: list[FileEntry] = [(f"{SITE}/certifi/cacert.pem", b"-----BEGIN CERTIFICATE-----\n", 0o644, 0, 0)]
+CHARSET: list[FileEntry] = [(f"{SITE}/charset_normalizer/__init__.py", b"", 0o644, 0, 0)]
+PROJECT: list[FileEntry] = [("app/main.py", b"print('hi')\n", 0o644, EPOCH, 0)]
+# Each layer: (dev.envbuild.layer or None for a base layer, dev.envbuild.layer.distributions, files).
+NamedLayer = tuple[str | None, str, Sequence[FileEntry]]
+GROUPED: list[NamedLayer] = [
+    (None, "", BASE),
+    ("venv", "", VENV),
+    ("python-group:a-c", "certifi==2025.1.31 charset-normalizer==3.4.1", [*CERTIFI, *CHARSET]),
+    ("project", "", PROJECT),
+]
+# certifi grew above the threshold: it moves into a layer of its own, the group keeps the rest.
+OWN_LAYER: list[NamedLayer] = [
+    (None, "", BASE),
+    ("venv", "", VENV),
+    ("python:certifi", "certifi==2025.1.31", CERTIFI),
+    ("python-group:a-c", "charset-normalizer==3.4.1", CHARSET),
+    ("project", "", PROJECT),
+]
+
+
+def named_layout(path: Path, layers: Sequence[NamedLayer]) -> TestLayout:
+    """An image as envbuild writes it: layer annotations in the manifest, one history entry per layer by its name."""
+    written = make_files_layout(path, [files for _, _, files in layers])
+    blobs = path / "blobs" / "sha256"
+    manifest = json.loads(written.blob_path(written.digest).read_bytes())
+    config = json.loads(written.blob_path(written.config).read_bytes())
+    for index, (name, dists, _) in enumerate(layers):
+        config["history"][index]["created_by"] = f"envbuild: {name or f'base layer {index}'}"
+        if name:
+            manifest["layers"][index]["annotations"] = {
+                "dev.envbuild.layer": name,
+                **({"dev.envbuild.layer.distributions": dists} if dists else {}),
+            }
+    config_bytes = json.dumps(config).encode()
+    manifest["config"].update(digest=_blob(blobs, config_bytes), size=len(config_bytes))
+    manifest_bytes = json.dumps(manifest).encode()
+    index_json = json.loads((path / "index.json").read_bytes())
+    index_json["manifests"][0].update(digest=_blob(blobs, manifest_bytes), size=len(manifest_bytes))
+    (path / "index.json").write_text(json.dumps(index_json))
+    return written
+
+
+def _blob(blobs: Path, data: bytes) -> str:
+    (blobs / sha(data)).write_bytes(data)
+    return f"sha256:{sha(data)}"
+
+
+def named_diff(tmp_path: Path, layers_a: Sequence[NamedLayer], layers_b: Sequence[NamedLayer]) -> ImageDiff:
+    a, b = named_layout(tmp_path / "a", layers_a), named_layout(tmp_path / "b", layers_b)
+    return diff_images(Layout.open(a.path), Layout.open(b.path))
+
+
+def test_named_layers_pair_by_name_when_a_package_moves_into_its_own_layer(tmp_path: Path) -> None:
+    diff = named_diff(tmp_path, GROUPED, OWN_LAYER)
+
+    assert [(x.index, x.name, x.status) for x in diff.layers] == [
+        (0, None, "identical"),
+        (1, "venv", "identical"),
+        (2, "python:certifi", "added"),
+        (3, "python-group:a-c", "changed"),
+        (4, "project", "identical"),
+    ]
+    assert [(x.a and x.a.index, x.b and x.b.index) for x in diff.layers] == [(0, 0), (1, 1), (None, 2), (2, 3), (3, 4)]
+    assert [(e.path, e.change) for e in diff.layers[3].entries] == [(f"/{SITE}/certifi/cacert.pem", "removed")]
+    distributions = 'layers[3].annotations["dev.envbuild.layer.distributions"]'
+    assert diff.manifest == (
+        FieldChange(
+            path=distributions,
+            change="changed",
+            a="certifi==2025.1.31 charset-normalizer==3.4.1",
+            b="charset-normalizer==3.4.1",
+        ),
+        FieldChange(path="len(layers)", change="changed", a=4, b=5),
+    )
+    # The config's lists follow the pairing too: one layer added, one changed, nothing shifted.
+    assert [(c.path, c.change) for c in diff.config] == [
+        ("rootfs.diff_ids[2]", "added"),
+        ("rootfs.diff_ids[3]", "changed"),
+        ("history[2]", "added"),
+    ]
+    text = render_text(diff)
+    assert "  - layer 2 (python:certifi): added (only in b; 1 entry)\n" in text
+    assert "  - layer 3 (python-group:a-c; 2 in a): 0 changed, 0 added, 1 removed\n" in text
+    assert "  - identical layers: 0, 1 (venv), 4 (project; 3 in a)\n" in text
+    report = render_json(diff)["layers"]
+    assert [(x["index"], x["name"]) for x in report] == [
+        (0, None),
+        (1, "venv"),
+        (2, "python:certifi"),
+        (3, "python-group:a-c"),
+        (4, "project"),
+    ]
+    assert report[3]["a"]["index"] == 2 and report[3]["a"]["name"] == "python-group:a-c"
+    assert "<h2>Layer 3 (python-group:a-c; 2 in a): changed</h2>" in render_html(diff)
+
+
+def test_a_named_layer_only_in_a_is_removed_where_it_was(tmp_path: Path) -> None:
+    diff = named_diff(tmp_path, OWN_LAYER, GROUPED)
+
+    assert [(x.a and x.a.index, x.b and x.b.index, x.name, x.status) for x in diff.layers] == [
+        (0, 0, None, "identical"),
+        (1, 1, "venv", "identical"),
+        (2, None, "python:certifi", "removed"),
+        (3, 2, "python-group:a-c", "changed"),
+        (4, 3, "project", "identical"),
+    ]
+    assert "  - layer 2 (python:certifi): removed (only in a; 1 entry)\n" in render_text(diff)
+
+
+def test_when_only_one_image_names_its_layers_they_pair_by_index(tmp_path: Path) -> None:
+    a = make_files_layout(tmp_path / "a", [files for _, _, files in GROUPED])
+    b = named_layout(tmp_path / "b", OWN_LAYER)
+
+    diff = diff_images(Layout.open(a.path), Layout.open(b.path))
+
+    assert [(x.index, x.name, x.status) for x in diff.layers] == [
+        (0, None, "identical"),
+        (1, "venv", "identical"),
+        (2, "python:certifi", "changed"),
+        (3, "python-group:a-c", "changed"),
+        (4, "project", "added"),
+    ]
+    assert diff.notes == ("only b's layers are named (dev.envbuild.layer): layers paired by index",)
 
 
 # -- reports -------------------------------------------------------------------------------------
