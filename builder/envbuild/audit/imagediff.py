@@ -44,7 +44,7 @@ TERMINAL_FIELDS = 40
 REPORT_SUFFIXES = (".json", ".html")
 
 Change = Literal["added", "removed", "changed"]
-LayerStatus = Literal["identical", "changed", "same-files", "added", "removed", "not-compared"]
+LayerStatus = Literal["identical", "changed", "same-files", "added", "removed"]
 AttrValue = str | int | float | None
 
 
@@ -105,7 +105,7 @@ class LayerDiff:
 
     ``status``: ``identical`` (same digest), ``changed`` (entries differ), ``same-files`` (the same entries with the
     same attributes and contents, different bytes: ``encoding`` says why), ``added`` or ``removed`` (the layer exists
-    in one image only; its entries are listed), ``not-compared`` (unreadable here; ``notes`` says why).
+    in one image only; its entries are listed). Plain, gzip and zstd layers are all read.
     """
 
     index: int
@@ -442,10 +442,6 @@ def _diff_layer(a: tuple[Layout, Descriptor] | None, b: tuple[Layout, Descriptor
     assert index is not None
     if side_a and side_b and side_a.digest == side_b.digest:
         return LayerDiff(index=index, status="identical", a=side_a, b=side_b)
-    if any(side and "zstd" in side.media_type for side in (side_a, side_b)):
-        note = "zstd-compressed layers cannot be read here (no zstd decompressor); compare their contents elsewhere"
-        unread: LayerStatus = "added" if a is None else "removed" if b is None else "not-compared"
-        return LayerDiff(index=index, status=unread, a=side_a, b=side_b, notes=(note,))
     if a is None or b is None:
         only = b if a is None else a
         change: Change = "added" if a is None else "removed"

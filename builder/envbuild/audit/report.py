@@ -87,7 +87,7 @@ def _layer_headline(layer: LayerDiff) -> str:
     if layer.status in ("added", "removed"):
         where = "b" if layer.status == "added" else "a"
         return f"{layer.status} (only in {where}; {plural(len(layer.entries), 'entry', 'entries')})"
-    return "not compared: " + "; ".join(layer.notes)
+    return "identical"
 
 
 def _layer_text(layer: LayerDiff) -> list[str]:
@@ -106,7 +106,7 @@ def _layer_text(layer: LayerDiff) -> list[str]:
         lines.append(f"  ... and {len(layer.entries) - TERMINAL_ENTRIES} more (--report FILE.json lists all)")
     if layer.status == "changed":
         lines += [f"  tar/compression: {note}" for note in layer.encoding]
-    lines += [f"  note: {note}" for note in layer.notes if layer.status != "not-compared"]
+    lines += [f"  note: {note}" for note in layer.notes]
     return lines
 
 

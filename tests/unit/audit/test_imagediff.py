@@ -7,15 +7,18 @@ names that difference and nothing else.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import random
 import tarfile
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+import zstandard
 
 from envbuild.audit.imagediff import (
     TEXT_LIMIT,
@@ -32,6 +35,7 @@ from envbuild.oci.layout import Layout
 from support.layouts import OCI_LAYER, FileEntry, TestLayout, make_files_layout
 
 EPOCH = 1_700_000_000
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 CONFIG_TXT = b"".join(b"line %d\n" % i for i in range(1, 11))
 MODEL = bytes(range(256)) * 8
 BASE: list[FileEntry] = [
@@ -265,6 +269,36 @@ def test_same_tar_other_compression_is_explained(tmp_path: Path) -> None:
     assert layer.encoding[1:] == ("gzip header XFL (compression level hint) 2 -> 4",)
 
 
+def zstd_layout(path: Path, layers: Sequence[Sequence[FileEntry]]) -> TestLayout:
+    """The image of :func:`make_files_layout` with every layer compressed with zstd instead of gzip."""
+    written = make_files_layout(path, layers)
+
+    def recompress(manifest: dict[str, Any], config: dict[str, Any]) -> None:
+        for descriptor in manifest["layers"]:
+            tar = gzip.decompress(written.blob_path(descriptor["digest"]).read_bytes())
+            packed = zstandard.ZstdCompressor(level=3).compress(tar)
+            descriptor.update(mediaType=OCI_LAYER_ZSTD, digest=write_blob(written, packed), size=len(packed))
+
+    rewrite_image(written, recompress)
+    return written
+
+
+def test_zstd_layers_are_compared_like_gzip_ones(tmp_path: Path) -> None:
+    gzipped = make_files_layout(tmp_path / "gzip", [BASE, APP])
+    before = zstd_layout(tmp_path / "zstd", [BASE, APP])
+    after = zstd_layout(tmp_path / "zstd-mode", [BASE, replace(APP, "app/model.bin", mode=0o755)])
+
+    recompressed = diff_images(Layout.open(gzipped.path), Layout.open(before.path))
+    changed = diff_images(Layout.open(before.path), Layout.open(after.path))
+
+    for layer in recompressed.layers:
+        assert (layer.status, layer.entries) == ("same-files", ())
+        assert layer.encoding[0] == "compression gzip -> zstd"
+        assert layer.encoding[1].startswith("the uncompressed tars are identical (sha256:")
+    assert [layer.status for layer in changed.layers] == ["identical", "changed"]
+    assert changed.layers[1].entries[0].attrs == (AttrChange(name="mode", a="0644", b="0755"),)
+
+
 def test_same_files_in_another_tar_format_are_explained(tmp_path: Path) -> None:
     diff = compare(tmp_path, [BASE, APP], [BASE, APP], tar_format=tarfile.USTAR_FORMAT)
 
@@ -330,28 +364,37 @@ OWN_LAYER: list[NamedLayer] = [
 def named_layout(path: Path, layers: Sequence[NamedLayer]) -> TestLayout:
     """An image as envbuild writes it: layer annotations in the manifest, one history entry per layer by its name."""
     written = make_files_layout(path, [files for _, _, files in layers])
-    blobs = path / "blobs" / "sha256"
-    manifest = json.loads(written.blob_path(written.digest).read_bytes())
-    config = json.loads(written.blob_path(written.config).read_bytes())
-    for index, (name, dists, _) in enumerate(layers):
-        config["history"][index]["created_by"] = f"envbuild: {name or f'base layer {index}'}"
-        if name:
-            manifest["layers"][index]["annotations"] = {
-                "dev.envbuild.layer": name,
-                **({"dev.envbuild.layer.distributions": dists} if dists else {}),
-            }
-    config_bytes = json.dumps(config).encode()
-    manifest["config"].update(digest=_blob(blobs, config_bytes), size=len(config_bytes))
-    manifest_bytes = json.dumps(manifest).encode()
-    index_json = json.loads((path / "index.json").read_bytes())
-    index_json["manifests"][0].update(digest=_blob(blobs, manifest_bytes), size=len(manifest_bytes))
-    (path / "index.json").write_text(json.dumps(index_json))
+
+    def annotate(manifest: dict[str, Any], config: dict[str, Any]) -> None:
+        for index, (name, dists, _) in enumerate(layers):
+            config["history"][index]["created_by"] = f"envbuild: {name or f'base layer {index}'}"
+            if name:
+                manifest["layers"][index]["annotations"] = {
+                    "dev.envbuild.layer": name,
+                    **({"dev.envbuild.layer.distributions": dists} if dists else {}),
+                }
+
+    rewrite_image(written, annotate)
     return written
 
 
-def _blob(blobs: Path, data: bytes) -> str:
-    (blobs / sha(data)).write_bytes(data)
-    return f"sha256:{sha(data)}"
+def rewrite_image(written: TestLayout, edit: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:
+    """Let ``edit`` change the manifest and config of ``written``, and write both and index.json again."""
+    manifest = json.loads(written.blob_path(written.digest).read_bytes())
+    config = json.loads(written.blob_path(written.config).read_bytes())
+    edit(manifest, config)
+    config_bytes = json.dumps(config).encode()
+    manifest["config"].update(digest=write_blob(written, config_bytes), size=len(config_bytes))
+    manifest_bytes = json.dumps(manifest).encode()
+    index_json = json.loads((written.path / "index.json").read_bytes())
+    index_json["manifests"][0].update(digest=write_blob(written, manifest_bytes), size=len(manifest_bytes))
+    (written.path / "index.json").write_text(json.dumps(index_json))
+
+
+def write_blob(written: TestLayout, data: bytes) -> str:
+    digest = f"sha256:{sha(data)}"
+    written.blob_path(digest).write_bytes(data)
+    return digest
 
 
 def named_diff(tmp_path: Path, layers_a: Sequence[NamedLayer], layers_b: Sequence[NamedLayer]) -> ImageDiff:
