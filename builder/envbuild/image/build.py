@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ from envbuild.image import store as imagestore
 from envbuild.image.builders import BuildRequest, get_builder
 from envbuild.image.debian import build_debian_base, epoch_of
 from envbuild.image.fetch import Wheel, fetch_lockfile, stage, stage_uv
+from envbuild.image.layerplan import LayerSettings, plan_layers
 from envbuild.image.record import (
     BUILD_RECORD,
     BaseRecord,
@@ -35,21 +39,23 @@ from envbuild.image.record import (
     DirtyRecord,
     WheelRecord,
 )
-from envbuild.image.render import base_reference, dockerfile_path, render, write_rendered
+from envbuild.image.render import VENV, base_reference, dockerfile_path, render, write_rendered
 from envbuild.lock.assemble import tools_filename
 from envbuild.lock.lockfile import DebianBase, LayoutBase, LockSet, read_lockset
 from envbuild.lock.spec import Spec
 from envbuild.lock.staleness import check
 from envbuild.lock.variants import LockTarget, Variant, select, targets
-from envbuild.oci.layout import Layout
+from envbuild.oci.compress import Compression, compression
+from envbuild.oci.layers import LayerCache, LayerCounts
+from envbuild.oci.layout import Descriptor, Layout
 from envbuild.oci.ref import Digest, ImageRef
-from envbuild.oci.tarnorm import COMPRESSOR
 from envbuild.oci.writer import assemble
 from envbuild.registry.options import RegistryOptions
 from envbuild.scratch import scratch_dir
 from envbuild.workspace import LOCK_DIR, Workspace
 
 Progress = Callable[[str, str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +75,8 @@ class ImageOptions:
     allow_dirty: bool = False
     # The project and the cache (wheels, bases): default Workspace.at(spec.root), the user's cache.
     workspace: Workspace | None = None
+    # Layer compression, "gzip" or "zstd": default the spec's [image] compression.
+    compression: str | None = None
 
 
 def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None = None) -> list[BuiltImage]:
@@ -137,7 +145,7 @@ def _build_one(
         variant=variant,
         platform=target.platform,
         builder=builder_record,
-        compressor=COMPRESSOR,
+        compressor=layer_compression(spec, options).description,
         source_date_epoch=epoch,
         revision=source.commit,
         dirty=DirtyRecord(paths=source.dirty, sha256=source.dirty_sha256 or "") if source.dirty else None,
@@ -177,15 +185,73 @@ def _build_one(
                 build_args={"REVISION": source.revision_label}, workdir=work,
             )
         )  # fmt: skip
+        _keep_raw(raw, variant)
         report(variant, "writing the image")
         staged = work / "image"
-        descriptor = assemble(built=raw, base=base_layout, out=staged, epoch=epoch, name=name)
+        descriptor = write_final_image(
+            spec, options, built=raw, base=base_layout, out=staged, epoch=epoch, name=name,
+            report=lambda status: report(variant, status),
+        )  # fmt: skip
         record = record.with_digest(descriptor.digest)
         atomic_write(staged / BUILD_RECORD, record.file_text())
         atomic_write(staged / "build-key", key + "\n")
         _replace(staged, out)
     report(variant, "built")
     return BuiltImage(variant=variant, layout=out, name=name, digest=descriptor.digest, record=record)
+
+
+def layer_compression(spec: Spec, options: ImageOptions) -> Compression:
+    """How the image's new layers are compressed: ``options.compression``, else the spec's."""
+    return compression(options.compression or spec.image.compression)
+
+
+def write_final_image(
+    spec: Spec,
+    options: ImageOptions,
+    *,
+    built: Layout,
+    base: Layout,
+    out: Path,
+    epoch: int,
+    name: str,
+    report: Callable[[str], None],
+) -> Descriptor:
+    """Write the image of what the builder ``built`` into ``out``, in the layers of the plan (docs/layers.md).
+
+    Layers written before (by any build that used this cache) are taken from the cache, not
+    compressed again; how many of each is logged, and reported.
+    """
+    settings = LayerSettings(threshold=spec.image.layer_threshold, cap=spec.image.layer_cap)
+    python = ".".join(spec.python.split(".")[:2])
+    counts = LayerCounts()
+    descriptor = assemble(
+        built=built, base=base, out=out, epoch=epoch, name=name,
+        plan=lambda files: plan_layers(files, venv=VENV, python=python, workdir=spec.image.workdir, settings=settings),
+        compression=layer_compression(spec, options),
+        cache=LayerCache(workspace_of(spec, options).cache / "layers"),
+        counts=counts,
+        progress=report,
+    )  # fmt: skip
+    summary = f"layers: {len(counts.compressed)} compressed, {len(counts.cached)} from the cache"
+    log.info("%s %s (compressed: %s)", name, summary, ", ".join(counts.compressed) or "none")
+    report(summary)
+    return descriptor
+
+
+def _keep_raw(raw: Layout, variant: str) -> None:
+    """With ENVBUILD_KEEP_RAW=DIR, keep what the builder wrote in DIR/<variant>, to compare with the final image."""
+    keep = os.environ.get("ENVBUILD_KEEP_RAW")
+    if keep:
+        target = Path(keep) / variant
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(raw.path, target, copy_function=_link_or_copy)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def chosen_variants(spec: Spec, options: ImageOptions) -> tuple[Variant, ...]:

@@ -5,7 +5,7 @@ the hash-checked wheels, uv, the project's files) and returns the commands that 
 its Dockerfile with BuildKit: the same SOURCE_DATE_EPOCH, REVISION, base and flags as
 envbuild's docker builder (:func:`envbuild.image.builders.docker.build_command` makes both),
 then ``envbuild normalize``. :func:`normalize` writes the canonical image
-(:func:`envbuild.oci.writer.assemble`) of what BuildKit wrote — a ``docker save``
+(:func:`envbuild.image.build.write_final_image`) of what BuildKit wrote — a ``docker save``
 archive, an OCI archive or an OCI layout — so its digest is the one
 ``envbuild image --builder docker`` prints, whatever times BuildKit put in its layers.
 """
@@ -36,6 +36,7 @@ from envbuild.image.build import (
     fetch_wheels,
     stage_inputs,
     workspace_of,
+    write_final_image,
 )
 from envbuild.image.builders.base import BuildRequest
 from envbuild.image.builders.docker import build_command, build_env, docker_archive, from_docker_archive
@@ -45,7 +46,6 @@ from envbuild.lock.spec import Spec
 from envbuild.lock.variants import select
 from envbuild.oci.layout import INDEX_TYPES, Descriptor, Layout
 from envbuild.oci.ref import Digest
-from envbuild.oci.writer import assemble
 from envbuild.workspace import BUILDKIT_DIR, STAGE_DIR
 
 FORMS = ("docker", "buildx")  # DOCKER_BUILDKIT=1 docker build (dockerd's BuildKit), or docker buildx build
@@ -194,7 +194,10 @@ def normalize(spec: Spec, variant: str, source: Path, out: Path, options: ImageO
                 "and normalize it with the --variant it was built for",
             )
         staged = Path(tmp) / "image"
-        descriptor = assemble(built=built, base=base, out=staged, epoch=epoch, name=f"{spec.name}-{variant}")
+        descriptor = write_final_image(
+            spec, options, built=built, base=base, out=staged, epoch=epoch, name=f"{spec.name}-{variant}",
+            report=lambda status: None,
+        )  # fmt: skip
         imagestore.replace(staged, out)  # at every instant, the old image or the new one, whole
     return descriptor
 

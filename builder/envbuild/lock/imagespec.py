@@ -22,6 +22,13 @@ USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # COPY reads these in a source as a pattern or an escape, whatever the quoting.
 PATH_UNSAFE = "\\*?[]"
+# The layer plan (docs/layers.md): a distribution of at least the threshold gets a layer of its
+# own; a layer over the cap is split by files. Both in bytes of tar.
+LAYER_THRESHOLD = 16 * 2**20
+LAYER_CAP = 2**30
+COMPRESSIONS = ("gzip", "zstd")
+_SIZE = re.compile(r"(?P<number>[0-9]+)\s*(?P<unit>|B|KiB|MiB|GiB|KB|MB|GB)")
+_UNITS = {"": 1, "B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +39,9 @@ class ImageSpec:
     workdir: str
     user: str
     env: tuple[tuple[str, str], ...]
+    layer_threshold: int = LAYER_THRESHOLD
+    layer_cap: int = LAYER_CAP
+    compression: str = "gzip"
 
 
 def control_character(text: str) -> str | None:
@@ -56,7 +66,7 @@ def value_problem(value: str) -> str | None:
 
 def parse_image(t: Table) -> ImageSpec:
     """The ``[image]`` table of ``t``, each value checked against what a Dockerfile can carry."""
-    table = t.table("image", ("files", "workdir", "user", "env"))
+    table = t.table("image", ("files", "workdir", "user", "env", "layer-threshold", "layer-cap", "compression"))
     if table is None:
         return ImageSpec(files=(), workdir="/app", user="app", env=())
     files = tuple(_check_file(table, f) for f in table.strings("files", example='"src"'))
@@ -105,7 +115,38 @@ def parse_image(t: Table) -> ImageSpec:
                 "write the value on one line, without control characters and with no backslash before a quote "
                 "or at the end",
             )
-    return ImageSpec(files=files, workdir=workdir, user=user, env=tuple(sorted(env.items())))
+    compression = table.text("compression", default="gzip", example="gzip")
+    if compression not in COMPRESSIONS:
+        table.fail(
+            "compression", f"{compression!r} is not a layer compression",
+            'write compression = "gzip" (every runtime) or "zstd" '
+            "(for runtimes that read zstd layers: containerd 1.5 and later, podman)",
+        )  # fmt: skip
+    threshold = _size(table, "layer-threshold", LAYER_THRESHOLD)
+    cap = _size(table, "layer-cap", LAYER_CAP)
+    if cap < 2**20:
+        table.fail("layer-cap", f"{cap} bytes is below 1 MiB", 'write a size such as layer-cap = "1GiB"')
+    assert compression is not None
+    return ImageSpec(
+        files=files, workdir=workdir, user=user, env=tuple(sorted(env.items())),
+        layer_threshold=threshold, layer_cap=cap, compression=compression,
+    )  # fmt: skip
+
+
+def _size(table: Table, key: str, default: int) -> int:
+    """A size in bytes: an integer, or a string such as "16MiB" or "1 GB"."""
+    value = table.raw(key)
+    if value is None:
+        return default
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        table.fail(key, f"{value!r} is not a size", f'write a number of bytes or a size such as {key} = "16MiB"')
+    size = int(match["number"]) * _UNITS[match["unit"]]
+    if size > 2**50:
+        table.fail(key, f"{value!r} is larger than any layer can be", f'write a size such as {key} = "16MiB"')
+    return size
 
 
 def _check_file(table: Table, f: str) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from envbuild.image import debian
+from envbuild.image.layerplan import LayerSettings, plan_layers
 from envbuild.oci.imagefs import LayerReader, read_image_files
 from envbuild.oci.layout import Descriptor, Layout
 from envbuild.oci.writer import assemble
@@ -34,7 +35,11 @@ def assembled(tmp_path: Path, *new_layers: list[FileEntry]) -> Layout:
     base = make_files_layout(tmp_path / "base", [BASE])
     built = make_files_layout(tmp_path / "built", [BASE, *new_layers])
     out = tmp_path / "final"
-    assemble(built=Layout.open(built.path), base=Layout.open(base.path), out=out, epoch=EPOCH, name="final")
+    settings = LayerSettings()
+    assemble(
+        built=Layout.open(built.path), base=Layout.open(base.path), out=out, epoch=EPOCH, name="final",
+        plan=lambda files: plan_layers(files, venv="/opt/venv", python="3.11", workdir="/app", settings=settings),
+    )  # fmt: skip
     return Layout.open(out)
 
 
