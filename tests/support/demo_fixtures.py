@@ -25,7 +25,24 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_image(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> tuple[Path, str]:
-    """The demo project in a fresh repository, with its cpu-infer image built: (project, digest)."""
+    """The demo project in a fresh repository, with its cpu-infer image built: (project, digest).
+
+    What the builder wrote before envbuild split it into layers is kept in ``<project>/../raw``
+    (ENVBUILD_KEEP_RAW), for the test that compares the two.
+    """
     project = make_project(tmp_path_factory.mktemp("one") / "demo")
-    image = built(cli_process(project, demo_cache, "image", "--variant", "cpu-infer"))["cpu-infer"]
+    raw = {"ENVBUILD_KEEP_RAW": str(project.parent / "raw")}
+    image = built(cli_process(project, demo_cache, "image", "--variant", "cpu-infer", env=raw))["cpu-infer"]
+    return project, str(image["digest"])
+
+
+@pytest.fixture(scope="session")
+def demo_train_image(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> tuple[Path, str]:
+    """The demo project in another fresh repository, with its cpu-train image built: (project, digest).
+
+    Built once (about a minute) for the tests that run the training image and those that push
+    it beside cpu-infer; the same rules as :func:`demo_image`.
+    """
+    project = make_project(tmp_path_factory.mktemp("train") / "demo")
+    image = built(cli_process(project, demo_cache, "image", "--variant", "cpu-train"))["cpu-train"]
     return project, str(image["digest"])

@@ -152,7 +152,7 @@ def rebuild(
             ImageOptions(
                 variants=select(spec, (recorded.variant,)), builder=recorded.builder.name, source_date_epoch=epoch,
                 revision=recorded.revision, base_layout=base, check_locks=False, registry=options.registry,
-                workspace=Workspace.at(spec.root, cache=cache),
+                workspace=Workspace.at(spec.root, cache=cache), compression=_recorded_compression(recorded.compressor),
             ),
             progress=progress,
         )[0]  # fmt: skip
@@ -166,6 +166,11 @@ def rebuild(
         image=str(ref), variant=recorded.variant, expected=digest, rebuilt=built.digest, inputs=inputs,
         diff=diff, notes=tuple(notes), seconds=time.monotonic() - started,
     )  # fmt: skip
+
+
+def _recorded_compression(compressor: str) -> str:
+    """The layer compression a build record names ("envbuild-zstd/1 libzstd ..." is zstd; anything else gzip)."""
+    return "zstd" if compressor.split("/", 1)[0].endswith("zstd") else "gzip"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -213,6 +213,13 @@ def dockerfile_command(
     help="Default: the commit time of the last change to the image's inputs.",
 )
 @click.option(
+    "--compression",
+    type=click.Choice(["gzip", "zstd"]),
+    envvar="ENVBUILD_COMPRESSION",
+    show_envvar=True,
+    help="How the new layers are compressed. Default: the spec's [image] compression (gzip).",
+)
+@click.option(
     "--push",
     "push_to",
     metavar="REGISTRY/REPO[:PREFIX]",
@@ -234,6 +241,7 @@ def image_command(
     variants: options.VariantChoice,
     builder: str,
     source_date_epoch: int | None,
+    compression: str | None,
     push_to: str | None,
     sign: bool,
     signing: options.SigningChoice,
@@ -255,7 +263,7 @@ def image_command(
     spec = load_spec(ctx.directory)
     settings = ImageOptions(
         variants=variants.select(spec), builder=builder, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty,
-        registry=registry,
+        registry=registry, compression=compression,
     )  # fmt: skip
     with progress(ctx) as report:
         built = build_images(spec, settings, progress=report)

@@ -9,6 +9,7 @@ not downloading the internet again.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from envbuild.image.builders.buildah import DRIVER_VARIABLE, overlay_problem
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest
 from envbuild.supply.attest import statement_of
@@ -74,7 +76,9 @@ def test_another_machine_builds_the_same_image(first_build: tuple[Path, str], tm
     The other machine (:func:`support.machine.another_machine`) has its own resolv.conf, hosts
     and host name, trusts the Debian keys only through /usr/share/keyrings and has umask 077;
     the build there also has another time zone, locale and home, an empty envbuild cache (so
-    mmdebstrap makes the Debian base again) and a git clone of the project at a deeper path.
+    mmdebstrap makes the Debian base again), a git clone of the project at a deeper path, and
+    buildah's vfs storage driver where the first build chose overlay (this machine mounts
+    overlays as root): envbuild's layers must not depend on how buildah stored the files.
     """
     project, digest = first_build
     machine = another_machine(tmp_path / "etc")
@@ -83,10 +87,15 @@ def test_another_machine_builds_the_same_image(first_build: tuple[Path, str], tm
     (tmp_path / "home").mkdir()
     cache = tmp_path / "empty-cache"
     result = cli_process(
-        checkout, cache, "image", "--variant", "cpu-infer", prefix=machine.prefix,
-        env={"TZ": "Pacific/Kiritimati", "LANG": "C", "LC_ALL": "C", "HOME": str(tmp_path / "home")},
+        checkout, cache, "-v", "image", "--variant", "cpu-infer", prefix=machine.prefix,
+        env={"TZ": "Pacific/Kiritimati", "LANG": "C", "LC_ALL": "C", "HOME": str(tmp_path / "home"),
+             DRIVER_VARIABLE: "vfs"},
     )  # fmt: skip
     elsewhere = built(result)["cpu-infer"]
+    assert "buildah: vfs storage driver" in result.stderr
+    assert os.environ.get(DRIVER_VARIABLE, "overlay") == "overlay" and overlay_problem(tmp_path) is None, (
+        "the first build did not use overlay storage, so vfs is compared with vfs"
+    )
     assert any((cache / "bases").iterdir()), "the base is made on the other machine, not found in a cache"
     assert files_containing(Layout.open(checkout / ".envbuild" / "images" / "cpu-infer"), machine.traces) == []
     assert elsewhere["digest"] == digest
@@ -125,10 +134,18 @@ def test_unchanged_inputs_are_a_cache_hit(first_build: tuple[Path, str], cache: 
     assert again == {**again, "digest": digest, "cached": True}
 
 
-def test_training_image_trains(cache: Path, tmp_path: Path) -> None:
+def test_training_image_trains(first_build: tuple[Path, str], cache: Path, tmp_path: Path) -> None:
     project = make_project(tmp_path / "demo")
     layout = project / ".envbuild" / "images" / "cpu-train"
     assert built(cli_process(project, cache, "image", "--variant", "cpu-train"))["cpu-train"]["cached"] is False
+    # The distributions both images lock are the same blobs: pushed, stored and pulled once.
+    train, infer = (
+        {layer["annotations"]["dev.envbuild.layer"]: layer["digest"] for layer in manifest_of(path)["layers"][1:]}
+        for path in (layout, first_build[0] / ".envbuild" / "images" / "cpu-infer")
+    )
+    shared = {name for name in set(train) & set(infer) if name.startswith("python:")}
+    assert {"python:numpy", "python:onnxruntime"} <= shared
+    assert {name: train[name] for name in shared} == {name: infer[name] for name in shared}
     bundle = unpack(layout, "iris-demo-cpu-train", tmp_path)
     result = run_in(bundle, "python", "-m", "iris_demo.train", "--out", "/tmp/iris.onnx")
     assert result.returncode == 0, result.stderr
@@ -385,32 +402,68 @@ def image_config(layout: Path) -> dict[str, Any]:
     return dict(json.loads(image.read_blob(Digest.parse(manifest["config"]["digest"]))))
 
 
-def test_the_history_names_the_step_of_every_layer(first_build: tuple[Path, str]) -> None:
-    """One non-empty history entry per layer, in order; the venv's layer is credited to the COPY of the venv."""
-    import gzip
-    import tarfile
-
-    from envbuild.oci.layout import Layout
-
-    layout = first_build[0] / ".envbuild" / "images" / "cpu-infer"
-    config = image_config(layout)
+def manifest_of(layout: Path) -> dict[str, Any]:
     image = Layout.open(layout)
-    manifest = json.loads(image.read_blob(image.select().digest))
+    return dict(json.loads(image.read_blob(image.select().digest)))
+
+
+def test_the_history_names_what_every_layer_holds(first_build: tuple[Path, str]) -> None:
+    """One non-empty history entry per layer, in order: the base's, then one per layer envbuild wrote."""
+    layout = first_build[0] / ".envbuild" / "images" / "cpu-infer"
+    config, manifest = image_config(layout), manifest_of(layout)
     made = [e for e in config["history"] if not e.get("empty_layer")]
     assert len(made) == len(manifest["layers"]) == len(config["rootfs"]["diff_ids"])
     assert made[0]["created_by"].startswith("mmdebstrap ")  # the base's own history, kept
-    venv = []
-    for entry, layer in zip(made, manifest["layers"], strict=True):
-        with (
-            gzip.open(image.blob_path(Digest.parse(layer["digest"]))) as raw,
-            tarfile.open(fileobj=raw, mode="r|") as tar,
-        ):
-            if any(member.name.startswith(("opt/venv/", "./opt/venv/")) for member in tar):
-                venv.append(entry["created_by"])
-    assert len(venv) == 1 and "COPY" in venv[0] and "/opt/venv" in venv[0], venv
-    # Config-only steps made no layer, and say so.
-    empty = [e["created_by"] for e in config["history"] if e.get("empty_layer")]
-    assert any("ENTRYPOINT" in e for e in empty) and not any("COPY" in e for e in empty)
+    names = [layer.get("annotations", {}).get("dev.envbuild.layer") for layer in manifest["layers"]]
+    numpy = names.index("python:numpy")
+    assert made[numpy]["created_by"].startswith("envbuild: numpy==")
+    # The Dockerfile's steps stay in the history, as steps that made no layer of their own.
+    steps = [e["created_by"] for e in config["history"] if e.get("empty_layer")]
+    assert any("ENTRYPOINT" in e for e in steps) and any("COPY" in e and "/opt/venv" in e for e in steps)
+
+
+def test_the_layers_are_what_the_builder_wrote(first_build: tuple[Path, str]) -> None:
+    """The union of the layers envbuild wrote is the builder's own layer: the same paths, kinds, links and bytes.
+
+    Layers by distribution: the venv's own files, numpy and onnxruntime each alone, the small
+    distributions in groups, then the project and the config, every layer under the cap.
+    """
+    import tarfile
+
+    from envbuild.oci.compress import open_layer
+    from envbuild.oci.tarnorm import RUNTIME_FILES
+
+    project = first_build[0]
+    raw, final = Layout.open(project.parent / "raw" / "cpu-infer"), Layout.open(project / ".envbuild/images/cpu-infer")
+
+    def entries(layout: Layout, layers: list[dict[str, Any]]) -> dict[str, tuple[bytes, str, bytes | None]]:
+        found = {}
+        for layer in layers:
+            with (
+                layout.blob_path(Digest.parse(layer["digest"])).open("rb") as blob,
+                open_layer(blob) as stream,
+                tarfile.open(fileobj=stream, mode="r|") as tar,
+            ):
+                for m in tar:
+                    data = tar.extractfile(m).read() if m.isreg() else None  # type: ignore[union-attr]
+                    found[m.name.rstrip("/")] = (m.type, m.linkname, data)
+        return found
+
+    layers = manifest_of(final.path)["layers"]
+    new = [layer for layer in layers if "dev.envbuild.layer" in layer.get("annotations", {})]
+    built_layers = manifest_of(raw.path)["layers"][len(layers) - len(new) :]
+    before = {k: v for k, v in entries(raw, built_layers).items() if "/" + k not in RUNTIME_FILES}
+    after = entries(final, new)
+    assert set(after) == set(before)
+    # A hard-link group may carry its data under another of its names; content is what must match.
+    assert [
+        k for k in before if before[k][2] != after[k][2] and tarfile.LNKTYPE not in (before[k][0], after[k][0])
+    ] == []
+    names = [layer["annotations"]["dev.envbuild.layer"] for layer in new]
+    assert names[0] == "venv" and names[-2:] == ["project", "config"]
+    assert {"python:numpy", "python:onnxruntime"} <= set(names)
+    assert any(name.startswith("python-group:") for name in names)
+    assert all(layer["size"] < 2**30 for layer in new)
 
 
 def test_a_dirty_tree_is_refused_and_allowed_dirt_is_recorded(
