@@ -127,7 +127,7 @@ class _BlockGzipWriter:
 
     At most ``2 * threads`` blocks are in flight, so memory stays bounded whatever the
     layer's size. The CRC-32 runs here, on the main thread: zlib releases the GIL for it
-    and it is some 20x faster than deflate at level 6.
+    and it runs at GB/s where deflate at level 6 runs at tens of MB/s.
     """
 
     def __init__(self, target: Writable, pool: ThreadPoolExecutor, *, level: int, block_size: int, threads: int):
