@@ -10,27 +10,31 @@ ARG REVISION=unknown
 # -- builder: the locked wheels, installed into /opt/venv -----------------------------------
 FROM envbuild.local/iris-demo/base-gpu:ae450ce1476cab83 AS builder
 ARG SOURCE_DATE_EPOCH
-COPY .envbuild/stage/tools/uv /usr/local/bin/uv
-COPY .envbuild/stage/gpu-infer/wheels/ /tmp/wheels/
-COPY lockfiles/gpu-infer.txt /tmp/lock.txt
 # SOURCE_DATE_EPOCH makes py_compile write hash-checked .pyc files (PEP 552), whose bytes do
-# not depend on file times; UV_NO_INSTALLER_METADATA keeps install times out of RECORD.
+# not depend on file times (nor on the number of compileall workers); UV_NO_INSTALLER_METADATA
+# keeps install times out of RECORD. uv, the wheels and the lock are bind-mounted from the build
+# context, read-only, for this step only: never copied into the stage (gigabytes for a GPU image).
 RUN \
+    --mount=type=bind,source=.envbuild/stage/tools/uv,target=/usr/local/bin/uv \
+    --mount=type=bind,source=.envbuild/stage/gpu-infer/wheels,target=/tmp/wheels \
+    --mount=type=bind,source=lockfiles/gpu-infer.txt,target=/tmp/lock.txt \
     export SOURCE_DATE_EPOCH UV_NO_INSTALLER_METADATA=1 UV_NO_CACHE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \
     && uv venv --quiet --python /usr/bin/python3.11 /opt/venv \
     && uv pip install --quiet --python /opt/venv/bin/python --offline --no-index --find-links /tmp/wheels \
          --require-hashes --no-deps --only-binary :all: -r /tmp/lock.txt \
-    && /opt/venv/bin/python -m compileall -q -j 1 --invalidation-mode checked-hash /opt/venv/lib \
-    && rm -rf /tmp/wheels /tmp/lock.txt /usr/local/bin/uv
+    && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode checked-hash /opt/venv/lib
+# A fixed, non-root user, written directly: no useradd, so no date in /etc/shadow. Written here
+# and copied, so that the image's own stage runs nothing: a RUN step there leaves traces of the
+# builder's mounts (with overlay storage, /run), and the image would depend on the storage driver.
+RUN \
+    echo "app:x:10001:10001::/app:/usr/sbin/nologin" >> /etc/passwd \
+    && echo "app:x:10001:" >> /etc/group
 
 # -- the infer image: the base, the venv, the project's files ---------------------
 FROM envbuild.local/iris-demo/base-gpu:ae450ce1476cab83
 ARG SOURCE_DATE_EPOCH
 ARG REVISION
-# A fixed, non-root user, written directly: no useradd, so no date in /etc/shadow.
-RUN \
-    echo "app:x:10001:10001::/app:/usr/sbin/nologin" >> /etc/passwd \
-    && echo "app:x:10001:" >> /etc/group
+COPY --from=builder /etc/passwd /etc/group /etc/
 COPY --from=builder /opt/venv /opt/venv
 COPY .envbuild/stage/project/demo/iris_demo /app/iris_demo
 ENV LD_LIBRARY_PATH="/opt/venv/lib/python3.11/site-packages/nvidia/cu13/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cudnn/lib" \

@@ -93,9 +93,11 @@ def env_of(text: str) -> dict[str, str]:
     return env
 
 
-def copy_sources(text: str) -> list[str]:
-    """The build-context sources of every COPY (not the --from=builder ones)."""
-    return [args.split()[0] for args in args_of(text, "COPY") if not args.startswith("--from")]
+def context_sources(text: str) -> list[str]:
+    """What the build reads from the context: every COPY's source (not --from=builder) and RUN bind mount."""
+    copied = [args.split()[0] for args in args_of(text, "COPY") if not args.startswith("--from")]
+    mounted = re.findall(r"--mount=type=bind,source=([^,\s]+)", " ".join(args_of(text, "RUN")))
+    return copied + mounted
 
 
 @pytest.fixture
@@ -217,9 +219,9 @@ def test_cpu_environment() -> None:
 def test_infer_copies_no_train_lock(accelerator: str) -> None:
     """The inference image is built from its own lockfile and wheels only."""
     text = dockerfile(render_dir(FIXTURE), f"{accelerator}-infer")
-    sources = copy_sources(text)
+    sources = context_sources(text)
     assert [s for s in sources if s.startswith("lockfiles/")] == [f"lockfiles/{accelerator}-infer.txt"]
-    assert f".envbuild/stage/{accelerator}-infer/wheels/" in sources
+    assert f".envbuild/stage/{accelerator}-infer/wheels" in sources
     assert not [s for s in sources if "train" in s]
 
 
