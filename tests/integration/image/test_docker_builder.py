@@ -82,11 +82,21 @@ def docker_built(dockerd: dict[str, str], demo_cache: Path, tmp_path_factory: py
     return DockerBuilt(project=project, cache=demo_cache, image=built(first)["cpu-infer"], stderr=first.stderr)
 
 
+def layers_of(project: Path) -> list[dict[str, object]]:
+    """The layer descriptors of the project's built cpu-infer image."""
+    layout = project / ".envbuild" / "images" / "cpu-infer"
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads((layout / "blobs" / "sha256" / index["manifests"][0]["digest"][7:]).read_text())
+    return list(manifest["layers"])
+
+
 def test_docker_builds_reproducibly_and_says_buildkit_is_too_old(
-    dockerd: dict[str, str], docker_built: DockerBuilt, tmp_path: Path
+    dockerd: dict[str, str], docker_built: DockerBuilt, demo_image: tuple[Path, str], tmp_path: Path
 ) -> None:
     project, cache, image = docker_built.project, docker_built.cache, docker_built.image
     assert "BuildKit 0.8 has no rewrite-timestamp" in docker_built.stderr
+    # envbuild writes the layers, not the builder: BuildKit's build has buildah's layers, blob for blob.
+    assert layers_of(project) == layers_of(demo_image[0])
 
     # Clean: no previous image, no BuildKit cache, no built image in the daemon.
     env = {**os.environ, **dockerd}
