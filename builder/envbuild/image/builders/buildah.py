@@ -1,7 +1,17 @@
 """The buildah adapter: daemonless Dockerfile builds, in private storage, with no network.
 
-Each build gets fresh storage (``--root`` under its scratch directory, vfs driver),
-so no state leaks between builds; envbuild's own cache decides when not to build.
+Each build gets fresh storage (``--root`` under its scratch directory), so no state
+leaks between builds; envbuild's own cache decides when not to build. The storage is
+removed as soon as the raw image is exported, before envbuild writes the final image:
+the two never take disk at the same time.
+
+The storage driver is overlay where kernel overlay mounts work (root, and a file system
+that can hold an overlay's upper directory), else vfs, which copies the whole root file
+system at every step; ``ENVBUILD_BUILDAH_DRIVER=vfs|overlay`` forces one. The image does
+not depend on it: envbuild rewrites every new layer canonically. Every buildah command
+runs in a mount namespace of its own (``unshare --mount``), so the overlay mounts die
+with it, even when it is killed.
+
 buildah 1.28 cannot combine ``--isolation chroot`` with ``--network none``, so the
 whole build runs in a new, empty network namespace (``unshare --net``): the RUN
 steps see only a loopback interface.
@@ -10,6 +20,7 @@ steps see only a loopback interface.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import tempfile
@@ -20,9 +31,13 @@ from envbuild.errors import UsageError
 from envbuild.image.builders.base import BuildRequest
 from envbuild.oci.layout import Layout
 from envbuild.proc import run, which
+from envbuild.scratch import remove
 
+log = logging.getLogger(__name__)
 HINT = "apt-get install buildah (Debian) — envbuild drives it as a subprocess"
 BUILT = "envbuild.local/build/image:latest"
+DRIVERS = ("overlay", "vfs")
+DRIVER_VARIABLE = "ENVBUILD_BUILDAH_DRIVER"
 # A path buildah accepts as the name of an image (distribution/reference's path components).
 _PLAIN_PATH = re.compile(r"(/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+")
 
@@ -37,12 +52,14 @@ class Buildah:
         return _version(which("buildah", hint=HINT))
 
     def build(self, request: BuildRequest) -> Layout:
-        """Build and export the raw image to ``workdir/raw`` (uncompressed layers)."""
+        """Build and export the raw image to ``workdir/raw`` (uncompressed layers); then drop buildah's storage."""
         buildah = which("buildah", hint=HINT)
         unshare = which("unshare", hint="apt-get install util-linux")
         storage = request.workdir / "storage"
+        driver = storage_driver(storage)
         common = [
-            buildah, "--root", str(storage / "root"), "--runroot", str(storage / "run"), "--storage-driver", "vfs",
+            unshare, "--mount", "--", buildah,
+            "--root", str(storage / "root"), "--runroot", str(storage / "run"), "--storage-driver", driver,
         ]  # fmt: skip
         env = _env(request.workdir)
         if request.base_layout is not None:
@@ -65,7 +82,53 @@ class Buildah:
             env=env,
             timeout=1800,
         )
+        remove(storage)  # gigabytes for a GPU image, no longer needed: free them before the image is written
         return Layout.open(raw)
+
+
+def storage_driver(storage: Path) -> str:
+    """The storage driver for buildah storage at ``storage``: ``$ENVBUILD_BUILDAH_DRIVER``, else overlay if it works.
+
+    overlay needs root (rootless buildah would need fuse-overlayfs) and a file system under
+    ``storage`` that takes an overlay's upper directory (not another overlay, not NFS): a real
+    overlay mount there, in a throwaway mount namespace, is the probe.
+    """
+    forced = os.environ.get(DRIVER_VARIABLE, "")
+    if forced:
+        if forced not in DRIVERS:
+            raise UsageError(
+                f"{DRIVER_VARIABLE}={forced} is not a buildah storage driver envbuild uses",
+                hint=f"set it to one of: {', '.join(DRIVERS)}, or unset it to let envbuild choose",
+            )
+        log.info("buildah: %s storage driver (%s)", forced, DRIVER_VARIABLE)
+        return forced
+    problem = overlay_problem(storage)
+    driver = "vfs" if problem else "overlay"
+    log.info("buildah: %s storage driver%s", driver, f" ({problem})" if problem else "")
+    return driver
+
+
+def overlay_problem(storage: Path) -> str | None:
+    """Why an overlay mount cannot be made under ``storage``, or None when it can."""
+    if os.geteuid() != 0:
+        return "not root: overlay mounts need root"
+    probe = storage / "overlay-probe"
+    dirs = [probe / name for name in ("lower", "upper", "work", "merged")]
+    for directory in dirs:
+        directory.mkdir(parents=True, exist_ok=True)
+    lower, upper, work, merged = dirs
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    try:
+        result = run(
+            [which("unshare", hint="apt-get install util-linux"), "--mount", "--",
+             "mount", "-t", "overlay", "overlay", "-o", options, str(merged)],
+            tool="mount", check=False, timeout=60,
+        )  # fmt: skip
+    finally:
+        remove(probe)
+    if result.returncode != 0:
+        return f"no overlay mount under {storage}: {result.stderr.strip() or f'exit status {result.returncode}'}"
+    return None
 
 
 def pull_layout(common: list[str], env: dict[str, str], layout: Path, name: str = "base") -> str:
