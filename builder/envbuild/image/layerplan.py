@@ -23,13 +23,12 @@ from dataclasses import dataclass
 
 from packaging.utils import canonicalize_name
 
+from envbuild.lock.imagespec import LAYER_CAP, LAYER_THRESHOLD
 from envbuild.oci.annotations import DISTRIBUTIONS
 from envbuild.oci.layers import WHITEOUT, LayerSpec, NewFiles
 
 # 1980-01-01T00:00:00Z: the earliest time a wheel (a zip) can give its files, so no tool reads it as "unset".
 THIRD_PARTY_MTIME = 315532800
-DEFAULT_THRESHOLD = 16 * 1024 * 1024
-DEFAULT_CAP = 1024 * 1024 * 1024
 # Small distributions are grouped by the first character of their canonical name: adding,
 # removing or bumping one changes one group, whatever else the lock holds.
 GROUPS = ("0-9a-c", "d-h", "i-m", "n-p", "q-s", "t-z")
@@ -43,8 +42,8 @@ _PYC = re.compile(r"(?P<dir>.*)/__pycache__/(?P<stem>[^/.]+)\.[^/]+\.pyc")
 class LayerSettings:
     """``[image] layer-threshold`` and ``layer-cap`` (bytes, as files in a tar)."""
 
-    threshold: int = DEFAULT_THRESHOLD
-    cap: int = DEFAULT_CAP
+    threshold: int = LAYER_THRESHOLD
+    cap: int = LAYER_CAP
 
 
 @dataclass(frozen=True, kw_only=True)
