@@ -1,9 +1,10 @@
 """The buildah adapter: daemonless Dockerfile builds, in private storage, with no network.
 
 Each build gets fresh storage (``--root`` under its scratch directory), so no state
-leaks between builds; envbuild's own cache decides when not to build. The storage is
-removed as soon as the raw image is exported, before envbuild writes the final image:
-the two never take disk at the same time.
+leaks between builds; envbuild's own cache decides when not to build. ``buildah bud``
+writes the image straight into an OCI layout (uncompressed layers), and the storage is
+removed right after, before envbuild writes the final image: the two never take disk at
+the same time.
 
 The storage driver is overlay where kernel overlay mounts work (root, and a file system
 that can hold an overlay's upper directory), else vfs, which copies the whole root file
@@ -35,7 +36,6 @@ from envbuild.scratch import remove
 
 log = logging.getLogger(__name__)
 HINT = "apt-get install buildah (Debian) — envbuild drives it as a subprocess"
-BUILT = "envbuild.local/build/image:latest"
 DRIVERS = ("overlay", "vfs")
 DRIVER_VARIABLE = "ENVBUILD_BUILDAH_DRIVER"
 # A path buildah accepts as the name of an image (distribution/reference's path components).
@@ -62,6 +62,7 @@ class Buildah:
             "--root", str(storage / "root"), "--runroot", str(storage / "run"), "--storage-driver", driver,
         ]  # fmt: skip
         env = _env(request.workdir)
+        raw = request.workdir / "raw"
         if request.base_layout is not None:
             image_id = pull_layout(common, env, request.base_layout)
             # Give the base the name the Dockerfile's FROM uses.
@@ -72,16 +73,13 @@ class Buildah:
             "--timestamp", str(request.epoch),
             "--build-arg", f"SOURCE_DATE_EPOCH={request.epoch}",
             *(f"--build-arg={k}={v}" for k, v in sorted(request.build_args.items())),
-            "--file", str(request.dockerfile), "--tag", BUILT, str(request.context),
+            # Committed straight into the OCI layout, uncompressed: the image never enters buildah's
+            # storage, which for a GPU image saves two copies of the venv (the stored layer and the
+            # pending blob it is made from) at the build's peak, and a push that copies it again.
+            "--format", "oci", "--disable-compression", "--tag", f"oci:{raw}:raw",
+            "--file", str(request.dockerfile), str(request.context),
         ]  # fmt: skip
         run(args, tool="buildah bud", env=env, cwd=request.context, timeout=7200)
-        raw = request.workdir / "raw"
-        run(
-            [*common, "push", "--quiet", "--format", "oci", "--disable-compression", BUILT, f"oci:{raw}:raw"],
-            tool="buildah push",
-            env=env,
-            timeout=1800,
-        )
         remove(storage)  # gigabytes for a GPU image, no longer needed: free them before the image is written
         return Layout.open(raw)
 
