@@ -17,6 +17,9 @@ ARG SOURCE_DATE_EPOCH
 # compileall exits 1 when a source does not compile on this Python (torch's cp311 wheels ship
 # torch/testing/_internal/py312_intrinsics.py, in 3.12 syntax): that file gets no .pyc, as with
 # pip and uv, and is named in the build log; any other failure (no interpreter, killed) stops the build.
+# -B: only compileall writes bytecode. setuptools' distutils-precedence.pth imports _distutils_hack
+# whenever the venv's Python starts, and the import system would write a timestamp .pyc for it
+# (the install time inside), which compileall keeps: the image would change with every build.
 RUN \
     --mount=type=bind,source=.envbuild/stage/tools/uv,target=/usr/local/bin/uv \
     --mount=type=bind,source=.envbuild/stage/gpu-train/wheels,target=/tmp/wheels \
@@ -25,7 +28,7 @@ RUN \
     && uv venv --quiet --python /usr/bin/python3.11 /opt/venv \
     && uv pip install --quiet --python /opt/venv/bin/python --offline --no-index --find-links /tmp/wheels \
          --require-hashes --no-deps --only-binary :all: -r /tmp/lock.txt \
-    && { /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode checked-hash /opt/venv/lib || [ $? -eq 1 ]; }
+    && { /opt/venv/bin/python -B -m compileall -q -j 0 --invalidation-mode checked-hash /opt/venv/lib || [ $? -eq 1 ]; }
 # A fixed, non-root user, written directly: no useradd, so no date in /etc/shadow. Written here
 # and copied, so that the image's own stage runs nothing: a RUN step there leaves traces of the
 # builder's mounts (with overlay storage, /run), and the image would depend on the storage driver.
