@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -38,6 +39,22 @@ def atomic_write(path: Path, data: str | bytes) -> None:
 
 # Errors that say the path is wrong (the user can pick another); any other (a full disk) is a failure.
 _PATH_ERRORS = {errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT}
+
+
+def link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Make ``target`` the file ``source``: a hard link, or a copy on another file system; kept if it exists.
+
+    A copy is written beside ``target`` and renamed into place, so a killed copy never looks whole.
+    """
+    target = Path(target)
+    if target.exists():
+        return
+    try:
+        os.link(source, target)
+    except OSError:
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
 
 
 def cannot_write(path: Path, exc: OSError) -> EnvbuildError:

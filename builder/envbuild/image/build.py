@@ -22,7 +22,7 @@ from typing import Any
 
 from envbuild import __version__
 from envbuild.errors import StaleLockError, UsageError
-from envbuild.fsutil import atomic_write
+from envbuild.fsutil import atomic_write, link_or_copy
 from envbuild.git import SourceState, source_state
 from envbuild.image import projectfiles
 from envbuild.image import store as imagestore
@@ -244,14 +244,7 @@ def _keep_raw(raw: Layout, variant: str) -> None:
     if keep:
         target = Path(keep) / variant
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(raw.path, target, copy_function=_link_or_copy)
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
+        shutil.copytree(raw.path, target, copy_function=link_or_copy)
 
 
 def chosen_variants(spec: Spec, options: ImageOptions) -> tuple[Variant, ...]:

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from envbuild.errors import EnvbuildError
+from envbuild.fsutil import link_or_copy
 from envbuild.oci.annotations import LAYER
-from envbuild.oci.compress import Compression, open_layer
-from envbuild.oci.tarnorm import is_mount_stub
+from envbuild.oci.compress import Compression, detect, open_layer
+from envbuild.oci.tarnorm import HashingWriter, canonical_header, is_mount_stub
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +150,8 @@ def _clean_name(name: str) -> str:
 
 def _plain_tar(blob: Path, scratch: Path) -> Path:
     with blob.open("rb") as raw:
-        head = raw.read(4)
-    if head[:2] != b"\x1f\x8b" and head != b"\x28\xb5\x2f\xfd":
-        return blob
+        if detect(raw.read(4)) == "none":
+            return blob
     with blob.open("rb") as raw, open_layer(raw) as src, scratch.open("wb") as dst:
         shutil.copyfileobj(src, dst, _COPY_BUFFER)
     return scratch
@@ -190,8 +190,7 @@ class LayerCache:
         try:
             target = self.root / "blobs" / digest.removeprefix("sha256:")
             target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists():
-                _link_or_copy(blob, target)
+            link_or_copy(blob, target)
             index = self.root / "index"
             index.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile("w", dir=index, delete=False, suffix=".tmp") as tmp:
@@ -226,14 +225,14 @@ def write_layers(
     written = []
     for spec in plan:
         entries = _layer_entries(files, spec)
-        hasher = _Counter()
+        hasher = HashingWriter()
         _serialise(files, entries, heads, spec, epoch, hasher)
-        diff_id = f"sha256:{hasher.hash.hexdigest()}"
+        diff_id = f"sha256:{hasher.hasher.hexdigest()}"
         key = LayerCache.key(diff_id, compression)
         hit = cache.get(key) if cache is not None else None
         if hit is not None:
             digest, size, cached_blob = hit
-            _link_or_copy(cached_blob, blobs / digest.removeprefix("sha256:"))
+            link_or_copy(cached_blob, blobs / digest.removeprefix("sha256:"))
             fresh = False
         else:
             if progress is not None:
@@ -302,7 +301,7 @@ def _serialise(
     heads: dict[str, str],
     spec: LayerSpec,
     epoch: int,
-    out: _Counter | Any,
+    out: HashingWriter,
 ) -> None:
     """Write the layer's tar into ``out``: canonical headers, hard links kept only within the layer.
 
@@ -317,7 +316,9 @@ def _serialise(
             carrier.setdefault(group, name)
     with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT, copybufsize=_COPY_BUFFER) as tar:  # type: ignore[call-overload]
         for name, info, member in entries:
-            clean = _canonical_header(info, spec.mtime, epoch)
+            clean = canonical_header(info, epoch)
+            if spec.mtime is not None:
+                clean.mtime = spec.mtime
             group = heads.get(name, name)
             head = carrier.get(group)
             if head is not None and head != name:
@@ -335,43 +336,6 @@ def _serialise(
                 tar.addfile(clean)
 
 
-def _canonical_header(member: tarfile.TarInfo, mtime: int | None, epoch: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(member.name)
-    info.type = member.type
-    executable = member.isdir() or member.mode & 0o111  # the host's umask must not show
-    info.mode = 0o777 if member.issym() else 0o755 if executable else 0o644
-    info.size = member.size if member.isreg() else 0
-    info.linkname = member.linkname
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mtime = mtime if mtime is not None else min(int(member.mtime), epoch)
-    info.devmajor, info.devminor = member.devmajor, member.devminor
-    return info
-
-
-class _Counter:
-    """A write-only sink with tell(): hashes and counts what passes (tarfile's "w" mode asks tell())."""
-
-    def __init__(self, target: Any = None):
-        self.target = target
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.hash.update(data)
-        self.size += len(data)
-        if self.target is not None:
-            self.target.write(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        if self.target is not None:
-            self.target.flush()
-
-
 def _compress(
     files: NewFiles,
     entries: list[tuple[str, tarfile.TarInfo, _Member | None]],
@@ -385,17 +349,17 @@ def _compress(
     with tempfile.NamedTemporaryFile(dir=blobs, prefix=".layer-", delete=False) as raw:
         tmp = Path(raw.name)
         try:
-            packed = _Counter(raw)
+            packed = HashingWriter(raw)
             with compression.writer(packed) as compressing:
-                plain = _Counter(compressing)
+                plain = HashingWriter(compressing)
                 _serialise(files, entries, heads, spec, epoch, plain)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-    if f"sha256:{plain.hash.hexdigest()}" != diff_id:
+    if f"sha256:{plain.hasher.hexdigest()}" != diff_id:
         tmp.unlink(missing_ok=True)
         raise EnvbuildError(f"layer {spec.name}: its bytes changed between two writes", hint=_BUG)
-    digest = packed.hash.hexdigest()
+    digest = packed.hasher.hexdigest()
     final = blobs / digest
     tmp.replace(final)
     return f"sha256:{digest}", packed.size, final
@@ -407,14 +371,3 @@ def _sha256_file(path: Path) -> str:
         while chunk := f.read(_COPY_BUFFER):
             digest.update(chunk)
     return f"sha256:{digest.hexdigest()}"
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    if target.exists():
-        return
-    try:
-        os.link(source, target)
-    except OSError:
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(source, tmp)
-        tmp.replace(target)

@@ -39,10 +39,13 @@ class Layer:
     path: Path
 
 
-class _HashingWriter:
-    """A write-only file that hashes and counts what passes through it."""
+class HashingWriter:
+    """A write-only file that hashes and counts what passes through it into ``target`` (None: nowhere).
 
-    def __init__(self, target: Writable):
+    It has tell(), which tarfile's "w" mode asks for.
+    """
+
+    def __init__(self, target: Writable | None = None):
         self.target = target
         self.hasher = hashlib.sha256()
         self.size = 0
@@ -50,10 +53,16 @@ class _HashingWriter:
     def write(self, data: bytes) -> int:
         self.hasher.update(data)
         self.size += len(data)
-        return self.target.write(data)
+        if self.target is not None:
+            self.target.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
 
     def flush(self) -> None:
-        self.target.flush()
+        if self.target is not None:
+            self.target.flush()
 
 
 def normalize_layer(
@@ -84,9 +93,9 @@ def normalize_layer(
             plain = source
         out = Path(tmp) / "layer.blob"
         with out.open("wb") as raw:
-            compressed_out = _HashingWriter(raw)
+            compressed_out = HashingWriter(raw)
             with compression.writer(compressed_out, threads=threads) as packing:
-                uncompressed = _HashingWriter(packing)
+                uncompressed = HashingWriter(packing)
                 _rewrite(plain, uncompressed, epoch, keep_owners, drop_mount_stubs)
         digest = compressed_out.hasher.hexdigest()
         final = blobs / digest
@@ -113,7 +122,7 @@ def is_mount_stub(member: tarfile.TarInfo) -> bool:
     return path in RUNTIME_FILES and member.isreg() and member.size == 0
 
 
-def _rewrite(plain: Path, out: _HashingWriter, epoch: int, keep_owners: bool, drop_mount_stubs: bool) -> None:
+def _rewrite(plain: Path, out: HashingWriter, epoch: int, keep_owners: bool, drop_mount_stubs: bool) -> None:
     with tarfile.open(plain, "r:") as src:
         members = src.getmembers()
         if drop_mount_stubs:
@@ -133,7 +142,7 @@ def _rewrite(plain: Path, out: _HashingWriter, epoch: int, keep_owners: bool, dr
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as dst:  # type: ignore[call-overload]
             for name in sorted(by_name):
                 member = by_name[name]
-                info = _clean(member, epoch, keep_owners)
+                info = canonical_header(member, epoch, keep_owners)
                 head = first_of.get(name)
                 if head is not None and head != name:
                     info.type, info.linkname, info.size = tarfile.LNKTYPE, head, 0
@@ -148,7 +157,11 @@ def _rewrite(plain: Path, out: _HashingWriter, epoch: int, keep_owners: bool, dr
                     dst.addfile(info)
 
 
-def _clean(member: tarfile.TarInfo, epoch: int, keep_owners: bool) -> tarfile.TarInfo:
+def canonical_header(member: tarfile.TarInfo, epoch: int, keep_owners: bool = False) -> tarfile.TarInfo:
+    """``member``'s header as envbuild writes it: no owner names, the mtime clamped to ``epoch``.
+
+    New layers (not ``keep_owners``) also get uid/gid 0 and modes reduced to "executable or not".
+    """
     info = tarfile.TarInfo(member.name)
     info.type = member.type
     if keep_owners:

@@ -11,8 +11,6 @@ SOURCE_DATE_EPOCH and no builder fingerprints.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuild.errors import EnvbuildError
+from envbuild.fsutil import link_or_copy
 from envbuild.oci.compress import GZIP, Compression
 from envbuild.oci.layers import LayerCache, LayerCounts, LayerSpec, NewFiles, write_layers
 from envbuild.oci.layout import Descriptor, Layout
@@ -79,7 +78,7 @@ def assemble(
     blobs = out / "blobs" / "sha256"
     layers = []
     for layer in base_manifest["layers"]:
-        _link(base.blob_path(Digest.parse(layer["digest"])), blobs / layer["digest"].split(":", 1)[1])
+        link_or_copy(base.blob_path(Digest.parse(layer["digest"])), blobs / layer["digest"].split(":", 1)[1])
         layers.append(layer)
     new_blobs = [built.blob_path(Digest.parse(layer["digest"])) for layer in built_manifest["layers"][len(base_ids) :]]
     with (
@@ -132,15 +131,6 @@ def write_image(
     descriptor = Descriptor(media_type=OCI_MANIFEST, digest=digest, size=len(manifest_bytes))
     layout.add_manifest(descriptor, name=name)
     return descriptor
-
-
-def _link(source: Path, target: Path) -> None:
-    if target.exists():
-        return
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
 
 
 def write_single_layer_image(
