@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import NoReturn
 
@@ -107,6 +107,11 @@ def _single_platform_targets(spec: Spec) -> tuple[LockTarget, ...]:
     return tuple(seen.values())
 
 
+# A role without an entrypoint runs the venv's Python (first on PATH): the image still builds,
+# and runs what it is given, e.g. `-m pkg.module`.
+DEFAULT_ENTRYPOINT = ("python",)
+
+
 def _render_one(env: jinja2.Environment, spec: Spec, lockset: LockSet, target: LockTarget) -> str:
     variant = target.variant
     entry = lockset.entry(target.name)
@@ -117,10 +122,7 @@ def _render_one(env: jinja2.Environment, spec: Spec, lockset: LockSet, target: L
         raise StaleLockError(f"the {variant.accelerator} base is not pinned in the lock", hint="run 'envbuild lock'")
     role = spec.role(variant.role)
     if not role.entrypoint:
-        raise UsageError(
-            f"{spec.file}: roles.{variant.role}.entrypoint: missing, needed to build {variant.name}",
-            hint='write entrypoint = ["python", "-m", "your_package.module"]',
-        )
+        role = replace(role, entrypoint=DEFAULT_ENTRYPOINT)
     check_writable(spec)
     environment = [
         ("PATH", f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),

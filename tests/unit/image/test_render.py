@@ -292,17 +292,19 @@ def test_base_missing_from_lock_is_stale_lock_error() -> None:
     assert info.value.hint and "envbuild lock" in info.value.hint
 
 
-def test_missing_entrypoint_is_usage_error(project: Path) -> None:
-    """A role without an entrypoint cannot become an image: a UsageError naming the key."""
+def test_missing_entrypoint_runs_python(project: Path) -> None:
+    """A role without an entrypoint still becomes an image, whose ENTRYPOINT is the venv's python."""
     spec_file = project / "envbuild.toml"
     text = spec_file.read_text(encoding="utf-8")
     line = 'entrypoint = ["python", "-m", "fixture_app.serve"]\n'
     assert line in text
     spec_file.write_text(text.replace(line, ""), encoding="utf-8")
-    with pytest.raises(UsageError, match=r"roles\.infer\.entrypoint") as info:
-        render_dir(project)
-    assert info.value.exit_code == 2
-    assert info.value.hint and "entrypoint" in info.value.hint
+    rendered = render_dir(project)
+    for variant in ("cpu-infer", "gpu-infer"):
+        text = dockerfile(rendered, variant)
+        assert args_of(text, "ENTRYPOINT") == ['["python"]']
+        assert env_of(text)["PATH"].startswith("/opt/venv/bin:")  # python is the venv's
+    assert json.loads(args_of(dockerfile(rendered, "cpu-train"), "ENTRYPOINT")[0])[:2] == ["python", "-m"]
 
 
 # -- known bugs -----------------------------------------------------------------------------
