@@ -81,3 +81,29 @@ def templates_dir() -> Path:
         if (candidate / "Dockerfile.j2").is_file():
             return candidate
     raise UsageError("envbuild's templates are missing", hint="reinstall envbuild")
+
+
+def docs_dir() -> Path:
+    """The reference documentation (docs/*.md): inside the installed package, or docs/ of a source checkout."""
+    here = Path(__file__).resolve().parent  # the package
+    for candidate in (here / "docs", here.parents[1] / "docs"):
+        if (candidate / "spec.md").is_file():
+            return candidate
+    raise UsageError("envbuild's documentation is missing", hint="reinstall envbuild")
+
+
+def doc_topics() -> dict[str, str]:
+    """Each documentation topic (a docs/*.md file's stem, e.g. ``spec``) and its title, by name."""
+    topics = {}
+    for path in sorted(docs_dir().glob("*.md")):
+        first = path.read_text(encoding="utf-8").partition("\n")[0]
+        topics[path.stem] = first.lstrip("#").strip()
+    return topics
+
+
+def read_doc(topic: str) -> str:
+    """The Markdown text of documentation ``topic``; an unknown topic is a UsageError listing the topics."""
+    topics = doc_topics()
+    if topic not in topics:
+        raise UsageError(f"no documentation topic {topic!r}", hint=f"choose one of: {', '.join(topics)}")
+    return (docs_dir() / f"{topic}.md").read_text(encoding="utf-8")

@@ -66,10 +66,31 @@ def init_command(ctx: Context, force: bool) -> None:
     """Write a starter envbuild.toml for the Python project in this directory."""
     from envbuild.lock.starter import init_spec
 
-    path = init_spec(ctx.directory, force=force)
+    starter = init_spec(ctx.directory, force=force)
     if ctx.json:
-        ctx.emit({"spec": str(path)})
-    ctx.say(f"wrote {path}: review it, then run 'envbuild lock'")
+        ctx.emit({"spec": str(starter.spec), "gitignore": str(starter.gitignore) if starter.gitignore else None})
+    if starter.gitignore is not None:
+        ctx.say(f"added .envbuild/ (envbuild's outputs) to {starter.gitignore}")
+    ctx.say(f"wrote {starter.spec}: review it ('envbuild docs spec' explains every key), then run 'envbuild lock'")
+
+
+@cli.command("docs")
+@click.argument("topic", required=False)
+@pass_ctx
+def docs_command(ctx: Context, topic: str | None) -> None:
+    """Print the reference documentation TOPIC (e.g. spec); without TOPIC, list the topics."""
+    from envbuild.workspace import doc_topics, read_doc
+
+    if topic is None:
+        topics = doc_topics()
+        if ctx.json:
+            ctx.emit({"topics": topics})
+            return
+        width = max(map(len, topics))
+        click.echo("\n".join(f"{name:<{width}}  {title}" for name, title in topics.items()))
+        return
+    text = read_doc(topic)
+    ctx.emit({"topic": topic, "text": text}) if ctx.json else click.echo(text, nl=False)
 
 
 @cli.command("lock")
