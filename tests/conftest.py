@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from envbuild.cli.main import main
-from support.paths import REPO
+from support.paths import ASSETS, REPO
 
 pytest_plugins = ["support.registry_fixtures", "support.demo_fixtures"]
 
@@ -45,6 +45,25 @@ def demo(tmp_path: Path) -> Path:
     shutil.copy(REPO / "envbuild.toml", root / "envbuild.toml")
     shutil.copytree(REPO / "demo", root / "demo", ignore=shutil.ignore_patterns("__pycache__"))
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def index_projects_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The day-old project list of the default index, seeded from tests/assets/index/projects.txt.
+
+    A lock that fails on an unknown name suggests the nearest names from the index's list,
+    which for the default index is tens of MB: every test reads this small list instead, through
+    the real cache. Tests of the fetch itself use an index of their own (support.index).
+    """
+    from envbuild.lock import names
+
+    directory = tmp_path_factory.mktemp("index-projects")
+    lines = (ASSETS / "index" / "projects.txt").read_text().splitlines()
+    listed = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(names, "cache_dir", lambda: directory)
+        names.remember_projects(names.DEFAULT_INDEX, listed)
+        yield directory
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

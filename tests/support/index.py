@@ -88,7 +88,10 @@ def serve_index(
                 return
             parts = [p for p in self.path.split("?")[0].split("/") if p]
             by_project = to_resolver if self.headers.get("User-Agent", "").startswith("uv/") else to_everyone
-            if len(parts) == 2 and parts[0] == "simple" and parts[1] in by_project:
+            if parts == ["simple"]:  # the root: every project, as PEP 503 lists them
+                anchors = "".join(f'<a href="/simple/{name}/">{name}</a>\n' for name in sorted(by_project))
+                self._send(200, f"<html><body>\n{anchors}</body></html>\n".encode(), "text/html")
+            elif len(parts) == 2 and parts[0] == "simple" and parts[1] in by_project:
                 links = "".join(
                     f'<a href="/files/{w.name}#sha256={hashlib.sha256(w.read_bytes()).hexdigest()}">{w.name}</a>\n'
                     for w in by_project[parts[1]]

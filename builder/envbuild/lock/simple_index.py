@@ -145,6 +145,38 @@ def index_files(
     return files
 
 
+def index_projects(session: requests.Session, index_url: str, *, index: Index | None = None) -> list[str]:
+    """Every project name a simple index lists at its root (PEP 503 / PEP 691), canonical.
+
+    ``index`` is the spec's index at ``index_url``, if any: its credentials are sent. A large
+    index lists hundreds of thousands of names: only the error path that suggests names asks.
+    """
+    root = f"{index_url.rstrip('/')}/"
+    auth = index_auth(index) if index else None
+    try:
+        response = session.get(root, headers={"Accept": f"{JSON_API}, text/html;q=0.1"}, timeout=300, auth=auth)
+    except requests.RequestException as exc:
+        raise IndexReadError(
+            f"index {strip_url_credentials(index_url)} is unreachable ({type(exc).__name__})",
+            hint="check the index URL and your network or proxy settings",
+        ) from None
+    if response.status_code != 200:
+        raise IndexReadError(
+            f"{strip_url_credentials(root)} answered HTTP {response.status_code}",
+            hint=credentials_hint(index) if index and response.status_code in (401, 403) else "check the index URL",
+        )
+    if response.headers.get("Content-Type", "").startswith(JSON_API):
+        try:
+            projects = response.json().get("projects", [])
+            return sorted({canonicalize_name(p["name"]) for p in projects if isinstance(p.get("name"), str)})
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise IndexReadError(f"{strip_url_credentials(root)} is not a project list ({exc})") from None
+    parser = _Links()
+    parser.feed(response.text)
+    # PEP 503: one anchor per project, its href ending in the normalized name and a slash.
+    return sorted({canonicalize_name(h.rstrip("/").rsplit("/", 1)[-1]) for h in parser.links if h.rstrip("/")})
+
+
 def check_routed_pins(locks: Mapping[str, tuple[tuple[Pin, ...], tuple[Index, ...]]]) -> None:
     """Make sure every routed pin's hashes are files its own index lists; :class:`ResolutionError` if not.
 

@@ -211,6 +211,52 @@ def test_unsatisfiable_requirements_show_the_resolver_explanation(tmp_path: Path
     assert "numpy" in result.err and "Traceback" not in result.err
 
 
+def test_a_package_with_no_wheels_is_named_with_the_wheels_only_fix(tmp_path: Path, cli) -> None:
+    """docopt publishes only a source distribution."""
+    root = small_spec(tmp_path / "p", infer='"numpy", "docopt"')
+    result = cli("-C", root, "lock")
+    assert result.code == 1
+    said = " ".join(result.err.split())
+    assert "cpu-infer: docopt has no wheel for Python 3.11 on linux/amd64 (manylinux_2_28)" in said
+    assert "envbuild installs wheels only" in said and 'replace = { "docopt" = "ANOTHER-PACKAGE" }' in said
+    assert "loosen" not in said and "Traceback" not in said
+
+
+def test_a_misspelt_name_suggests_the_real_one(tmp_path: Path, cli) -> None:
+    """uv asks the index for 'scikitlearn'; the suggestion comes from the index's list (the seeded cache)."""
+    root = small_spec(tmp_path / "p", infer='"numpy", "scikitlearn>=1.5"')
+    result = cli("-C", root, "lock")
+    assert result.code == 1
+    said = " ".join(result.err.split())
+    assert "cpu-infer: the index (https://pypi.org/simple) has no package named scikitlearn" in said
+    assert "did you mean scikit-learn" in said and "loosen" not in said
+
+
+def test_a_misspelt_name_on_a_mirror_is_checked_against_the_mirrors_list(tmp_path: Path, cli) -> None:
+    """index-url is a real index on 127.0.0.1: its root page is read for the nearest names, once."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    served = [make_wheel(wheels, name, "1.0.0") for name in ("scikit-learn", "scikit-image", "numpy")]
+    with serve_index(served) as index:
+        root = small_spec(tmp_path / "p", infer='"scikitlearn"', extra=f'index-url = "{index.url}"')
+        result = cli("-C", root, "lock")
+    assert result.code == 1
+    said = " ".join(result.err.split())
+    assert f"the index ({index.url}) has no package named scikitlearn" in said
+    assert "did you mean scikit-learn?" in said
+    assert index.requests.count("/simple/") == 1
+
+
+def test_a_real_conflict_keeps_the_loosen_hint(tmp_path: Path, cli) -> None:
+    """pandas 2.2.3 needs numpy>=1.23.2 on Python 3.11."""
+    root = small_spec(tmp_path / "p", infer='"numpy<1.20", "pandas==2.2.3"')
+    result = cli("-C", root, "lock")
+    assert result.code == 1
+    said = " ".join(result.err.split())
+    assert "cpu-infer: the requirements cannot be satisfied together" in said
+    assert "loosen the conflicting requirements named above" in said and "pandas==2.2.3 depends on numpy" in said
+
+
 def test_unreachable_index_names_the_url(tmp_path: Path, cli) -> None:
     root = small_spec(tmp_path / "p", extra='index-url = "http://127.0.0.1:9/simple"')
     result = cli("-C", root, "lock")
@@ -306,3 +352,18 @@ def test_pip_tools_refuses_what_it_cannot_resolve(tmp_path: Path, cli) -> None:
     result = cli("-C", root, "lock", "--resolver", "pip-tools")
     assert result.code == 2
     assert "pip-tools resolves for the interpreter it runs on" in result.err and "--resolver uv" in result.err
+
+
+@pytest.mark.slow
+def test_pip_tools_tells_a_package_without_wheels_from_an_unknown_name(tmp_path: Path, cli) -> None:
+    """pip says "from versions: none" for both; the project's page on the index tells them apart."""
+    for name, words in (
+        ("docopt", "docopt has no wheel for Python 3.11 on linux/amd64"),
+        ("scikitlearn", "has no package named scikitlearn"),
+    ):
+        root = small_spec(tmp_path / name, infer=f'"{name}"')
+        result = cli("-C", root, "lock", "--resolver", "pip-tools")
+        assert result.code == 1, result.err
+        said = " ".join(result.err.split())
+        assert words in said and "loosen" not in said, result.err  # (pip-compile's own traceback is its details)
+    assert "did you mean scikit-learn" in said

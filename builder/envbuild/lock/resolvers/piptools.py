@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from envbuild.errors import ResolutionError, ToolError, ToolMissingError, UsageError, redact
+from envbuild.lock.names import DEFAULT_INDEX
 from envbuild.lock.resolvers.base import Resolution, ResolveRequest, parse_requirements
+from envbuild.lock.resolvers.failures import NoWheel, conflict_error, no_wheel_error, unknown_name_error
+from envbuild.lock.simple_index import IndexReadError, index_files, session
 from envbuild.lock.spec import PLATFORMS
 from envbuild.proc import run, secrets_in
 from envbuild.workspace import default_cache
@@ -89,12 +96,10 @@ class PipToolsResolver:
             text = redact(exc.details or "", secrets_in(env))
             if "No module named piptools" in text:
                 raise ToolMissingError("pip-tools is not installed", hint="pip install 'envbuild[pip-tools]'") from None
-            if "ResolutionImpossible" in text or "Could not find a version" in text or "conflict" in text.lower():
-                raise ResolutionError(
-                    "the requirements cannot be satisfied together",
-                    details=text,
-                    hint="loosen the conflicting requirements named above",
-                ) from None
+            if missing := _no_version(text):
+                raise _explain_missing(missing, request, text) from None
+            if "ResolutionImpossible" in text or "conflict" in text.lower():
+                raise conflict_error(text) from None
             raise ResolutionError("pip-compile could not resolve the requirements", details=text) from None
         text = output.read_text(encoding="utf-8")
         return Resolution(
@@ -102,3 +107,42 @@ class PipToolsResolver:
             resolver=self.name,
             resolver_version=tool_version,
         )
+
+
+# pip: "Could not find a version that satisfies the requirement docopt (from versions: none)" (which the
+# stderr tail may have cut) and, last, "DistributionNotFound: No matching distribution found for docopt".
+_NO_VERSION = re.compile(
+    r"Could not find a version that satisfies the requirement (?P<req>\S+) \(from versions: none\)"
+    r"|No matching distribution found for (?P<last>\S+)"
+)
+
+
+def _no_version(text: str) -> list[str]:
+    """The packages pip found no installable file of at all, canonical, each once."""
+    names = []
+    for match in _NO_VERSION.finditer(text):
+        try:
+            names.append(canonicalize_name(Requirement(match["req"] or match["last"]).name))
+        except InvalidRequirement:
+            continue
+    return list(dict.fromkeys(names))
+
+
+def _explain_missing(names: list[str], request: ResolveRequest, text: str) -> ResolutionError:
+    """pip says "from versions: none" both for a name the index lacks and for one with no fitting
+    wheel (--only-binary hides the rest); the project's page on the index tells them apart.
+    """
+    http = session()
+    unknown: list[str] = []
+    no_wheel: list[str] = []
+    for name in names:
+        try:
+            files = index_files(http, request.index_url or DEFAULT_INDEX, name)
+        except IndexReadError:
+            unknown.append(name)  # a 404, or an index that cannot say: the name is what to check first
+            continue
+        (no_wheel if files else unknown).append(name)
+    if no_wheel:
+        found = [NoWheel(name=n, found=()) for n in no_wheel]
+        return no_wheel_error(found, request, text)
+    return unknown_name_error(unknown, request, text)

@@ -24,6 +24,7 @@ from packaging.utils import canonicalize_name
 
 from envbuild.errors import ResolutionError, ToolError, redact, strip_url_credentials
 from envbuild.lock.resolvers.base import Pin, Resolution, ResolveRequest, parse_requirements
+from envbuild.lock.resolvers.failures import conflict_error, no_wheel_error, no_wheels, not_found, unknown_name_error
 from envbuild.lock.simple_index import credentials_hint
 from envbuild.proc import run, secrets_in
 
@@ -82,10 +83,12 @@ class UvResolver:
         while True:
             try:
                 pins = self._compile(request, workdir, added=tuple(sorted(added)))
-            except ResolutionError as exc:
-                mentioned = {p for p in routed - direct - added if _mentions(exc.details or "", p)}
+            except _Failed as failed:
+                mentioned = {p for p in routed - direct - added if _mentions(failed.text, p)}
                 if not mentioned:
-                    raise
+                    # Explained only now: the explanation may read the index (nearest names), which
+                    # a failure that the next round fixes should not cost.
+                    raise explain_failure(failed.text, request, []) from None
                 added |= mentioned
                 continue
             transitive = {p.name for p in pins if p.name in routed} - direct - added
@@ -124,8 +127,16 @@ class UvResolver:
         try:
             run(args, tool="uv", cwd=workdir, env=env, timeout=900)
         except ToolError as exc:
-            raise explain_failure(exc.details or "", request, secrets_in(env)) from None
+            raise _Failed(redact(exc.details or "", secrets_in(env))) from None
         return parse_requirements(output.read_text(encoding="utf-8"), source="uv output")
+
+
+class _Failed(Exception):
+    """One uv run failed; ``text`` is its stderr, redacted."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
 
 
 def _mentions(text: str, name: str) -> bool:
@@ -185,11 +196,13 @@ def explain_failure(stderr: str, request: ResolveRequest, secrets: list[str]) ->
                     hint=f"check the package name; if the index needs credentials, {credentials_hint(index)}",
                 )
     if "No solution found" in text or "unsatisfiable" in text:
-        return ResolutionError(
-            "the requirements cannot be satisfied together",
-            details=text,
-            hint="loosen the conflicting requirements named above, or move the cutoff (exclude-newer)",
-        )
+        # uv names the root cause first; a package without wheels or a name the index lacks
+        # is that cause whenever uv says so, and each has its own fix.
+        if found := no_wheels(text):
+            return no_wheel_error(found, request, text)
+        if unknown := not_found(text):
+            return unknown_name_error(unknown, request, text)
+        return conflict_error(text)
     if re.search(r"\b401\b|\b403\b|Unauthorized|Forbidden|missing credentials", text):
         return ResolutionError(
             "an index refused access",
