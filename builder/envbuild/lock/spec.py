@@ -83,7 +83,7 @@ class AcceleratorSpec:
 
     name: Accelerator
     dependencies: tuple[str, ...]
-    replace: tuple[tuple[str, str], ...]  # (canonical name, replacement requirement)
+    replace: tuple[tuple[str, str], ...]  # (replace_key: "onnxruntime" or "jax[cpu]", replacement requirement)
     cuda: str | None
     base: Base
 
@@ -439,7 +439,7 @@ def _parse_accelerators(
         if accel is None:
             continue
         deps = _requirements(accel, "dependencies") + _group_requirements(accel, groups, project_file)
-        replace = []
+        replace: dict[str, str] = {}
         for old, new in sorted(accel.mapping("replace").items()):
             if not isinstance(new, str):
                 accel.fail(
@@ -447,7 +447,10 @@ def _parse_accelerators(
                     f"{old!r} must map to a requirement string",
                     'write replace = { onnxruntime = "onnxruntime-gpu" }',
                 )
-            replace.append((canonicalize_name(old), _requirement_list([new], accel, f"replace.{old}")[0]))
+            key = _replace_key(accel, old)
+            if key in replace:
+                accel.fail("replace", f"replaces {key} twice", "keep one key per package (and extras)")
+            replace[key] = _requirement_list([new], accel, f"replace.{old}")[0]
         cuda = accel.text("cuda", example="12")
         if name == "cpu" and cuda is not None:
             accel.fail("cuda", "a CPU image has no CUDA", "move cuda to [accelerators.gpu]")
@@ -457,10 +460,34 @@ def _parse_accelerators(
             if not re.fullmatch(r"\d{2}(\.\d)?", cuda):
                 accel.fail("cuda", f"{cuda!r} is not a CUDA version like 12 or 12.8", 'write cuda = "12"')
         base = _parse_base(accel, python)
-        out.append(AcceleratorSpec(name=name, dependencies=deps, replace=tuple(replace), cuda=cuda, base=base))
+        out.append(AcceleratorSpec(name=name, dependencies=deps, replace=tuple(replace.items()), cuda=cuda, base=base))
     if not out:
         t.fail("accelerators", "defines no accelerator", "add [accelerators.cpu]")
     return tuple(out)
+
+
+def replace_key(name: str, extras: set[str] | frozenset[str] = frozenset()) -> str:
+    """How a ``replace`` key is kept and matched: the canonical name, with its extras sorted ("jax[cpu]").
+
+    A key with extras replaces only the requirements with exactly those extras; a bare name
+    replaces every requirement of that name.
+    """
+    normal = sorted({canonicalize_name(e) for e in extras})
+    return canonicalize_name(name) + (f"[{','.join(normal)}]" if normal else "")
+
+
+def _replace_key(accel: Table, text: str) -> str:
+    try:
+        req = Requirement(text)
+    except InvalidRequirement:
+        req = None
+    if req is None or req.specifier or req.marker is not None or req.url:
+        accel.fail(
+            "replace",
+            f"key {text!r} is not a package name (with optional extras)",
+            'put versions in the replacement, not the key: replace = { "jax[cpu]" = "jax[cuda12]>=0.4" }',
+        )
+    return replace_key(req.name, req.extras)
 
 
 def _parse_base(accel: Table, python: str) -> Base:
@@ -552,12 +579,25 @@ def _parse_indexes(t: Table, accelerators: tuple[AcceleratorSpec, ...]) -> tuple
 
 def _check_replacements(t: Table, spec: Spec) -> None:
     """A replacement of a package that no variant asks for is almost always a typo."""
+    wanted = [Requirement(r) for r in spec.dependencies + tuple(d for role in spec.roles for d in role.dependencies)]
+    keys = {replace_key(r.name, r.extras) for r in wanted}
+    for accel in spec.accelerators:
+        for old, _ in accel.replace:
+            name = old.split("[", 1)[0]
+            same_name = sorted({str(r) for r in wanted if canonicalize_name(r.name) == name})
+            if "[" in old and old not in keys and same_name:
+                t.fail(
+                    f"accelerators.{accel.name}.replace",
+                    f"replaces {old!r}, but the dependencies ask for {name} as {', '.join(same_name)}",
+                    f"a key with extras replaces only the requirements with exactly those extras: match one of them, "
+                    f"or write the bare name ({name} = ...) to replace every {name} requirement",
+                )
     names = {canonicalize_name(Requirement(r).name) for r in spec.dependencies}
     for role in spec.roles:
         names |= {canonicalize_name(Requirement(r).name) for r in role.dependencies}
     for accel in spec.accelerators:
         for old, _ in accel.replace:
-            if old not in names:
+            if old.split("[", 1)[0] not in names:
                 t.fail(
                     f"accelerators.{accel.name}.replace",
                     f"replaces {old!r}, which no role or shared dependency names",

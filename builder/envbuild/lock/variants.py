@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from envbuild.errors import UsageError
-from envbuild.lock.spec import ACCELERATORS, PLATFORMS, ROLES, Accelerator, Index, Role, Spec
+from envbuild.lock.spec import ACCELERATORS, PLATFORMS, ROLES, Accelerator, Index, Role, Spec, replace_key
 
 
 @dataclass(frozen=True, kw_only=True, order=True)
@@ -135,7 +135,8 @@ def requirements(spec: Spec, variant: Variant) -> tuple[str, ...]:
     out = []
     for text in wanted:
         req = Requirement(text)
-        swap = swaps.get(canonicalize_name(req.name))
+        # "jax[cpu]" replaces the requirement with exactly those extras; a bare name, every one.
+        swap = swaps.get(replace_key(req.name, req.extras)) or swaps.get(canonicalize_name(req.name))
         if swap is not None:
             new = Requirement(swap)
             if not new.specifier:

@@ -227,6 +227,8 @@ CASES: list[Case] = [
     C("spec-cuda-int", ("lock",), 2, ("cuda",), spec('[accelerators.gpu]\ncuda = 12\nbase = { debian = "bookworm" }\n')),
     C("spec-cuda-on-cpu", ("lock",), 2, ("cuda",), spec('cuda = "12"\n')),
     C("spec-replace-list", ("lock",), 2, ("replace",), spec('replace = ["x"]\n')),
+    C("spec-replace-key-version", ("lock",), 2, ("key 'numpy>=2' is not a package name", "not the key"), spec('replace = { "numpy>=2" = "numpy" }\n')),
+    C("spec-replace-key-other-extras", ("lock",), 2, ("replaces 'numpy[x]', but the dependencies ask for numpy as numpy>=2.0", "bare name"), spec('replace = { "numpy[x]" = "numpy" }\n')),
     C("spec-indexes-table", ("lock",), 2, ("indexes",), spec('[indexes]\nname = "x"\n')),
     C("spec-index-name-bad", ("lock",), 2, ("name",), spec('[[indexes]]\nname = "-x"\nurl = "https://i.example/simple"\npackages = ["torch"]\n')),
     C("spec-index-url-missing", ("lock",), 2, ("url",), spec('[[indexes]]\nname = "x"\npackages = ["torch"]\n')),

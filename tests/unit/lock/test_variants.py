@@ -187,6 +187,56 @@ def test_requirements_replacement_keeps_its_own_specifier(tmp_path: Path) -> Non
     assert not any(r.startswith("onnxruntime>") for r in requirements(spec, v("gpu-train")))
 
 
+JAX = """
+python = "3.11"
+exclude-newer = "2026-11-01T00:00:00Z"
+dependencies = ["jax[cpu]>=0.4", "numpy"]
+
+[roles.train]
+dependencies = ["optax", "jax>=0.4.30"]
+
+[accelerators.cpu]
+base = { debian = "bookworm" }
+
+[accelerators.gpu]
+cuda = "12"
+replace = { REPLACE }
+base = { debian = "bookworm" }
+"""
+
+
+def test_a_replace_key_with_extras_replaces_exactly_that_requirement(tmp_path: Path) -> None:
+    """jax[cpu] -> jax[cuda12], keeping the version; a plain jax requirement is not jax[cpu]."""
+    spec = spec_from(tmp_path, JAX.replace("REPLACE", '"JAX[CPU]" = "jax[cuda12]"'))
+    assert spec.accelerator("gpu").replace == (("jax[cpu]", "jax[cuda12]"),)
+    assert requirements(spec, v("gpu-train")) == ("jax>=0.4.30", "jax[cuda12]>=0.4", "numpy", "optax")
+    assert requirements(spec, v("cpu-train")) == ("jax>=0.4.30", "jax[cpu]>=0.4", "numpy", "optax")
+
+
+def test_a_bare_replace_key_replaces_every_requirement_of_the_name(tmp_path: Path) -> None:
+    spec = spec_from(tmp_path, JAX.replace("REPLACE", 'jax = "jax[cuda12]"'))
+    assert requirements(spec, v("gpu-train")) == ("jax[cuda12]>=0.4", "jax[cuda12]>=0.4.30", "numpy", "optax")
+
+
+@pytest.mark.parametrize(
+    ("replace", "words"),
+    [
+        (
+            '"jax[cuda]" = "jax[cuda12]"',
+            "replaces 'jax[cuda]', but the dependencies ask for jax as jax>=0.4.30, jax[cpu]>=0.4",
+        ),
+        ('"jax>=0.4" = "jax[cuda12]"', "key 'jax>=0.4' is not a package name (with optional extras)"),
+        ('"jax[cpu]" = "jax[cuda12]", "JAX[Cpu]" = "jax"', "replaces jax[cpu] twice"),
+        ('"jaxx[cpu]" = "jax[cuda12]"', "replaces 'jaxx[cpu]', which no role or shared dependency names"),
+    ],
+)
+def test_bad_replace_keys_say_what_to_write(tmp_path: Path, replace: str, words: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        spec_from(tmp_path, JAX.replace("REPLACE", replace))
+    assert words in caught.value.message
+    assert caught.value.hint
+
+
 def test_indexes_filtered_by_accelerator(full: Spec) -> None:
     """Each variant sees the indexes of its accelerator (and the unrestricted ones)."""
     assert [i.name for i in indexes(full, v("cpu-infer"))] == ["pytorch-cpu", "internal"]
