@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from envbuild.lock.guards import CudaPackage, Skew, cpu_violations, cuda_packages, gpu_violations, skew
+from envbuild.lock.guards import (
+    CudaPackage,
+    Skew,
+    cpu_violations,
+    cuda_packages,
+    gpu_lock_warning,
+    gpu_violations,
+    lock_violation,
+    skew,
+)
 from envbuild.lock.resolvers.base import Pin
+from envbuild.lock.spec import Base
 
 HASH = "sha256:" + "0" * 64
 
@@ -96,3 +106,55 @@ def test_skew_reports_shared_packages_with_different_versions() -> None:
 def test_skew_none_when_aligned() -> None:
     """Identical versions (and disjoint packages) are not skew."""
     assert skew((pin("numpy", "2.1.3"),), (pin("numpy", "2.1.3"), pin("fastapi", "0.115.0"))) == []
+
+
+def via(name: str, version: str, *origins: str) -> Pin:
+    """A pin that came in through ``origins`` ("spec" for a direct requirement)."""
+    return Pin(name=name, version=version, hashes=(HASH,), via=tuple(sorted(origins)))
+
+
+def test_the_cpu_guard_names_what_pulls_cuda_in_and_suggests_replace() -> None:
+    pins = (
+        via("onnxruntime-gpu", "1.23.2", "spec"),
+        via("nvidia-cudnn-cu12", "9.1.0.70", "onnxruntime-gpu"),
+        via("nvidia-cublas-cu12", "12.4.5.8", "nvidia-cudnn-cu12"),
+    )
+    violation = lock_violation(pins, accelerator="cpu", cuda=None)
+    assert violation is not None
+    assert violation.message.endswith("(through onnxruntime-gpu)")
+    assert 'replace (e.g. replace = { "onnxruntime-gpu" = "onnxruntime" })' in violation.hint
+    assert "[accelerators.cpu]" in violation.hint and "CPU index" in violation.hint
+    # A leak that is itself the direct requirement is not said twice; the example stays generic.
+    direct = lock_violation((via("nvidia-cuda-runtime-cu12", "12.8.90", "spec"),), accelerator="cpu", cuda=None)
+    assert direct is not None and "through" not in direct.message
+    assert 'e.g. replace = { "onnxruntime-gpu" = "onnxruntime" }' in direct.hint
+
+
+DEBIAN = Base(debian="bookworm", packages=("python3",))
+KEPT = ("cpu-train", "cpu-infer", "gpu-train")
+
+
+def test_no_cuda_warning_where_the_libraries_are_wheels() -> None:
+    pins = (pin("onnxruntime-gpu", "1.23.2"), pin("nvidia-cudnn-cu13", "9.13.0.50"), pin("numpy", "2.3.4"))
+    assert gpu_lock_warning(pins, cuda="13", base=DEBIAN, kept=KEPT) is None
+    assert gpu_lock_warning((pin("torch", "2.9.0+cu128"),), cuda="12", base=DEBIAN, kept=KEPT) is None
+
+
+def test_a_gpu_package_without_cuda_libraries_warns_only_on_a_base_without_them() -> None:
+    pins = (pin("onnxruntime-gpu", "1.23.2"), pin("numpy", "2.3.4"))
+    warning = gpu_lock_warning(pins, cuda="12", base=DEBIAN, kept=KEPT)
+    assert warning is not None and warning.startswith("onnxruntime-gpu==1.23.2 load CUDA 12 libraries at run time")
+    assert "onnxruntime-gpu[cuda,cudnn]" in warning and "CUDA base image" in warning
+    # An image base may well be a CUDA image (envbuild does not look inside); a recipe may install CUDA.
+    assert gpu_lock_warning(pins, cuda="12", base=Base(image="registry.example/cuda:12.8"), kept=KEPT) is None
+    assert gpu_lock_warning(pins, cuda="12", base=Base(oci_layout="bases/cuda"), kept=KEPT) is None
+    with_cuda = Base(debian="bookworm", packages=("python3", "libcudart12", "libcublas12"))
+    assert gpu_lock_warning(pins, cuda="12", base=with_cuda, kept=KEPT) is None
+
+
+def test_a_variant_without_any_gpu_package_is_told_it_can_be_left_out() -> None:
+    pins = (pin("numpy", "2.3.4"), pin("fastapi", "0.120.0"), pin("torch", "2.9.0+cpu"))
+    warning = gpu_lock_warning(pins, cuda="12", base=Base(image="registry.example/cuda:12.8"), kept=KEPT)
+    assert warning is not None and "no CUDA library" not in warning
+    assert warning.startswith("no locked package is known to use a GPU")
+    assert 'leave it out with variants = ["cpu-train", "cpu-infer", "gpu-train"] in the spec' in warning
