@@ -11,11 +11,13 @@ regular files, directories nor links.
 Links inside a listed directory stay links (buildah and BuildKit copy them as links); a
 listed path that is itself a link within the project is copied as its target, as a
 Dockerfile COPY of a link does. ``"."`` is the whole project minus version-control
-directories, envbuild's own outputs and the project's virtual environment.
+directories, envbuild's own outputs and the project's virtual environment. ``[image] exclude``
+patterns (:func:`excluded`) remove more from what the listed directories hold.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import shutil
@@ -50,16 +52,22 @@ class Entry:
 
 def project_files(spec: Spec) -> tuple[Entry, ...]:
     """What ``spec``'s images copy from its project; a :class:`UsageError` naming the spec for what they must not."""
-    return collect(spec.root, spec.image.files, where=f"{spec.file}: image.files")
+    return collect(spec.root, spec.image.files, where=f"{spec.file}: image.files", exclude=spec.image.exclude)
 
 
-def collect(root: Path, files: tuple[str, ...], *, where: str = "image.files") -> tuple[Entry, ...]:
-    """Every entry the listed ``files`` of the project in ``root`` stand for, sorted by staged path."""
+def collect(
+    root: Path, files: tuple[str, ...], *, where: str = "image.files", exclude: tuple[str, ...] = ()
+) -> tuple[Entry, ...]:
+    """Every entry the listed ``files`` of the project in ``root`` stand for, sorted by staged path.
+
+    What a listed directory holds is filtered by the ``exclude`` patterns; a listed path itself is
+    always taken (listing it is asking for it).
+    """
     root = root.resolve()
     entries: list[Entry] = []
     for rel in files:
         if rel == ".":
-            entries += _walk(root, root, "", where)
+            entries += _walk(root, root, "", where, exclude)
             continue
         source = root / rel
         if not os.path.lexists(source):
@@ -71,7 +79,7 @@ def collect(root: Path, files: tuple[str, ...], *, where: str = "image.files") -
         mode = real.stat().st_mode
         if stat.S_ISDIR(mode):
             entries.append(Entry(path=rel, kind="dir", source=real))
-            entries += _walk(root, real, rel + "/", where)
+            entries += _walk(root, real, rel + "/", where, exclude)
         elif stat.S_ISREG(mode):
             entries.append(Entry(path=rel, kind="file", source=real, executable=bool(mode & 0o100)))
         else:
@@ -108,8 +116,26 @@ def _check_link(root: Path, link: Path, where: str) -> str:
     return target
 
 
-def _walk(root: Path, directory: Path, prefix: str, where: str) -> list[Entry]:
-    """The entries under ``directory`` (staged under ``prefix``); links are kept, not followed."""
+def excluded(path: str, *, is_dir: bool, patterns: tuple[str, ...]) -> bool:
+    """Whether ``path`` (relative to the project, POSIX) is removed by one of the ``[image] exclude`` patterns.
+
+    A pattern without '/' is matched against the last name of the path (a file or directory
+    of that name at any depth); one with '/' against the whole path, where '*' also matches '/'
+    (fnmatch, case-sensitive). A trailing '/' matches directories only. A directory that
+    matches is removed with everything in it (its contents are never walked).
+    """
+    name = path.rsplit("/", 1)[-1]
+    for pattern in patterns:
+        core = pattern.rstrip("/")
+        if pattern.endswith("/") and not is_dir:
+            continue
+        if fnmatch.fnmatchcase(path if "/" in core else name, core):
+            return True
+    return False
+
+
+def _walk(root: Path, directory: Path, prefix: str, where: str, exclude: tuple[str, ...] = ()) -> list[Entry]:
+    """The entries under ``directory`` (staged under ``prefix``) but the excluded; links are kept, not followed."""
     out: list[Entry] = []
     with os.scandir(directory) as it:
         children = sorted(it, key=lambda d: d.name)
@@ -119,11 +145,13 @@ def _walk(root: Path, directory: Path, prefix: str, where: str) -> list[Entry]:
         if directory == root and child.name in SKIPPED_AT_ROOT:
             continue
         path, source = prefix + child.name, Path(child.path)
+        if exclude and excluded(path, is_dir=child.is_dir(follow_symlinks=False), patterns=exclude):
+            continue
         if child.is_symlink():
             out.append(Entry(path=path, kind="link", source=source, target=_check_link(root, source, where)))
         elif child.is_dir(follow_symlinks=False):
             out.append(Entry(path=path, kind="dir", source=source))
-            out += _walk(root, source, path + "/", where)
+            out += _walk(root, source, path + "/", where, exclude)
         elif child.is_file(follow_symlinks=False):
             mode = child.stat(follow_symlinks=False).st_mode
             out.append(Entry(path=path, kind="file", source=source, executable=bool(mode & 0o100)))

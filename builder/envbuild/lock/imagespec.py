@@ -42,6 +42,7 @@ class ImageSpec:
     layer_threshold: int = LAYER_THRESHOLD
     layer_cap: int = LAYER_CAP
     compression: str = "gzip"
+    exclude: tuple[str, ...] = ()  # patterns removed from what ``files`` copies (projectfiles.excluded)
 
 
 def control_character(text: str) -> str | None:
@@ -66,12 +67,15 @@ def value_problem(value: str) -> str | None:
 
 def parse_image(t: Table) -> ImageSpec:
     """The ``[image]`` table of ``t``, each value checked against what a Dockerfile can carry."""
-    table = t.table("image", ("files", "workdir", "user", "env", "layer-threshold", "layer-cap", "compression"))
+    table = t.table(
+        "image", ("files", "exclude", "workdir", "user", "env", "layer-threshold", "layer-cap", "compression")
+    )
     if table is None:
         return ImageSpec(files=(), workdir="/app", user="app", env=())
     files = tuple(_check_file(table, f) for f in table.strings("files", example='"src"'))
     if "." in files and len(files) > 1:
         table.fail("files", "'.' already copies the whole project", "list '.' alone, or only the paths the image needs")
+    exclude = tuple(_check_exclude(table, p) for p in table.strings("exclude", example='"tests"'))
     workdir = table.text("workdir", default="/app", example="/app")
     user = table.text("user", default="app", example="app")
     assert workdir is not None and user is not None
@@ -129,7 +133,7 @@ def parse_image(t: Table) -> ImageSpec:
     assert compression is not None
     return ImageSpec(
         files=files, workdir=workdir, user=user, env=tuple(sorted(env.items())),
-        layer_threshold=threshold, layer_cap=cap, compression=compression,
+        layer_threshold=threshold, layer_cap=cap, compression=compression, exclude=exclude,
     )  # fmt: skip
 
 
@@ -147,6 +151,34 @@ def _size(table: Table, key: str, default: int) -> int:
     if size > 2**50:
         table.fail(key, f"{value!r} is larger than any layer can be", f'write a size such as {key} = "16MiB"')
     return size
+
+
+def _check_exclude(table: Table, pattern: str) -> str:
+    """One ``exclude`` pattern, refused when it could not name anything inside the project.
+
+    The patterns are matched by :func:`envbuild.image.projectfiles.excluded` (docs/spec.md): one
+    without '/' against every name, one with '/' against the path from the spec's directory.
+    """
+    hint = "write a name (tests, *.ipynb) or a path from the spec's directory (src/scratch, notebooks/*.ipynb)"
+    if not pattern.strip():
+        table.fail("exclude", "an empty pattern", hint)
+    bad = control_character(pattern)
+    if bad is not None:
+        table.fail("exclude", f"{pattern!r} holds the control character {bad!r}", hint)
+    if pattern.startswith("!"):
+        table.fail("exclude", f"{pattern!r}: '!' (re-include) is not supported", "list in files what the image needs")
+    if "\\" in pattern:
+        table.fail("exclude", f"{pattern!r} holds '\\'", "separate directories with '/'")
+    if pattern.startswith("/"):
+        table.fail("exclude", f"{pattern!r} is an absolute path", "relative to the spec's directory, " + hint)
+    core = pattern.rstrip("/")
+    parts = core.split("/")
+    if ".." in parts:
+        table.fail("exclude", f"{pattern!r} leads out of the project ('..')", hint)
+    parts = [part for part in parts if part != "."]  # ./tests is tests
+    if not parts or "" in parts:
+        table.fail("exclude", f"{pattern!r} names the whole project or has an empty component", hint)
+    return "/".join(parts) + ("/" if pattern.endswith("/") else "")
 
 
 def _check_file(table: Table, f: str) -> str:
