@@ -148,8 +148,10 @@ def _dirty(root: Path, inputs: list[str]) -> list[str]:
         if "R" in status or "C" in status:
             found.add(next(fields, ""))  # the source of a rename or copy changed too
         found.add(path)
-    # The build never takes bytecode caches (fetch.stage_project skips them), so they are not inputs.
-    return sorted(p for p in found if p and "__pycache__" not in p.split("/") and not p.endswith(".pyc"))
+    # The build never takes bytecode caches (fetch.stage_project skips them) nor envbuild's own
+    # outputs (.envbuild/: the stage, the images), so they are not inputs.
+    skipped = {"__pycache__", ".envbuild"}
+    return sorted(p for p in found if p and not skipped & set(p.split("/")) and not p.endswith(".pyc"))
 
 
 def _dirty_digest(top: Path, paths: list[str]) -> str:

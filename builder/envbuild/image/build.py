@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import platform
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,12 +25,13 @@ from envbuild import __version__
 from envbuild.errors import StaleLockError, UsageError
 from envbuild.fsutil import atomic_write, link_or_copy
 from envbuild.git import SourceState, source_state
-from envbuild.image import projectfiles
+from envbuild.image import projectfiles, projectwheel
 from envbuild.image import store as imagestore
 from envbuild.image.builders import BuildRequest, get_builder
 from envbuild.image.debian import build_debian_base, epoch_of
 from envbuild.image.fetch import Wheel, fetch_lockfile, stage, stage_uv
 from envbuild.image.layerplan import LayerSettings, plan_layers
+from envbuild.image.projectwheel import ProjectWheel, WheelSource
 from envbuild.image.record import (
     BUILD_RECORD,
     BaseRecord,
@@ -42,7 +44,8 @@ from envbuild.image.record import (
 from envbuild.image.render import VENV, base_reference, dockerfile_path, render, write_rendered
 from envbuild.lock.assemble import tools_filename
 from envbuild.lock.lockfile import DebianBase, LayoutBase, LockSet, read_lockset
-from envbuild.lock.spec import Spec
+from envbuild.lock.resolvers.uv import uv_binary, uv_version
+from envbuild.lock.spec import PLATFORMS, Spec
 from envbuild.lock.staleness import check
 from envbuild.lock.variants import LockTarget, Variant, select, targets
 from envbuild.oci.compress import Compression, compression
@@ -77,6 +80,9 @@ class ImageOptions:
     workspace: Workspace | None = None
     # Layer compression, "gzip" or "zstd": default the spec's [image] compression.
     compression: str | None = None
+    # The git checkout whose ``revision`` the project's wheel is built from, when the project's own
+    # files are not a checkout (an audit rebuild's export); default: the project's repository.
+    package_checkout: Path | None = None
 
 
 def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None = None) -> list[BuiltImage]:
@@ -140,6 +146,7 @@ def _build_one(
     base_layout, base_name = base_image(spec, lockset, target, options)
     report(variant, "fetching wheels")
     wheels, tools = fetch_wheels(spec, target, cache=workspace.cache)
+    package = build_project_wheel(spec, target, source, tools, options, report=lambda status: report(variant, status))
     record = BuildRecord(
         envbuild=__version__,
         variant=variant,
@@ -160,6 +167,7 @@ def _build_one(
         tools=tuple(WheelRecord(**w.to_json()) for w in tools),
         files=tuple(sorted(spec.image.files)),
         files_sha256=projectfiles.digest(entries),
+        project=package.record() if package is not None else None,
     )
     key = record.key()
     out = workspace.images / variant
@@ -172,7 +180,7 @@ def _build_one(
         )
 
     report(variant, f"building with {builder.name}")
-    stage_inputs(target, wheels, tools, entries, workspace=workspace)
+    stage_inputs(target, wheels, tools, entries, workspace=workspace, package=package)
     work_root = workspace.work
     work_root.mkdir(parents=True, exist_ok=True)
     with imagestore.writing_image(out), scratch_dir(work_root, f"{variant}-") as work:
@@ -182,7 +190,7 @@ def _build_one(
             BuildRequest(
                 context=spec.root, dockerfile=dockerfile_file, base_name=base_name,
                 base_layout=base_layout.path, epoch=epoch, platform=target.platform,
-                build_args={"REVISION": source.revision_label}, workdir=work,
+                build_args=build_args(source.revision_label, package), workdir=work,
             )
         )  # fmt: skip
         _keep_raw(raw, variant)
@@ -226,7 +234,10 @@ def write_final_image(
     counts = LayerCounts()
     descriptor = assemble(
         built=built, base=base, out=out, epoch=epoch, name=name,
-        plan=lambda files: plan_layers(files, venv=VENV, python=python, workdir=spec.image.workdir, settings=settings),
+        plan=lambda files: plan_layers(
+            files, venv=VENV, python=python, workdir=spec.image.workdir, settings=settings,
+            project=spec.package.name if spec.package else None,
+        ),
         compression=layer_compression(spec, options),
         cache=LayerCache(workspace_of(spec, options).cache / "layers"),
         counts=counts,
@@ -304,16 +315,65 @@ def stage_inputs(
     entries: tuple[projectfiles.Entry, ...],
     *,
     workspace: Workspace,
+    package: ProjectWheel | None = None,
 ) -> None:
-    """Put what the Dockerfile copies into .envbuild/stage/: the wheels, uv, the project's files (``entries``)."""
+    """Put what the Dockerfile copies into .envbuild/stage/: the wheels, uv, the project's files (``entries``),
+    and the project's own wheel (``package``)."""
     stage(workspace, target.variant.name, wheels)
     stage_uv(workspace, tools[0])
     projectfiles.stage(workspace.stage / "project", entries)
+    projectwheel.stage(workspace.stage / "package", package)
+
+
+def build_project_wheel(
+    spec: Spec,
+    target: LockTarget,
+    source: SourceState,
+    tools: list[Wheel],
+    options: ImageOptions,
+    *,
+    report: Callable[[str], None] = lambda _status: None,
+) -> ProjectWheel | None:
+    """The project's wheel (:mod:`envbuild.image.projectwheel`) for a build from ``source``; None when it is no package.
+
+    Built with the uv of the tools lock when that one runs here (the target's machine is this
+    one's), else with envbuild's own uv, which the tools lock pins to the same version.
+    """
+    if spec.package is None:
+        return None
+    workspace = workspace_of(spec, options)
+    if PLATFORMS[target.platform] == platform.machine():
+        uv, uv_id = str(stage_uv(workspace, tools[0])), tools[0].sha256
+    else:
+        uv = uv_binary()
+        uv_id = f"uv {uv_version(uv)}"
+    report("building the project's wheel")
+    wheel = projectwheel.project_wheel(
+        spec,
+        WheelSource(
+            epoch=source.epoch, commit=source.commit, dirty=source.dirty, dirty_sha256=source.dirty_sha256,
+            checkout=options.package_checkout,
+        ),
+        uv=uv, uv_id=uv_id, cache=workspace.cache, work=workspace.work,
+    )  # fmt: skip
+    log.info("%s: the project's wheel is %s (sha256 %s)", target.variant.name, wheel.filename, wheel.sha256)
+    return wheel
+
+
+def build_args(revision: str, package: ProjectWheel | None) -> dict[str, str]:
+    """The Dockerfile's build arguments: REVISION, and VERSION (the version label) when the project is a package."""
+    args = {"REVISION": revision}
+    if package is not None:
+        args["VERSION"] = package.version
+    return args
 
 
 def _input_paths(spec: Spec, target: LockTarget) -> list[str]:
-    """The project paths whose last change dates the image (SOURCE_DATE_EPOCH)."""
-    return sorted({spec.file.relative_to(spec.root).as_posix(), f"{LOCK_DIR}/{target.filename}", *spec.image.files})
+    """The project paths whose last change dates the image (SOURCE_DATE_EPOCH): the package's directory too."""
+    paths = {spec.file.relative_to(spec.root).as_posix(), f"{LOCK_DIR}/{target.filename}", *spec.image.files}
+    if spec.package is not None:
+        paths.add(os.path.relpath(spec.package.directory, spec.root).replace(os.sep, "/"))
+    return sorted(paths)
 
 
 def base_image(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageOptions) -> tuple[Layout, str]:

@@ -20,6 +20,7 @@ import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,10 @@ from envbuild.image import store as imagestore
 from envbuild.image.build import (
     ImageOptions,
     base_image,
+    build_args,
     build_date,
+    build_project_wheel,
+    build_source,
     build_targets,
     chosen_variants,
     current_lock,
@@ -116,15 +120,17 @@ def build_recipes(
     recipes = []
     for target in chosen:
         variant = target.variant.name
-        epoch, revision = build_date(spec, target, options)
+        source = build_source(spec, target, options)
+        epoch, revision = source.epoch, source.revision_label
         report(variant, "preparing the base")
         base, base_name = base_image(spec, lockset, target, options)
         report(variant, "fetching wheels")
         wheels, tools = fetch_wheels(spec, target, cache=workspace.cache)
-        stage_inputs(target, wheels, tools, entries, workspace=workspace)
+        package = build_project_wheel(spec, target, source, tools, options, report=partial(report, variant))
+        stage_inputs(target, wheels, tools, entries, workspace=workspace, package=package)
         request = BuildRequest(
             context=Path("."), dockerfile=Path(dockerfile_path(target.variant)), base_name=base_name,
-            base_layout=base.path, epoch=epoch, platform=target.platform, build_args={"REVISION": revision},
+            base_layout=base.path, epoch=epoch, platform=target.platform, build_args=build_args(revision, package),
         )  # fmt: skip
         tag = f"envbuild.local/{spec.name}/{variant}:buildkit"
         env = tuple(sorted(build_env(request).items()))

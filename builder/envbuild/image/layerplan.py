@@ -2,9 +2,10 @@
 
 After the base's layers, the image is: the venv's own files, one layer per Python distribution
 of at least ``threshold`` bytes, the smaller distributions in a few groups by the first letter
-of their name, the project's files, and the rest (passwd, group). A layer over ``cap`` bytes is
-split by files, in path order. Which files belong to a distribution comes from its dist-info
-RECORD, plus the ``__pycache__`` files of the sources it lists.
+of their name, the project's files with the project's own distribution (when the project is a
+package the venv installs: its RECORD, files, scripts and bytecode), and the rest (passwd,
+group). A layer over ``cap`` bytes is split by files, in path order. Which files belong to a
+distribution comes from its dist-info RECORD, plus the ``__pycache__`` files of the sources it lists.
 
 Every layer but the project's has the fixed mtime :data:`THIRD_PARTY_MTIME`, so a package's
 layer depends only on the wheel, the Python version, the venv path and the layer format: the
@@ -61,15 +62,23 @@ class Distribution:
         return f"{self.name}=={self.version}"
 
 
-def plan_layers(files: NewFiles, *, venv: str, python: str, workdir: str, settings: LayerSettings) -> list[LayerSpec]:
-    """The layers of a built image's new files (see the module docstring for the rule)."""
+def plan_layers(
+    files: NewFiles, *, venv: str, python: str, workdir: str, settings: LayerSettings, project: str | None = None
+) -> list[LayerSpec]:
+    """The layers of a built image's new files (see the module docstring for the rule).
+
+    ``project`` is the canonical name of the project's own distribution, which goes in the
+    project's layer: it changes with every commit, and no package layer may.
+    """
     venv_dir = venv.strip("/")
     site = f"{venv_dir}/lib/python{python}/site-packages"
     project_dir = workdir.strip("/")
     dists = distributions(files, site)
     owned = {path for dist in dists for path in dist.paths}
+    mine = tuple(d for d in dists if d.name == project)
+    dists = [d for d in dists if d.name != project]
     placed = sorted(set(files.entries) - files.parents())
-    deletions, venv_paths, project, config = [], [], [], []
+    deletions, venv_paths, project_files, config = [], [], [], []
     for path in placed:
         if path in owned:
             continue
@@ -78,7 +87,7 @@ def plan_layers(files: NewFiles, *, venv: str, python: str, workdir: str, settin
         elif _under(path, venv_dir):
             venv_paths.append(path)
         elif _under(path, project_dir):
-            project.append(path)
+            project_files.append(path)
         else:
             config.append(path)
 
@@ -94,8 +103,15 @@ def plan_layers(files: NewFiles, *, venv: str, python: str, workdir: str, settin
         paths = [p for d in members for p in d.paths]
         pins = " ".join(d.pin for d in members)
         specs.append(_fixed(f"python-group:{label}", paths, f"envbuild: {pins}", members))
+    project_layer = LayerSpec(
+        name="project",
+        paths=tuple(sorted([*project_files, *(p for d in mine for p in d.paths)])),
+        mtime=None,
+        created_by=f"envbuild: the project ({workdir})" + "".join(f" and {d.pin}" for d in mine),
+        annotations=((DISTRIBUTIONS, " ".join(d.pin for d in mine)),) if mine else (),
+    )
     specs += [
-        LayerSpec(name="project", paths=tuple(project), mtime=None, created_by=f"envbuild: the project ({workdir})"),
+        project_layer,
         _fixed("config", config, "envbuild: users and groups", ()),
     ]
     return [part for spec in specs if spec.paths for part in split(spec, files, settings.cap)]

@@ -2,7 +2,8 @@
 
 :class:`BuildRecord` holds every input of a build (envbuild and builder versions, the
 spec, lockfile, Dockerfile and project files by digest, the base by digest, every wheel and
-tool by URL and sha256, SOURCE_DATE_EPOCH and the commit). Its :meth:`~BuildRecord.key` is
+tool by URL and sha256, the project's own wheel by name and sha256, SOURCE_DATE_EPOCH and
+the commit). Its :meth:`~BuildRecord.key` is
 the build key that decides whether an image is rebuilt; its JSON (with the image digest) is
 the ``build.json`` beside the image, from which the SBOM and the provenance are made.
 :class:`BuiltImage` is one image envbuild built: its layout, name, digest and record.
@@ -75,6 +76,23 @@ class DirtyRecord:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChecksRecord:
+    """The checks the image passed (envbuild.image.checks): their version and the spec's opt-outs."""
+
+    version: int
+    skip_import: tuple[str, ...] = ()
+    allow_missing: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The record's ``checks`` entry."""
+        return {
+            "version": self.version,
+            "skip_import": list(self.skip_import),
+            "allow_missing": list(self.allow_missing),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class BuildRecord:
     """Every input of one build; :meth:`to_json` gives build.json, :meth:`key` the build key."""
 
@@ -97,6 +115,11 @@ class BuildRecord:
     tools: tuple[WheelRecord, ...]
     files: tuple[str, ...]
     files_sha256: str
+    # The project's wheel, built on the host (envbuild.image.projectwheel); its url is the project's
+    # directory relative to the spec's. None when the project is not a package.
+    project: WheelRecord | None = None
+    # What the image was checked for before it was kept: a change (a new opt-out, a new check) checks again.
+    checks: ChecksRecord | None = None
     digest: Digest | None = None  # the image's manifest digest, once built; not part of the key
 
     def to_json(self) -> dict[str, Any]:
@@ -122,6 +145,10 @@ class BuildRecord:
             "files": list(self.files),
             "files_sha256": self.files_sha256,
         }
+        if self.project is not None:  # absent otherwise, so the keys of other builds stay as they were
+            data["project"] = self.project.to_json()
+        if self.checks is not None:  # absent in records written before the checks
+            data["checks"] = self.checks.to_json()
         if self.digest is not None:
             data["digest"] = str(self.digest)
         return data
@@ -146,6 +173,8 @@ class BuildRecord:
         top = read.mapping(data, "the record")
         dirty = read.present(top, "dirty")
         digest = top.get("digest")  # absent in a record not yet written beside its image
+        project = top.get("project")  # absent when the project is not a package
+        checks = top.get("checks")  # absent in records written before the checks
         return cls(
             envbuild=read.field(top, "envbuild", str),
             variant=read.field(top, "variant", str),
@@ -175,6 +204,8 @@ class BuildRecord:
             tools=read.wheels(top, "tools"),
             files=read.strings(top, "files"),
             files_sha256=read.field(top, "files_sha256", str),
+            project=None if project is None else read.wheel(project, "project"),
+            checks=None if checks is None else read.checks(checks, "checks"),
             digest=None if digest is None else read.digest(top, "digest"),
         )  # fmt: skip
 
@@ -241,13 +272,21 @@ class _Reader:
 
         return self.items(data, key, prefix, string)
 
-    def wheels(self, data: dict[str, Any], key: str) -> tuple[WheelRecord, ...]:
-        def wheel(value: object, where: str) -> WheelRecord:
-            entry = self.mapping(value, where)
-            fields = {name: self.field(entry, name, str, f"{where}.") for name in _WHEEL_FIELDS}
-            return WheelRecord(**fields)
+    def wheel(self, value: object, where: str) -> WheelRecord:
+        entry = self.mapping(value, where)
+        fields = {name: self.field(entry, name, str, f"{where}.") for name in _WHEEL_FIELDS}
+        return WheelRecord(**fields)
 
-        return self.items(data, key, "", wheel)
+    def checks(self, value: object, where: str) -> ChecksRecord:
+        entry = self.mapping(value, where)
+        return ChecksRecord(
+            version=self.field(entry, "version", int, f"{where}."),
+            skip_import=self.strings(entry, "skip_import", f"{where}."),
+            allow_missing=self.strings(entry, "allow_missing", f"{where}."),
+        )
+
+    def wheels(self, data: dict[str, Any], key: str) -> tuple[WheelRecord, ...]:
+        return self.items(data, key, "", self.wheel)
 
 
 _WHEEL_FIELDS = tuple(f.name for f in dataclasses.fields(WheelRecord))

@@ -100,6 +100,18 @@ class Index:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Package:
+    """The project as a Python package: a pyproject.toml with [build-system] and [project].name.
+
+    envbuild builds its wheel on the host and installs it into the images' venv after the
+    locked wheels (envbuild.image.projectwheel).
+    """
+
+    directory: Path  # the directory of its pyproject.toml
+    name: str  # canonical
+
+
+@dataclass(frozen=True, kw_only=True)
 class Spec:
     """A validated project spec."""
 
@@ -118,6 +130,7 @@ class Spec:
     accelerators: tuple[AcceleratorSpec, ...]
     indexes: tuple[Index, ...]
     image: ImageSpec
+    package: Package | None = None  # the project, when it is a Python package the images install
 
     def role(self, name: Role) -> RoleSpec:
         """The role called ``name``."""
@@ -280,9 +293,25 @@ def _parse(t: Table, *, file: Path, root: Path, project_file: Path | None) -> Sp
         accelerators=accelerators,
         indexes=indexes,
         image=image,
+        package=_package(project, project_table, project_file),
     )
     _check_replacements(t, spec)
     return spec
+
+
+def _package(project: dict[str, Any], project_table: dict[str, Any], project_file: Path | None) -> Package | None:
+    """The project as a package: its pyproject.toml has a [build-system] table and a [project].name."""
+    if project_file is None or "build-system" not in project:
+        return None
+    if not isinstance(project["build-system"], dict):
+        raise SpecError(
+            f"{project_file}: build-system: expected a table, got {type(project['build-system']).__name__}",
+            hint='write it as [build-system] with requires = [...] and build-backend = "..."',
+        )
+    name = project_table.get("name")
+    if not name:  # a [build-system] without PEP 621 metadata (an old Poetry project): not installed
+        return None
+    return Package(directory=project_file.parent, name=canonicalize_name(name))
 
 
 def _project_version(project_table: dict[str, Any], project_file: Path | None) -> str:

@@ -250,3 +250,48 @@ def test_deletions_of_base_files_come_below_every_new_file(tmp_path: Path) -> No
     assert next(iter(plan)) == "deletions" and plan["deletions"] == (f"{SITE}/big/.wh.old.py", "usr/share/.wh.doc")
     assert f"{SITE}/big/old.py" not in {p for paths in plan.values() for p in paths}
     assert "usr/share/doc/readme" in plan["config"]
+
+
+def with_project_dist(version: str, *, source: bytes = b"def main(): print('hi')\n") -> Tree:
+    """The venv of :func:`venv` with the project's own distribution installed: a module, data, a script."""
+    tree = venv(Tree())
+    files = {"hello_pkg/__init__.py": source, "hello_pkg/data.txt": b"D" * (2 * MIB)}  # big enough for a layer
+    tree.dist("hello-pkg", version, files, scripts=("hello",))
+    return tree
+
+
+def test_the_projects_distribution_goes_in_the_projects_layer(tmp_path: Path) -> None:
+    """Never in a layer of its own nor a group's: it changes with every commit, and no package layer may."""
+    layer = with_project_dist("1.0").write(tmp_path / "raw.tar")
+    with NewFiles.open([layer], tmp_path) as files:
+        plan = plan_layers(
+            files, venv="/opt/venv", python="3.11", workdir="/app", settings=SETTINGS, project="hello-pkg"
+        )
+    by_name = {spec.name: spec for spec in plan}
+    assert list(by_name) == ["venv", "python:big", "python-group:0-9a-c", "python-group:t-z", "project", "config"]
+    project = by_name["project"]
+    assert {
+        "app/predict.py", f"{SITE}/hello_pkg/data.txt", f"{SITE}/hello_pkg/__pycache__/__init__.cpython-311.pyc",
+        f"{SITE}/hello_pkg-1.0.dist-info/RECORD", "opt/venv/bin/hello",
+    } <= set(project.paths)  # fmt: skip
+    assert project.mtime is None  # the epoch's, as the project's files
+    assert dict(project.annotations) == {"dev.envbuild.layer.distributions": "hello-pkg==1.0"}
+    assert project.created_by == "envbuild: the project (/app) and hello-pkg==1.0"
+    assert not any("hello" in p for name, spec in by_name.items() if name != "project" for p in spec.paths)
+
+
+def test_a_new_project_version_changes_only_the_projects_layer(tmp_path: Path) -> None:
+    layers = {}
+    for version in ("1.0", "1.1.dev3+g1234567"):
+        out = tmp_path / version
+        out.mkdir()
+        layer = with_project_dist(version, source=f"v = {version!r}\n".encode()).write(out / "raw.tar")
+        with NewFiles.open([layer], out) as files:
+            plan = plan_layers(
+                files, venv="/opt/venv", python="3.11", workdir="/app", settings=SETTINGS, project="hello-pkg"
+            )
+            written = write_layers(files, plan, out, epoch=EPOCH, compression=GZIP, cache=None)
+        layers[version] = {w.descriptor["annotations"]["dev.envbuild.layer"]: w.diff_id for w in written}
+    before, after = layers.values()
+    assert before.keys() == after.keys()
+    assert [name for name in before if before[name] != after[name]] == ["project"]
