@@ -130,6 +130,7 @@ def rebuild(
             )
 
         source = work / "source"
+        checkout = None  # the project's wheel is built from the commit in this checkout (it needs the history)
         if options.archive is not None:
             copy_worktree(vendored.source, source)
         elif options.worktree:
@@ -137,6 +138,7 @@ def rebuild(
             notes.append(f"built {options.source} as it is on disk, not commit {recorded.revision}")
         else:
             export_commit(options.source, _recorded_commit(recorded, digest), source)
+            checkout = options.source
 
         base_digest = recorded.base.digest
         # From a vendor archive, the archive's cache (its wheels) stands in for the user's.
@@ -153,11 +155,18 @@ def rebuild(
                 variants=select(spec, (recorded.variant,)), builder=recorded.builder.name, source_date_epoch=epoch,
                 revision=recorded.revision, base_layout=base, check_locks=False, registry=options.registry,
                 workspace=Workspace.at(spec.root, cache=cache), compression=_recorded_compression(recorded.compressor),
+                package_checkout=checkout,
             ),
             progress=progress,
         )[0]  # fmt: skip
         again = recorded_build(provenance_predicate(built.record, source_repository=recorded.source_repository))
         inputs = tuple(recorded.changes(again))
+        if recorded.project and again.project and recorded.project.sha256 != again.project.sha256:
+            notes.append(
+                f"the project's wheel differs: {recorded.project.filename} was rebuilt at commit "
+                f"{recorded.revision} as {again.project.filename} with other bytes, so the project's layer differs; "
+                "its build backend or build requirements (resolved at the spec's cutoff) did not reproduce it"
+            )
         diff = None
         if built.digest != digest:
             report("rebuild", "comparing with the original")

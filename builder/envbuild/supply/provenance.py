@@ -23,6 +23,8 @@ from envbuild.supply.signing.dsse import statement
 
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "urn:envbuild:buildtype:image:v1"
+# The InputChange of a rebuild whose project wheel has other bytes than the recorded one.
+PROJECT_WHEEL_CHANGE = "the project's wheel differs"
 
 
 class ProvenanceError(EnvbuildError):
@@ -68,6 +70,7 @@ class RecordedBuild:
     files_sha256: str | None
     wheels: tuple[RecordedFile, ...]
     tools: tuple[RecordedFile, ...]
+    project: RecordedFile | None = None  # the project's own wheel, built by envbuild
 
     def changes(self, rebuilt: RecordedBuild) -> Iterator[InputChange]:
         """Every recorded input that ``rebuilt`` has otherwise, most telling first."""
@@ -77,6 +80,12 @@ class RecordedBuild:
                 yield InputChange(name=key.removesuffix("_sha256"), recorded=str(before), rebuilt=str(after))
         if self.base.digest != rebuilt.base.digest:
             yield InputChange(name="base", recorded=str(self.base.digest), rebuilt=str(rebuilt.base.digest))
+        if self.project != rebuilt.project:
+            yield InputChange(
+                name=PROJECT_WHEEL_CHANGE,
+                recorded=f"{self.project.filename} sha256:{self.project.sha256}" if self.project else "-",
+                rebuilt=f"{rebuilt.project.filename} sha256:{rebuilt.project.sha256}" if rebuilt.project else "-",
+            )
         for kind, recorded_files, rebuilt_files in (
             ("wheel", self.wheels, rebuilt.wheels),
             ("tool", self.tools, rebuilt.tools),
@@ -148,6 +157,11 @@ def provenance_predicate(record: BuildRecord, *, source_repository: str | None) 
         {"name": f"tool:{t.filename}", "uri": _download_uri(t), "digest": {"sha256": t.sha256}}
         for t in sorted(record.tools, key=lambda t: t.filename)
     ]
+    if record.project is not None:  # built from the source, by envbuild: named by the project's directory
+        project = record.project
+        dependencies.append(
+            {"name": f"project:{project.filename}", "uri": _path_uri(project.url), "digest": {"sha256": project.sha256}}
+        )
     if record.spec_sha256:
         dependencies.append({"name": "spec", "uri": _path_uri(record.spec), "digest": {"sha256": record.spec_sha256}})
     dependencies += [
@@ -276,6 +290,7 @@ def recorded_build(predicate: dict[str, Any]) -> RecordedBuild:
             files_sha256=sha("files"),
             wheels=files("wheel:"),
             tools=files("tool:"),
+            project=next(iter(files("project:")), None),
         )  # fmt: skip
     except (KeyError, TypeError, ValueError, AttributeError, EnvbuildError) as exc:
         raise ProvenanceError(

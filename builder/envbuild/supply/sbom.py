@@ -262,7 +262,8 @@ def _holders(layers: list[Descriptor]) -> dict[Distribution, list[str]]:
 def _python_components(
     files: dict[str, bytes], record: BuildRecord, holders: dict[Distribution, list[str]]
 ) -> list[Component]:
-    wheels = {canonical_distribution(w.name, w.version): w for w in record.wheels}
+    installed = (*record.wheels, *((record.project,) if record.project else ()))  # the project's own wheel too
+    wheels = {canonical_distribution(w.name, w.version): w for w in installed}
     components = []
     for path in sorted(p for p in files if _DIST_METADATA.match(p)):
         dist = parse_dist_metadata(files[path], path=path)
@@ -272,12 +273,12 @@ def _python_components(
         hashes = [HashType(alg=HashAlgorithm.SHA_256, content=wheel.sha256)] if wheel and wheel.sha256 else []
         references = (
             [ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(wheel.url))]
-            if wheel and wheel.url
+            if wheel and wheel.url and wheel != record.project  # the project's url is its directory
             else []
         )
         components.append(
             Component(
-                type=ComponentType.LIBRARY,
+                type=ComponentType.APPLICATION if wheel and wheel == record.project else ComponentType.LIBRARY,
                 name=dist.name,
                 version=dist.version,
                 purl=purl,

@@ -181,3 +181,29 @@ def test_a_rebuild_names_the_inputs_it_got_otherwise() -> None:
         ("tool removed", "uv-1.whl", "-"),
         ("builder", '{"name": "buildah", "version": "1.28.2"}', '{"name": "buildah", "version": "1.39.0"}'),
     ]
+
+
+PROJECT = {
+    "filename": "demo-1.0-py3-none-any.whl", "name": "demo", "sha256": "aa" * 32, "url": "demo", "version": "1.0",
+}  # fmt: skip
+
+
+def test_the_projects_wheel_is_a_dependency_by_its_directory_and_reads_back() -> None:
+    found = dependencies(make({**record(), "project": PROJECT}))["project:demo-1.0-py3-none-any.whl"]
+    assert found == {"name": "project:demo-1.0-py3-none-any.whl", "uri": "demo", "digest": {"sha256": "aa" * 32}}
+    recorded = recorded_build(json.loads(make({**record(), "project": PROJECT}))["predicate"])
+    assert recorded.project is not None and recorded.project.sha256 == "aa" * 32
+    assert recorded.wheels == recorded_build(json.loads(make())["predicate"]).wheels  # not one of the locked wheels
+    assert recorded_build(json.loads(make())["predicate"]).project is None
+
+
+def test_a_rebuilt_project_wheel_with_other_bytes_is_named_as_such() -> None:
+    recorded = recorded_build(json.loads(make({**record(), "project": PROJECT}))["predicate"])
+    rebuilt = recorded_build(json.loads(make({**record(), "project": {**PROJECT, "sha256": "bb" * 32}}))["predicate"])
+    assert [(c.name, c.recorded, c.rebuilt) for c in recorded.changes(rebuilt)] == [
+        (
+            "the project's wheel differs",
+            f"demo-1.0-py3-none-any.whl sha256:{'aa' * 32}",
+            f"demo-1.0-py3-none-any.whl sha256:{'bb' * 32}",
+        )
+    ]

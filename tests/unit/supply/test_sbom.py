@@ -439,3 +439,15 @@ def _license_view(found: License) -> dict[str, str]:
     if isinstance(found, LicenseExpression):
         return {"expression": found.value}
     return {"id": found.id} if found.id else {"name": str(found.name)}
+
+
+def test_the_project_installed_from_its_own_wheel_is_the_application_with_its_version(image: Layout) -> None:
+    """bar stands for the project: its wheel is the record's project, built by envbuild, not locked."""
+    project = {"name": "bar", "version": "2.0", "filename": "bar-2.0-py3-none-any.whl", "sha256": "cd" * 32, "url": "."}
+    record = _record(wheels=[w for w in _record()["wheels"] if w["name"] != "bar"], project=project)
+    components = _components(json.loads(_sbom(image, record)))
+    bar = components["pkg:pypi/bar@2.0"]
+    assert (bar["type"], bar["version"]) == ("application", "2.0")
+    assert bar["hashes"] == [{"alg": "SHA-256", "content": "cd" * 32}]
+    assert "externalReferences" not in bar  # its url is the project's directory, not a download
+    assert components["pkg:pypi/foo@1.0"]["type"] == "library"
