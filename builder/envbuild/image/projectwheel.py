@@ -125,15 +125,16 @@ def project_wheel(spec: Spec, source: WheelSource, *, uv: str, uv_id: str, cache
     """
     package = _package(spec)
     directory = os.path.relpath(package.directory, spec.root).replace(os.sep, "/")
+    plan = _plan(spec, package, source, uv_id=uv_id)
+    target = cache / "projects" / plan.inputs.key()
+    cached = _cached(target, directory)
+    if cached is not None:  # known without a clone or a copy
+        return cached
     work.mkdir(parents=True, exist_ok=True)
     with scratch_dir(work, "project-") as tmp:
         scratch = Path(tmp)
-        sources, inputs = _sources(spec, package, source, scratch / "source", uv_id=uv_id)
-        target = cache / "projects" / inputs.key()
-        cached = _cached(target, directory)
-        if cached is not None:
-            return cached
-        built = _build(spec, package, sources, scratch / "out", uv=uv, epoch=source.epoch)
+        tree = _materialise(plan, scratch / "source")
+        built = _build(spec, package, tree, scratch / "out", uv=uv, epoch=source.epoch)
         _check(built, package)
         _store(built, target)
     found = _cached(target, directory)
@@ -161,8 +162,20 @@ def _package(spec: Spec) -> Package:
     return spec.package
 
 
-def _sources(spec: Spec, package: Package, source: WheelSource, dest: Path, *, uv_id: str) -> tuple[Path, WheelInputs]:
-    """A clean copy of the package's sources in ``dest``, and the inputs that name the wheel built from it."""
+@dataclass(frozen=True, kw_only=True)
+class _Plan:
+    """Where the sources of one wheel come from, and the inputs that name it."""
+
+    inputs: WheelInputs
+    directory: Path  # the package's directory (copied when there is no commit to clone)
+    top: Path | None = None  # the repository to clone the commit from
+    commit: str | None = None
+    project: str = "."  # the package's directory in the repository
+    dirty: tuple[str, ...] = ()  # uncommitted paths of the project, from the repository's top
+
+
+def _plan(spec: Spec, package: Package, source: WheelSource, *, uv_id: str) -> _Plan:
+    """How to get a clean copy of the package's sources, and the inputs of the wheel built from it."""
     repository = source.checkout or spec.root
     top_text = Git(repository).output("rev-parse", "--show-toplevel") if source.commit else None
 
@@ -173,26 +186,36 @@ def _sources(spec: Spec, package: Package, source: WheelSource, dest: Path, *, u
             cutoff=spec.exclude_newer,
         )  # fmt: skip
 
-    if top_text and source.commit and Git(repository).has_commit(source.commit):
-        top = Path(top_text.strip())
-        # An audit rebuild's sources are the commit's files from the repository's top.
-        base = spec.root if source.checkout is not None else top
-        project = os.path.relpath(package.directory, base).replace(os.sep, "/")
-        if project == ".." or project.startswith("../"):
-            raise UsageError(
-                f"{spec.file}: the project {package.directory} is outside the git repository {top}",
-                hint="keep the project inside the repository of its spec",
-            )
-        dirty = tuple(p for p in source.dirty if project == "." or p == project or p.startswith(project + "/"))
-        _clone(top, source.commit, project, dest, dirty=dirty if source.checkout is None else ())
-        tree = dest / project
-        found = inputs(project, f"git:{source.commit}", source.dirty_sha256 if dirty else None)
-    else:
+    if not (top_text and source.commit and Git(repository).has_commit(source.commit)):
+        return _Plan(inputs=inputs(".", f"files:{_tree_digest(package.directory)}", None), directory=package.directory)
+    top = Path(top_text.strip())
+    # An audit rebuild's sources are the commit's files from the repository's top.
+    base = spec.root if source.checkout is not None else top
+    project = os.path.relpath(package.directory, base).replace(os.sep, "/")
+    if project == ".." or project.startswith("../"):
+        raise UsageError(
+            f"{spec.file}: the project {package.directory} is outside the git repository {top}",
+            hint="keep the project inside the repository of its spec",
+        )
+    # Only a build from the work tree has uncommitted changes to copy over (a rebuild has none).
+    dirty = () if source.checkout is not None else source.dirty
+    dirty = tuple(p for p in dirty if project == "." or p == project or p.startswith(project + "/"))
+    return _Plan(
+        inputs=inputs(project, f"git:{source.commit}", source.dirty_sha256 if dirty else None),
+        directory=package.directory, top=top, commit=source.commit, project=project, dirty=dirty,
+    )  # fmt: skip
+
+
+def _materialise(plan: _Plan, dest: Path) -> Path:
+    """The plan's clean sources, made in ``dest``; the package's directory there."""
+    if plan.top is None or plan.commit is None:
+        _copy(plan.directory, dest)
         tree = dest
-        _copy(package.directory, tree)
-        found = inputs(".", f"files:{_tree_digest(tree)}", None)
+    else:
+        _clone(plan.top, plan.commit, plan.project, dest, dirty=plan.dirty)
+        tree = dest / plan.project
     _normalise_modes(tree)
-    return tree, found
+    return tree
 
 
 def _clone(top: Path, commit: str, project: str, dest: Path, *, dirty: tuple[str, ...]) -> None:
@@ -233,18 +256,23 @@ def _copy(directory: Path, dest: Path) -> None:
     shutil.copytree(directory, dest, symlinks=True, ignore=lambda d, names: _skipped(d, names, top=top))
 
 
-def _tree_digest(tree: Path) -> str:
-    """A digest of a copied tree: paths, kinds, executability, link targets, contents."""
+def _tree_digest(directory: Path) -> str:
+    """A digest of what :func:`_copy` takes of ``directory``: paths, kinds, executability, link targets, contents."""
     hasher = hashlib.sha256()
-    for path in sorted(tree.rglob("*")):
-        rel = path.relative_to(tree).as_posix()
-        if path.is_symlink():
-            hasher.update(f"link\0{rel}\0{os.readlink(path)}\0".encode())
-        elif path.is_file():
-            executable = os.access(path, os.X_OK)
-            hasher.update(f"file\0{rel}\0{executable}\0".encode() + hashlib.sha256(path.read_bytes()).digest())
-        else:
-            hasher.update(f"dir\0{rel}\0".encode())
+    top = str(directory)
+    for root, dirs, files in os.walk(directory):
+        skipped = _skipped(root, [*dirs, *files], top=top)
+        dirs[:] = sorted(d for d in dirs if d not in skipped)
+        for name in sorted([*dirs, *(f for f in files if f not in skipped)]):
+            path = Path(root) / name
+            rel = path.relative_to(directory).as_posix()
+            if path.is_symlink():
+                hasher.update(f"link\0{rel}\0{os.readlink(path)}\0".encode())
+            elif path.is_file():
+                executable = os.access(path, os.X_OK)
+                hasher.update(f"file\0{rel}\0{executable}\0".encode() + hashlib.sha256(path.read_bytes()).digest())
+            else:
+                hasher.update(f"dir\0{rel}\0".encode())
     return hasher.hexdigest()
 
 

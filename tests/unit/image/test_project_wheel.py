@@ -133,9 +133,11 @@ def leave_leftovers(root: Path) -> None:
 
 def sources_of(spec_root: Path, source: WheelSource, dest: Path) -> tuple[set[str], projectwheel.WheelInputs]:
     spec = load_spec(spec_root)
-    tree, inputs = projectwheel._sources(spec, spec.package, source, dest, uv_id="uv-sha")  # type: ignore[arg-type]
+    assert spec.package is not None
+    plan = projectwheel._plan(spec, spec.package, source, uv_id="uv-sha")
+    tree = projectwheel._materialise(plan, dest)
     files = {p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file() and ".git" not in p.parts}
-    return files, inputs
+    return files, plan.inputs
 
 
 def test_outside_git_the_sources_are_a_copy_without_leftovers(tmp_path: Path) -> None:
@@ -210,3 +212,23 @@ def test_staged_with_its_hash_pinned_requirement(tmp_path: Path) -> None:
     assert requirement == f"pkg==1.0 --hash=sha256:{'ab' * 32}\n"
     projectwheel.stage(tmp_path / "package", None)
     assert not (tmp_path / "package").exists()
+
+
+def test_an_unchanged_project_takes_its_wheel_from_the_cache(tmp_path: Path) -> None:
+    """The key is known before any clone or copy: a wheel stored under it is taken, and nothing is built."""
+    root = tmp_path / "p"
+    write_package(root)
+    spec = load_spec(root)
+    assert spec.package is not None
+    source = WheelSource(epoch=1, commit=None)
+    key = projectwheel._plan(spec, spec.package, source, uv_id="uv-sha").inputs.key()
+    stored = tmp_path / "cache" / "projects" / key / "pkg-1-py3-none-any.whl"
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"a wheel")
+    found = projectwheel.project_wheel(
+        spec, source, uv="/no/such/uv", uv_id="uv-sha", cache=tmp_path / "cache", work=tmp_path / "work"
+    )
+    assert (found.path, found.version, found.directory) == (stored, "1", ".")
+    assert not (tmp_path / "work").exists()
+    (root / "src" / "pkg" / "__init__.py").write_text("x = 2\n", encoding="utf-8")  # another source: another key
+    assert projectwheel._plan(spec, spec.package, source, uv_id="uv-sha").inputs.key() != key
