@@ -25,6 +25,7 @@ from envbuild.lock.lockfile import read_lockset
 from envbuild.lock.spec import Package, load_spec
 from support.paths import ASSETS
 from support.records import build_record, record_json
+from support.tools import require_tool
 
 FIXTURE = ASSETS / "render-project"
 BUILD_SYSTEM = '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n\n'
@@ -75,6 +76,18 @@ def test_a_package_renders_its_install_and_its_version_argument(package: Path) -
     assert "!.envbuild/stage/package\n" in rendered.text(".dockerignore")
     plain = render(load_spec(FIXTURE), read_lockset(FIXTURE)).text("images/cpu-infer.Dockerfile")
     assert "/tmp/package" not in plain and "VERSION" not in plain
+
+
+def test_a_packages_dockerfile_is_hadolint_clean(package: Path, tmp_path: Path) -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    binary = str(hadolint) if hadolint.is_file() else require_tool("hadolint")
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(render(load_spec(package), read_lockset(package)).text("images/cpu-infer.Dockerfile"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HADOLINT_")} | {"HOME": str(tmp_path)}
+    result = subprocess.run(
+        [binary, "--no-color", str(dockerfile)], capture_output=True, text=True, env=env, check=False
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
 def test_the_project_wheel_is_in_the_record_and_its_key() -> None:
