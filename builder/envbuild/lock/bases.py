@@ -76,7 +76,7 @@ def pin_bases_offline(spec: Spec, recorded: dict[str, PinnedBase]) -> tuple[dict
         before = recorded.get(accel.name)
         now: PinnedBase = describe_base(accel.base)
         if before is None or now != before.described():
-            problems[accel.name] = f"the {accel.name} base changed: {summary(before)} -> {summary(now)}"
+            problems[accel.name] = base_change(accel.name, before, now)
             continue
         if isinstance(now, ImageBase):
             ref = ImageRef.parse(now.ref)
@@ -95,6 +95,26 @@ def pin_bases_offline(spec: Spec, recorded: dict[str, PinnedBase]) -> tuple[dict
             )
         pinned[accel.name] = now
     return pinned, problems
+
+
+def base_change(name: str, before: PinnedBase | None, now: PinnedBase) -> str:
+    """How the ``name`` base the spec describes differs from the locked one, in words that differ.
+
+    Two bases can read the same in a summary (a Debian recipe whose digest changed while its
+    suite and packages did not: another envbuild's recipe, or an edited lock); then the fields
+    that differ are said, not "X -> X".
+    """
+    if before is None:
+        return f"the {name} base is not in the lock (the spec says {summary(now)})"
+    if summary(before) != summary(now):
+        return f"the {name} base changed: {summary(before)} -> {summary(now)}"
+    old, new = before.described().to_json(), now.to_json()
+    fields = [
+        f"{k} {old.get(k, 'none')} -> {new.get(k, 'none')}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
+    return f"the {name} base {summary(now)} is not the locked one: {', '.join(fields)}"
 
 
 def summary(base: PinnedBase | None) -> str:

@@ -187,10 +187,21 @@ def _input_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     out += [f"requirement removed: {r}" for r in sorted(before - after)]
     for key in sorted((set(old) | set(new)) - {"requirements"}):
         if old.get(key) != new.get(key):
-            out.append(f"{key} changed: {_short(old.get(key))} -> {_short(new.get(key))}")
+            out.append(f"{key} changed: {_changed(old.get(key), new.get(key))}")
     return out
 
 
-def _short(value: Any) -> str:
-    text = canonical_json(value).strip().replace("\n", " ")
-    return text if len(text) < 120 else text[:117] + "..."
+def _changed(old: Any, new: Any) -> str:
+    """``old -> new``, each cut to a line; two long values that begin alike are cut around where they differ."""
+    a, b = (canonical_json(v).strip().replace("\n", " ") for v in (old, new))
+    if len(a) < 120 and len(b) < 120:
+        return f"{a} -> {b}"
+    start = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    start = max(0, start - 40)
+    return f"{_cut(a, start)} -> {_cut(b, start)}"
+
+
+def _cut(text: str, start: int) -> str:
+    """About 117 characters of ``text`` from ``start``, with "..." where it was cut."""
+    piece = text[start : start + 117]
+    return ("..." if start else "") + piece + ("..." if start + 117 < len(text) else "")

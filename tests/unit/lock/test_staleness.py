@@ -116,3 +116,27 @@ def test_the_image_build_loads_the_staleness_check_not_the_resolver() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert "'envbuild.lock.staleness'" in loaded
     assert "'envbuild.lock.resolve'" not in loaded
+
+
+def test_a_base_that_reads_the_same_says_what_really_changed(locked: Path) -> None:
+    """A Debian recipe digest edited in the lock: not "debian bookworm [...] -> debian bookworm [...]"."""
+    meta = locked / "lockfiles" / "envbuild.lock.json"
+    data = json.loads(meta.read_text(encoding="utf-8"))
+    real = data["bases"]["gpu"]["recipe-sha256"]
+    data["bases"]["gpu"]["recipe-sha256"] = "0" * 64
+    meta.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (reason,) = reasons(check(load_spec(locked)))["gpu-infer"]
+    assert reason.startswith("the gpu base debian bookworm [")
+    assert reason.endswith(f"is not the locked one: recipe-sha256 {'0' * 64} -> {real}")
+    before, _, after = reason.partition(" -> ")
+    assert before != after
+
+
+def test_long_values_that_begin_alike_are_shown_where_they_differ() -> None:
+    from envbuild.lock.staleness import _changed
+
+    old, new = ["x" * 200 + "a"], ["x" * 200 + "b"]
+    shown = _changed(old, new)
+    left, right = shown.split(" -> ")
+    assert left != right and left.startswith("...x") and left.endswith('a" ]') and right.endswith('b" ]')
+    assert _changed("2026-11-01", "2026-10-01") == '"2026-11-01" -> "2026-10-01"'
