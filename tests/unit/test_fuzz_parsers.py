@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from envbuild.errors import EnvbuildError
+from envbuild.image.elf import read_elf
 from envbuild.image.render import render
 from envbuild.lock.lockfile import read_lockset
 from envbuild.lock.resolvers.base import parse_requirements
@@ -52,6 +54,7 @@ from envbuild.supply.signing.bundle import bundle_json, key_bundle
 from envbuild.supply.signing.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
 from envbuild.supply.signing.keys import generate_keypair, load_private_key, public_pem
 from envbuild.supply.verify import check_bundle
+from support.elf import make_elf
 from support.paths import ASSETS
 
 RENDER_PROJECT = ASSETS / "render-project"
@@ -531,3 +534,22 @@ def test_policy(scratch: Path, data: st.DataObject) -> None:
     else:
         policy.write_text(toml_text(mutate(data, POLICY, toml_values)), encoding="utf-8")
     only_envbuild_errors(lambda: load_policy(policy))
+
+
+# -- ELF files the image checks read (envbuild.image.elf) -------------------------------------
+
+ELF_FILE = make_elf(needed=("libc.so.6", "libstdc++.so.6"), soname="libx.so.1", runpath="$ORIGIN/../lib",
+                    interpreter="/lib64/ld-linux-x86-64.so.2")  # fmt: skip
+
+
+@FUZZ
+@given(data=st.data())
+def test_elf_bytes(data: st.DataObject) -> None:
+    """Bytes cut, flipped or inserted, and header fields set to any value: None, an Elf or an ElfError."""
+    raw = bytearray(mangle(data, ELF_FILE))
+    for _ in range(data.draw(st.integers(0, 3), label="field edits")):
+        at = data.draw(st.integers(0, 64 + 3 * 56), label="field at")
+        width = data.draw(st.sampled_from([1, 2, 4, 8]), label="field width")
+        value = data.draw(st.integers(0, 2 ** (8 * width) - 1), label="field value")
+        raw[at : at + width] = value.to_bytes(width, "little")
+    only_envbuild_errors(lambda: read_elf(io.BytesIO(bytes(raw)), name="fuzzed"))
