@@ -197,31 +197,53 @@ def test_bad_inputs_are_refused_clearly(cache: Path, tmp_path: Path) -> None:
 
 
 def test_gpu_inference_image_carries_its_cuda_libraries(cache: Path, tmp_path: Path) -> None:
-    """Every shared library of onnxruntime's CUDA provider resolves inside the image, except the driver's."""
+    """The build's library check passes, and its resolver finds every library of onnxruntime's CUDA provider
+    (and of what those need, and of cuDNN) inside the image but the driver's libcuda.so.1, where ldd finds them."""
+    from envbuild.image.ldso import Resolver, search_path
+    from envbuild.image.rootfs import RootFS
+
     project = make_project(tmp_path / "demo")
-    image = built(cli_process(project, cache, "image", "--gpu", "--role", "infer"))["gpu-infer"]
+    result = cli_process(project, cache, "image", "--gpu", "--role", "infer")
+    image = built(result)["gpu-infer"]
+    assert "gpu-infer: checking the image: done, checks: " in result.stderr, result.stderr
     bundle = unpack(project / ".envbuild" / "images" / "gpu-infer", "iris-demo-gpu-infer", tmp_path)
     config = json.loads((bundle / "config.json").read_text())
     env = dict(e.split("=", 1) for e in config["process"]["env"])
     assert env["NVIDIA_VISIBLE_DEVICES"] == "all" and env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
     assert image["digest"].startswith("sha256:")
 
+    root = RootFS(bundle / "rootfs")
+    resolver = Resolver(root, search_path(root, env=env, machine="x86_64"))
     site = "/opt/venv/lib/python3.11/site-packages"
     provider = f"{site}/onnxruntime/capi/libonnxruntime_providers_cuda.so"
-    libraries = [
-        provider,
-        *(
-            f"{site}/nvidia/cudnn/lib/{p.name}"
-            for p in (bundle / "rootfs" / site.lstrip("/") / "nvidia" / "cudnn" / "lib").glob("libcudnn.so.*")
-        ),
-    ]
-    for library in libraries:
-        argv = ["chroot", bundle / "rootfs", "/usr/bin/env", "-i", f"LD_LIBRARY_PATH={env['LD_LIBRARY_PATH']}"]
-        ldd = subprocess.run([*argv, "/usr/bin/ldd", library], capture_output=True, text=True, check=True).stdout
-        missing = sorted({line.split()[0] for line in ldd.splitlines() if "not found" in line})
-        assert missing in ([], ["libcuda.so.1"]), f"{library}: {missing}"
-        if library == provider:
-            assert "libcublas.so.13 => /opt/venv" in ldd and missing == ["libcuda.so.1"]
+    cudnn = [f"{site}/nvidia/cudnn/lib/{name}" for name in root.directory_names(f"{site}/nvidia/cudnn/lib")]
+    todo, seen, missing = [provider, *(p for p in cudnn if "libcudnn.so." in p)], set(), set()
+    while todo:  # what the provider needs, what that needs, ...: what ldd lists
+        path = todo.pop()
+        resolved = root.resolve(path)
+        assert resolved is not None, path
+        if resolved in seen:
+            continue
+        seen.add(resolved)
+        elf = resolver.elf(resolved)
+        assert elf is not None, resolved
+        for need in resolver.needs(path, elf):
+            if need.found is None:
+                missing.add(need.soname)
+            else:
+                todo.append(need.found)
+    assert missing == {"libcuda.so.1"}
+    found = {n.soname: n.found for n in resolver.needs(provider, resolver.elf(provider))}  # type: ignore[arg-type]
+    assert str(found["libcublas.so.13"]).startswith("/opt/venv/")
+
+    # The loader itself agrees: ldd in the image finds the same libraries where the resolver found them.
+    argv = ["chroot", bundle / "rootfs", "/usr/bin/env", "-i", f"LD_LIBRARY_PATH={env['LD_LIBRARY_PATH']}"]
+    ldd = subprocess.run([*argv, "/usr/bin/ldd", provider], capture_output=True, text=True, check=True).stdout
+    listed = dict(line.split()[0:3:2] for line in ldd.splitlines() if " => " in line)
+    assert listed["libcuda.so.1"] == "not"
+    for soname, path in found.items():
+        if path is not None:
+            assert root.resolve(listed[soname]) == root.resolve(path), soname
 
 
 def use_base(project: Path, base: str) -> None:
