@@ -20,6 +20,7 @@ _MARK = "envbuild-check: "
 # Run by the image's Python (any 3.x): keep it to what every version has.
 _SCRIPT = r"""
 import importlib, importlib.util, json, os, sys, traceback
+sys.path[0] = os.getcwd()  # as for python -m and -c, not this script's directory
 out = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)
 def say(*values):
