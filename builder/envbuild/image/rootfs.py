@@ -27,6 +27,7 @@ from envbuild.oci.layout import Descriptor, Layout
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 _MAX_LINKS = 40  # what the kernel follows in one lookup (MAXSYMLINKS) before ELOOP
+_ROOT = os.geteuid() == 0  # only root gives files other owners; others unpack everything as their own
 
 
 class RootFS:
@@ -194,7 +195,8 @@ class _Layer:
             self.delete(path)
         if info.issym():
             os.symlink(info.linkname, host)
-            os.lchown(host, info.uid, info.gid)
+            if _ROOT:
+                os.lchown(host, info.uid, info.gid)
             self.root.forget()  # a link where a directory may have been resolved before
         elif info.islnk():
             target = self.root.resolve(info.linkname)
@@ -276,13 +278,19 @@ def _lstat(host: Path) -> os.stat_result | None:
 
 
 def _own(target: Path | int, uid: int, gid: int, mode: int) -> None:
-    """Give ``target`` (a file descriptor, or a directory) the entry's owner, and its mode without set-id bits."""
+    """Give ``target`` (a file descriptor, or a directory) the entry's mode without set-id bits, and its owner.
+
+    Without root, the owner stays the caller, who keeps the right to write each directory (to fill and
+    remove it).
+    """
     if isinstance(target, int):
-        os.fchown(target, uid, gid)
+        if _ROOT:
+            os.fchown(target, uid, gid)
         os.fchmod(target, mode & 0o1777)
     else:
-        os.chown(target, uid, gid)
-        os.chmod(target, mode & 0o1777)
+        if _ROOT:
+            os.chown(target, uid, gid)
+        os.chmod(target, mode & 0o1777 if _ROOT else mode & 0o1777 | 0o700)
 
 
 __all__ = ["RootFS", "Unpacked", "image_path_of", "unpack"]
