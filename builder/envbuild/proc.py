@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +57,13 @@ def run(
     cwd: Path | None = None,
     timeout: float = 600,
     check: bool = True,
+    lines: Callable[[str], None] | None = None,
 ) -> Result:
-    """Run ``args`` (never through a shell), streaming stderr to the debug log.
+    """Run ``args`` (never through a shell), its command and its stderr lines logged (``-v``) as they come.
+
+    With ``lines``, stdout is streamed too: each output line (stdout or stderr, redacted) is logged
+    and handed to ``lines`` as it comes (a build's progress), and still collected. Without it,
+    stdout is the tool's data, read whole and not logged.
 
     Raises :class:`ToolError` when the tool cannot start, times out, or (with
     ``check``) exits non-zero; the message carries the redacted stderr tail.
@@ -66,7 +71,7 @@ def run(
     argv = [os.fspath(a) for a in args]
     environ = dict(os.environ if env is None else env)
     secrets = secrets_in(environ)
-    log.debug("running %s", redact(" ".join(argv), secrets))
+    log.info("running %s", redact(" ".join(argv), secrets))
     try:
         proc = subprocess.Popen(
             argv,
@@ -89,15 +94,26 @@ def run(
     stderr_lines: deque[str] = deque()
     stdout_chunks: list[str] = []
 
+    def tell(line: str) -> None:
+        text = redact(line.rstrip(), secrets)
+        log.info("%s: %s", tool, text)
+        if lines is not None and text:
+            lines(text)
+
     def pump_stderr() -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
             stderr_lines.append(line)
-            log.debug("%s: %s", tool, redact(line.rstrip(), secrets))
+            tell(line)
 
     def pump_stdout() -> None:
         assert proc.stdout is not None
-        stdout_chunks.append(proc.stdout.read())
+        if lines is None:
+            stdout_chunks.append(proc.stdout.read())
+            return
+        for line in proc.stdout:
+            stdout_chunks.append(line)
+            tell(line)
 
     readers = [threading.Thread(target=f, daemon=True) for f in (pump_stderr, pump_stdout)]
     for reader in readers:

@@ -16,7 +16,6 @@ import dataclasses
 import json
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from envbuild.lock.spec import load_spec
 from envbuild.lock.variants import select
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest, ImageRef
+from envbuild.progress import SILENT, Progress
 from envbuild.registry.client import RegistryError
 from envbuild.registry.options import ClientFor, RegistryOptions
 from envbuild.registry.transfer import pull_image
@@ -50,8 +50,6 @@ from envbuild.supply.policy import Policy
 from envbuild.supply.provenance import InputChange, RecordedBuild, provenance_predicate, recorded_build
 from envbuild.supply.verify import attached_bundles, verified_provenance
 from envbuild.workspace import Workspace, default_cache
-
-Progress = Callable[[str, str], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,18 +98,15 @@ class RebuildResult:
         }
 
 
-def rebuild(
-    ref: ImageRef, policy: Policy, options: RebuildOptions, *, progress: Progress | None = None
-) -> RebuildResult:
+def rebuild(ref: ImageRef, policy: Policy, options: RebuildOptions, *, progress: Progress = SILENT) -> RebuildResult:
     """Rebuild ``ref`` (which must name a digest) from its provenance and compare."""
     client_for = options.registry.clients()
-    report = progress or (lambda _target, _status: None)
     digest = _digest_of(ref)
     started = time.monotonic()
     notes: list[str] = []
     with scratch_dir(None, "envbuild-rebuild-") as tmp:
         work = Path(tmp)
-        report("rebuild", "checking the provenance")
+        progress.status("rebuild", "checking the provenance")
         if options.archive is not None:
             vendored = open_archive(options.archive, work / "archive")
             if vendored.manifest["digest"] != str(digest):
@@ -148,7 +143,7 @@ def rebuild(
             notes.append(f"the base {base_digest} is not at hand: it is made or pulled again from its recipe")
         epoch = options.source_date_epoch if options.source_date_epoch is not None else recorded.source_date_epoch
         spec = load_spec(source)
-        report("rebuild", f"building {recorded.variant}")
+        progress.status("rebuild", f"building {recorded.variant}")
         built = build_images(
             spec,
             ImageOptions(
@@ -169,8 +164,8 @@ def rebuild(
             )
         diff = None
         if built.digest != digest:
-            report("rebuild", "comparing with the original")
-            diff = _diff_with_original(ref, digest, built.layout, work, client_for, notes)
+            with progress.phase("rebuild", "comparing with the original"):
+                diff = _diff_with_original(ref, digest, built.layout, work, client_for, notes)
     return RebuildResult(
         image=str(ref), variant=recorded.variant, expected=digest, rebuilt=built.digest, inputs=inputs,
         diff=diff, notes=tuple(notes), seconds=time.monotonic() - started,

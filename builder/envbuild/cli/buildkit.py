@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from envbuild.cli import options
-from envbuild.cli.console import progress
+from envbuild.cli.progress import progress
 
 if TYPE_CHECKING:
     from envbuild.cli.console import Context

@@ -1,4 +1,4 @@
-"""What every command shares: its context (directory, --json, verbosity), stderr, and live progress.
+"""What every command shares: its context (directory, --json, verbosity), stderr, and the log on it.
 
 Kept apart from cli.py so that command modules (cli_supply, ci_cli) can use it without
 importing the CLI that imports them.
@@ -7,8 +7,7 @@ importing the CLI that imports them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ class Context:
     directory: Path
     json: bool
     verbosity: int
+    heartbeat: float = 30.0  # seconds between a long phase's lines when stderr is not a terminal (0: none)
 
     def say(self, text: str) -> None:
         """A human line on stderr, unless --quiet."""
@@ -41,22 +41,11 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-@contextmanager
-def progress(ctx: Context) -> Iterator[Callable[[str, str], None]]:
-    """A live per-target status on stderr; silent with --quiet or when stderr is not a terminal."""
-    if ctx.verbosity < 0 or not err.is_terminal:
-        yield lambda target, status: None
-        return
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+class ConsoleHandler(logging.Handler):
+    """Log records on stderr through the console, so that they print above live progress bars, not into them."""
 
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def report(target: str, status: str) -> None:
-            if target not in tasks:
-                tasks[target] = bar.add_task(f"{target}: {status}", total=1)
-            bar.update(tasks[target], description=f"{target}: {status}", completed=1 if status == "resolved" else 0)
-
-        yield report
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            err.print(self.format(record), markup=False, highlight=False)
+        except Exception:
+            self.handleError(record)

@@ -17,11 +17,15 @@ from envbuild import __version__
 from envbuild.cli import options
 from envbuild.cli.buildkit import normalize_command, print_build_commands, print_build_options
 from envbuild.cli.ci import ci_group
-from envbuild.cli.console import Context, err, pass_ctx, progress
-from envbuild.cli.supply import SUPPLY_COMMANDS
+from envbuild.cli.console import ConsoleHandler, Context, err, pass_ctx
+from envbuild.cli.load import EVERY_STORE, load_built, load_command
+from envbuild.cli.progress import DEFAULT_HEARTBEAT, progress
+from envbuild.cli.supply import SUPPLY_COMMANDS, say_kept_attached
 from envbuild.errors import EXIT_FAILURE, EnvbuildError, StaleLockError, UsageError, redact
+from envbuild.image.load import STORES
 from envbuild.oci.ref import ImageRef
 from envbuild.registry.options import RegistryOptions
+from envbuild.words import plural
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -43,20 +47,29 @@ from envbuild.registry.options import RegistryOptions
     show_envvar=True,
     help="Machine-readable output on stdout.",
 )
-@click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv: every tool command).")
+@click.option(
+    "-v", "--verbose", count=True,
+    help="More detail on stderr: -v each tool's command and output, and what envbuild decides; -vv debug.",
+)  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@click.option(
+    "--heartbeat", type=click.FloatRange(min=0), default=DEFAULT_HEARTBEAT, envvar="ENVBUILD_HEARTBEAT",
+    show_envvar=True, show_default=True, metavar="SECONDS",
+    help="When stderr is not a terminal (CI): a progress line this often during a long step (0: none).",
+)  # fmt: skip
 @click.pass_context
-def cli(click_ctx: click.Context, directory: Path, as_json: bool, verbose: int, quiet: bool) -> None:
+def cli(click_ctx: click.Context, directory: Path, as_json: bool, verbose: int, quiet: bool, heartbeat: float) -> None:
     """Lock, build, sign and verify reproducible images for an ML project."""
     if not directory.is_dir():
         raise click.BadParameter(f"{directory} is not a directory", param_hint="-C")
     verbosity = -1 if quiet else verbose
+    handler = ConsoleHandler()  # through the console: log lines print above progress bars, not into them
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
         level=logging.DEBUG if verbosity >= 2 else logging.INFO if verbosity == 1 else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[handler],
     )
-    click_ctx.obj = Context(directory=directory, json=as_json, verbosity=verbosity)
+    click_ctx.obj = Context(directory=directory, json=as_json, verbosity=verbosity, heartbeat=heartbeat)
 
 
 @cli.command("init")
@@ -254,6 +267,13 @@ def dockerfile_command(
 @options.signing_options
 @options.source_repository
 @options.allow_dirty
+@options.disk_check
+@click.option(
+    "--load", type=click.Choice([EVERY_STORE, *STORES]), is_flag=False, flag_value=EVERY_STORE, metavar="[STORE]",
+    envvar="ENVBUILD_LOAD", show_envvar=True,
+    help="Also put each image into the local image stores as NAME:VARIANT: every store there is, or only STORE "
+    "(containers-storage, docker); see 'envbuild load'.",
+)  # fmt: skip
 @options.registry_options
 @options.jobs
 @pass_ctx
@@ -268,6 +288,8 @@ def image_command(
     signing: options.SigningChoice,
     source_repository: str | None,
     allow_dirty: bool,
+    disk_check: bool,
+    load: str | None,
     registry: RegistryOptions,
     jobs: int,
 ) -> None:
@@ -284,18 +306,24 @@ def image_command(
     spec = load_spec(ctx.directory)
     settings = ImageOptions(
         variants=variants.select(spec), builder=builder, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty,
-        registry=registry, compression=compression,
+        registry=registry, compression=compression, disk_check=disk_check,
     )  # fmt: skip
+    results = []
     with progress(ctx) as report:
         built = build_images(spec, settings, progress=report)
-    results = []
-    for done in release(
-        built, signer=signer, push_to=target, registry=registry, jobs=jobs,
-        source_repository=source_repository,
-    ):  # fmt: skip
-        results.append(done.to_json())
-        image = done.image
-        ctx.say(f"{image.variant}: {image.digest}{' (unchanged)' if image.cached else ''}")
+        for done in release(
+            built, signer=signer, push_to=target, registry=registry, jobs=jobs,
+            source_repository=source_repository, progress=report,
+        ):  # fmt: skip
+            results.append(done.to_json())
+            image = done.image
+            ctx.say(f"{image.variant}: {image.digest}{' (unchanged)' if image.cached else ''}")
+            if signer is None and done.ref is not None:
+                fix = f"envbuild sign {done.ref} --key KEY (or --keyless)"
+                say_kept_attached(ctx, image.variant, done.attached or [], done.skipped, fix)
+            if load is not None:
+                stores = () if load == EVERY_STORE else (load,)
+                results[-1]["loaded"] = [entry.to_json() for entry in load_built(ctx, spec, [image], stores)]
     if ctx.json:
         ctx.emit({"images": results})
     else:
@@ -325,18 +353,26 @@ def push_command(ctx: Context, layout: Path, ref: str, name: str | None, registr
             hint="push a directory written by 'envbuild image', 'envbuild pull' or 'skopeo copy ... oci:DIR'",
         )
     from envbuild.registry.client import RegistryClient
+    from envbuild.supply.release import attach_kept
 
-    result = push_layout(source, target, RegistryClient.for_ref(target, registry), name=name, jobs=jobs)
+    client = RegistryClient.for_ref(target, registry)
+    with progress(ctx) as report, report.phase("push", f"pushing to {target}", items="blobs") as phase:
+        result = push_layout(source, target, client, name=name, jobs=jobs, progress=phase)
+    # What 'envbuild sign VARIANT' signed is kept in the layout's directory until the image is pushed.
+    attached, skipped = attach_kept(client, target.repository, layout, result.digest)
     if ctx.json:
         ctx.emit({
             "ref": str(result.ref), "digest": str(result.digest), "bytes_uploaded": result.bytes_uploaded,
             "uploaded": len(result.uploaded), "existed": len(result.existed), "mounted": len(result.mounted),
+            "attached": attached, "not_attached": list(skipped),
         })  # fmt: skip
     else:
         click.echo(str(result.ref))
     ctx.say(
-        f"{len(result.uploaded)} blob(s) uploaded ({result.bytes_uploaded} bytes), {len(result.existed)} already there"
+        f"{plural(len(result.uploaded), 'blob')} uploaded ({plural(result.bytes_uploaded, 'byte')}), "
+        f"{len(result.existed)} already there"
     )
+    say_kept_attached(ctx, str(result.ref), attached, skipped, f"envbuild sign {result.ref} --key KEY (or --keyless)")
 
 
 @cli.command("pull")
@@ -358,7 +394,8 @@ def pull_command(ctx: Context, ref: str, output: Path, registry: RegistryOptions
     from envbuild.registry.transfer import pull_image
 
     source = ImageRef.parse(ref)
-    top = pull_image(source, RegistryClient.for_ref(source, registry), output, jobs=jobs)
+    with progress(ctx) as report, report.phase("pull", f"pulling {source}", items="blobs") as phase:
+        top = pull_image(source, RegistryClient.for_ref(source, registry), output, jobs=jobs, progress=phase)
     if ctx.json:
         ctx.emit({"ref": str(source), "digest": str(top.digest), "layout": str(output)})
     else:

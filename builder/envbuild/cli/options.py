@@ -124,6 +124,10 @@ allow_dirty = click.option(
     help="Build even when the spec, lockfiles or image files have uncommitted changes; the build record, "
     "provenance and revision label (<commit>-dirty) then say so.",
 )  # fmt: skip
+disk_check = click.option(
+    "--disk-check/--no-disk-check", default=True, envvar="ENVBUILD_DISK_CHECK", show_envvar=True, show_default=True,
+    help="Refuse a build whose estimated scratch space exceeds the free space of .envbuild/work (docs/disk.md).",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,11 +15,13 @@ import click
 from rich.markup import escape
 
 from envbuild.cli import options
-from envbuild.cli.console import Context, err, pass_ctx, progress
+from envbuild.cli.console import Context, err, pass_ctx
+from envbuild.cli.progress import progress
 from envbuild.errors import EnvbuildError, SpecError, UsageError
 from envbuild.fsutil import check_output
 from envbuild.oci.ref import ImageRef
 from envbuild.registry.options import RegistryOptions
+from envbuild.words import plural
 
 if TYPE_CHECKING:
     from envbuild.supply.signing.signer import Signer  # imports cryptography: only the commands that sign load it

@@ -25,7 +25,7 @@ from envbuild import __version__
 from envbuild.errors import StaleLockError, UsageError
 from envbuild.fsutil import atomic_write, link_or_copy
 from envbuild.git import SourceState, source_state
-from envbuild.image import projectfiles, projectwheel
+from envbuild.image import checks, disk, projectfiles, projectwheel
 from envbuild.image import store as imagestore
 from envbuild.image.builders import BuildRequest, get_builder
 from envbuild.image.debian import build_debian_base, epoch_of
@@ -53,11 +53,12 @@ from envbuild.oci.layers import LayerCache, LayerCounts
 from envbuild.oci.layout import Descriptor, Layout
 from envbuild.oci.ref import Digest, ImageRef
 from envbuild.oci.writer import assemble
+from envbuild.progress import SILENT, Phase, Progress, size_text
 from envbuild.registry.options import RegistryOptions
 from envbuild.scratch import scratch_dir
+from envbuild.words import plural
 from envbuild.workspace import LOCK_DIR, Workspace
 
-Progress = Callable[[str, str], None]
 log = logging.getLogger(__name__)
 
 
@@ -80,20 +81,22 @@ class ImageOptions:
     workspace: Workspace | None = None
     # Layer compression, "gzip" or "zstd": default the spec's [image] compression.
     compression: str | None = None
+    # Refuse a build whose scratch space estimate exceeds the free space of .envbuild/work (image.disk).
+    disk_check: bool = True
     # The git checkout whose ``revision`` the project's wheel is built from, when the project's own
     # files are not a checkout (an audit rebuild's export); default: the project's repository.
     package_checkout: Path | None = None
 
 
-def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None = None) -> list[BuiltImage]:
-    """Build the chosen variants of ``spec`` (all or nothing per variant)."""
-    report = progress or (lambda variant, status: None)
+def build_images(spec: Spec, options: ImageOptions, *, progress: Progress = SILENT) -> list[BuiltImage]:
+    """Build the chosen variants of ``spec`` (all or nothing per variant), each step a phase of ``progress``."""
     options = dataclasses.replace(options, workspace=workspace_of(spec, options))  # one cache for every step
     imagestore.clean_leftovers(workspace_of(spec, options))  # what killed runs left behind; never a running build's
     # One walk: a missing file or a link out of the project is refused before anything, and what is
     # digested into the build key is exactly what is staged.
     entries = projectfiles.project_files(spec)
     lockset = current_lock(spec) if options.check_locks else _read_lock(spec)
+    checks.check_opt_outs(spec, lockset)  # a typo in [checks] fails now, not after the first build
     builder = get_builder(options.builder)
     # Asked once: a builder that is not installed fails here, before any download.
     builder_record = BuilderRecord(name=builder.name, version=builder.version())
@@ -105,7 +108,7 @@ def build_images(spec: Spec, options: ImageOptions, *, progress: Progress | None
         built.append(
             _build_one(
                 spec, lockset, target, rendered.text(dockerfile_path(variant)), builder, builder_record, entries,
-                options, report,
+                options, progress,
             )
         )  # fmt: skip
     return built
@@ -136,17 +139,17 @@ def _build_one(
     builder_record: BuilderRecord,
     entries: tuple[projectfiles.Entry, ...],
     options: ImageOptions,
-    report: Progress,
+    progress: Progress,
 ) -> BuiltImage:
     variant = target.variant.name
     workspace = workspace_of(spec, options)
     source = build_source(spec, target, options)
     epoch = source.epoch
-    report(variant, "preparing the base")
-    base_layout, base_name = base_image(spec, lockset, target, options)
-    report(variant, "fetching wheels")
-    wheels, tools = fetch_wheels(spec, target, cache=workspace.cache)
-    package = build_project_wheel(spec, target, source, tools, options, report=lambda status: report(variant, status))
+    with progress.phase(variant, "preparing the base") as phase:
+        base_layout, base_name = base_image(spec, lockset, target, options, progress=phase)
+    with progress.phase(variant, "fetching wheels", items="wheels") as phase:
+        wheels, tools = fetch_wheels(spec, target, cache=workspace.cache, progress=phase)
+    package = build_project_wheel(spec, target, source, tools, options, progress=progress)
     record = BuildRecord(
         envbuild=__version__,
         variant=variant,
@@ -168,43 +171,52 @@ def _build_one(
         files=tuple(sorted(spec.image.files)),
         files_sha256=projectfiles.digest(entries),
         project=package.record() if package is not None else None,
+        checks=checks.checks_record(spec),
     )
     key = record.key()
     out = workspace.images / variant
     name = f"{spec.name}-{variant}"
     cached = _cached(out, key)
     if cached is not None:
-        report(variant, "unchanged")
+        progress.status(variant, "unchanged")
         return BuiltImage(
             variant=variant, layout=out, name=name, digest=cached, record=record.with_digest(cached), cached=True
         )
 
-    report(variant, f"building with {builder.name}")
     stage_inputs(target, wheels, tools, entries, workspace=workspace, package=package)
     work_root = workspace.work
     work_root.mkdir(parents=True, exist_ok=True)
+    check_disk(
+        variant, [w.path for w in wheels], base_layout, work_root, enabled=options.disk_check, builder=builder.name
+    )
     with imagestore.writing_image(out), scratch_dir(work_root, f"{variant}-") as work:
         dockerfile_file = work / "Dockerfile"
         dockerfile_file.write_text(dockerfile, encoding="utf-8")
-        raw = builder.build(
-            BuildRequest(
-                context=spec.root, dockerfile=dockerfile_file, base_name=base_name,
-                base_layout=base_layout.path, epoch=epoch, platform=target.platform,
-                build_args=build_args(source.revision_label, package), workdir=work,
-            )
-        )  # fmt: skip
+        with progress.phase(variant, f"building with {builder.name}") as phase:
+            raw = builder.build(
+                BuildRequest(
+                    context=spec.root, dockerfile=dockerfile_file, base_name=base_name,
+                    base_layout=base_layout.path, epoch=epoch, platform=target.platform,
+                    build_args=build_args(source.revision_label, package), workdir=work,
+                ),
+                progress=phase,
+            )  # fmt: skip
         _keep_raw(raw, variant)
-        report(variant, "writing the image")
         staged = work / "image"
-        descriptor = write_final_image(
-            spec, options, built=raw, base=base_layout, out=staged, epoch=epoch, name=name,
-            report=lambda status: report(variant, status),
-        )  # fmt: skip
+        with progress.phase(variant, "writing layers", items="layers") as phase:
+            descriptor = write_final_image(
+                spec, options, built=raw, base=base_layout, out=staged, epoch=epoch, name=name, progress=phase
+            )
+        # Before the image replaces the previous one: a failure leaves that one in place (docs/checks.md).
+        with progress.phase(variant, "checking the image") as phase:
+            checks.check_image(
+                spec, target, raw=raw, base=base_layout, image=Layout.open(staged), work=work,
+                cache=workspace.cache, progress=phase,
+            )  # fmt: skip
         record = record.with_digest(descriptor.digest)
         atomic_write(staged / BUILD_RECORD, record.file_text())
         atomic_write(staged / "build-key", key + "\n")
         _replace(staged, out)
-    report(variant, "built")
     return BuiltImage(variant=variant, layout=out, name=name, digest=descriptor.digest, record=record)
 
 
@@ -222,12 +234,12 @@ def write_final_image(
     out: Path,
     epoch: int,
     name: str,
-    report: Callable[[str], None],
+    progress: Phase | None = None,
 ) -> Descriptor:
     """Write the image of what the builder ``built`` into ``out``, in the layers of the plan (docs/layers.md).
 
     Layers written before (by any build that used this cache) are taken from the cache, not
-    compressed again; how many of each is logged, and reported.
+    compressed again; how many of each is logged, and said at the end of ``progress``.
     """
     settings = LayerSettings(threshold=spec.image.layer_threshold, cap=spec.image.layer_cap)
     python = ".".join(spec.python.split(".")[:2])
@@ -241,12 +253,32 @@ def write_final_image(
         compression=layer_compression(spec, options),
         cache=LayerCache(workspace_of(spec, options).cache / "layers"),
         counts=counts,
-        progress=report,
+        progress=progress,
+        owners={home_directory(spec).strip("/"): UID},
     )  # fmt: skip
     summary = f"layers: {len(counts.compressed)} compressed, {len(counts.cached)} from the cache"
     log.info("%s %s (compressed: %s)", name, summary, ", ".join(counts.compressed) or "none")
-    report(summary)
+    if progress is not None:
+        fresh = f", {size_text(counts.compressed_bytes)} compressed" if counts.compressed else ""
+        progress.finish(
+            f"{plural(progress.count, 'layer')} ({len(counts.compressed)} compressed, "
+            f"{len(counts.cached)} from the cache), "
+            f"{size_text(counts.tar_bytes)} of tars{fresh}"
+        )
     return descriptor
+
+
+def check_disk(variant: str, wheels: list[Path], base: Layout, work: Path, *, enabled: bool, builder: str) -> None:
+    """Refuse a build whose scratch space (:mod:`envbuild.image.disk`) the file system of ``work`` cannot hold."""
+    need = disk.estimate(wheels, base)
+    free = disk.free_space(work)
+    log.info("%s: scratch space needed %s; %s free in %s", variant, need.describe(), size_text(free), work)
+    if builder != "buildah":
+        return  # docker builds in the daemon's data root, which envbuild neither sees nor measured
+    if enabled:
+        disk.check_space(need, work, variant=variant)
+    elif free < need.needed:
+        log.warning("%s: the build may need more scratch space than %s has (the disk check is off)", variant, work)
 
 
 def _keep_raw(raw: Layout, variant: str) -> None:
@@ -294,17 +326,21 @@ def workspace_of(spec: Spec, options: ImageOptions) -> Workspace:
     return options.workspace or Workspace.at(spec.root)
 
 
-def fetch_wheels(spec: Spec, target: LockTarget, *, cache: Path) -> tuple[list[Wheel], list[Wheel]]:
+def fetch_wheels(
+    spec: Spec, target: LockTarget, *, cache: Path, progress: Phase | None = None
+) -> tuple[list[Wheel], list[Wheel]]:
     """The variant's locked wheels and the tools' (uv), downloaded or found in ``cache``, hash-checked."""
     routed = tuple(i for i in spec.indexes if target.variant.accelerator in i.accelerators)
     wheels = fetch_lockfile(
         spec.root / LOCK_DIR / target.filename, cache=cache, python=spec.python, platform=target.platform,
-        glibc=spec.glibc, index_url=spec.index_url, indexes=routed,
+        glibc=spec.glibc, index_url=spec.index_url, indexes=routed, progress=progress,
     )  # fmt: skip
     tools = fetch_lockfile(
         spec.root / LOCK_DIR / tools_filename(spec, target.platform), cache=cache, python=spec.python,
-        platform=target.platform, glibc=spec.glibc, index_url=spec.index_url, indexes=(),
+        platform=target.platform, glibc=spec.glibc, index_url=spec.index_url, indexes=(), progress=progress,
     )  # fmt: skip
+    if progress is not None and not progress.done:
+        progress.finish(f"{plural(progress.count, 'wheel')} (all from the cache)")
     return wheels, tools
 
 
@@ -332,7 +368,7 @@ def build_project_wheel(
     tools: list[Wheel],
     options: ImageOptions,
     *,
-    report: Callable[[str], None] = lambda _status: None,
+    progress: Progress = SILENT,
 ) -> ProjectWheel | None:
     """The project's wheel (:mod:`envbuild.image.projectwheel`) for a build from ``source``; None when it is no package.
 
@@ -347,15 +383,15 @@ def build_project_wheel(
     else:
         uv = uv_binary()
         uv_id = f"uv {uv_version(uv)}"
-    report("building the project's wheel")
-    wheel = projectwheel.project_wheel(
-        spec,
-        WheelSource(
-            epoch=source.epoch, commit=source.commit, dirty=source.dirty, dirty_sha256=source.dirty_sha256,
-            checkout=options.package_checkout,
-        ),
-        uv=uv, uv_id=uv_id, cache=workspace.cache, work=workspace.work,
-    )  # fmt: skip
+    with progress.phase(target.variant.name, "building the project's wheel"):
+        wheel = projectwheel.project_wheel(
+            spec,
+            WheelSource(
+                epoch=source.epoch, commit=source.commit, dirty=source.dirty, dirty_sha256=source.dirty_sha256,
+                checkout=options.package_checkout,
+            ),
+            uv=uv, uv_id=uv_id, cache=workspace.cache, work=workspace.work,
+        )  # fmt: skip
     log.info("%s: the project's wheel is %s (sha256 %s)", target.variant.name, wheel.filename, wheel.sha256)
     return wheel
 
@@ -376,8 +412,10 @@ def _input_paths(spec: Spec, target: LockTarget) -> list[str]:
     return sorted(paths)
 
 
-def base_image(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageOptions) -> tuple[Layout, str]:
-    """The base as a layout on disk, and the FROM name the Dockerfile gives it."""
+def base_image(
+    spec: Spec, lockset: LockSet, target: LockTarget, options: ImageOptions, *, progress: Phase | None = None
+) -> tuple[Layout, str]:
+    """The base as a layout on disk, and the FROM name the Dockerfile gives it; ``progress`` sees it made or pulled."""
     pinned = lockset.bases[target.variant.accelerator]
     name = base_reference(spec.name, target.variant.accelerator, pinned)
     if options.base_layout is not None:
@@ -386,7 +424,7 @@ def base_image(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageO
     if isinstance(pinned, DebianBase):
         recipe = pinned.recipe()
         epoch = epoch_of(spec.exclude_newer)
-        return build_debian_base(recipe, platform=target.platform, epoch=epoch, cache=cache), name
+        return build_debian_base(recipe, platform=target.platform, epoch=epoch, cache=cache, progress=progress), name
     if isinstance(pinned, LayoutBase):
         layout = Layout.open(spec.root / pinned.path)
         if str(layout.select().digest) != pinned.digest:
@@ -398,7 +436,7 @@ def base_image(spec: Spec, lockset: LockSet, target: LockTarget, options: ImageO
     ref = ImageRef.parse(name)
     destination = cache / "pulled" / Digest.parse(str(pinned.digest)).hex
     if not _pulled(destination):
-        pull_image(ref, RegistryClient.for_ref(ref, options.registry), destination, name="base")
+        pull_image(ref, RegistryClient.for_ref(ref, options.registry), destination, name="base", progress=progress)
     return Layout.open(destination), name.split("@", 1)[0]
 
 

@@ -18,9 +18,7 @@ import re
 import shlex
 import tarfile
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +48,10 @@ from envbuild.lock.spec import Spec
 from envbuild.lock.variants import select
 from envbuild.oci.layout import INDEX_TYPES, Descriptor, Layout
 from envbuild.oci.ref import Digest
+from envbuild.progress import SILENT, Progress
 from envbuild.workspace import BUILDKIT_DIR, STAGE_DIR
 
 FORMS = ("docker", "buildx")  # DOCKER_BUILDKIT=1 docker build (dockerd's BuildKit), or docker buildx build
-Progress = Callable[[str, str], None]
 _BLOB = re.compile(r"blobs/sha256/[0-9a-f]{64}")
 
 
@@ -104,12 +102,11 @@ class Recipe:
 
 
 def build_recipes(
-    spec: Spec, options: ImageOptions, *, form: str = "docker", progress: Progress | None = None
+    spec: Spec, options: ImageOptions, *, form: str = "docker", progress: Progress = SILENT
 ) -> list[Recipe]:
     """Render and stage every input of the chosen variants; return the commands that build them with BuildKit."""
     if form not in FORMS:
         raise UsageError(f"unknown BuildKit command form {form!r}", hint=f"use one of: {', '.join(FORMS)}")
-    report = progress or (lambda variant, status: None)
     chosen = build_targets(spec, chosen_variants(spec, options))
     lockset = current_lock(spec)
     write_rendered(spec, render(spec, lockset))
@@ -122,11 +119,11 @@ def build_recipes(
         variant = target.variant.name
         source = build_source(spec, target, options)
         epoch, revision = source.epoch, source.revision_label
-        report(variant, "preparing the base")
-        base, base_name = base_image(spec, lockset, target, options)
-        report(variant, "fetching wheels")
-        wheels, tools = fetch_wheels(spec, target, cache=workspace.cache)
-        package = build_project_wheel(spec, target, source, tools, options, report=partial(report, variant))
+        with progress.phase(variant, "preparing the base") as phase:
+            base, base_name = base_image(spec, lockset, target, options, progress=phase)
+        with progress.phase(variant, "fetching wheels", items="wheels") as phase:
+            wheels, tools = fetch_wheels(spec, target, cache=workspace.cache, progress=phase)
+        package = build_project_wheel(spec, target, source, tools, options, progress=progress)
         stage_inputs(target, wheels, tools, entries, workspace=workspace, package=package)
         request = BuildRequest(
             context=Path("."), dockerfile=Path(dockerfile_path(target.variant)), base_name=base_name,
@@ -158,7 +155,7 @@ def build_recipes(
                 commands=(*build, Command(argv=tuple(normalize_argv))),
             )
         )  # fmt: skip
-        report(variant, "staged")
+        progress.status(variant, "staged")
     return recipes
 
 
@@ -201,9 +198,8 @@ def normalize(spec: Spec, variant: str, source: Path, out: Path, options: ImageO
             )
         staged = Path(tmp) / "image"
         descriptor = write_final_image(
-            spec, options, built=built, base=base, out=staged, epoch=epoch, name=f"{spec.name}-{variant}",
-            report=lambda status: None,
-        )  # fmt: skip
+            spec, options, built=built, base=base, out=staged, epoch=epoch, name=f"{spec.name}-{variant}"
+        )
         imagestore.replace(staged, out)  # at every instant, the old image or the new one, whole
     return descriptor
 

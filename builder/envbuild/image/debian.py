@@ -23,6 +23,7 @@ from envbuild.oci.layout import Layout
 from envbuild.oci.tarnorm import COMPRESSOR
 from envbuild.oci.writer import write_single_layer_image
 from envbuild.proc import run, which
+from envbuild.progress import Phase
 
 # Documentation, manual pages and translations: large, and never read in an image.
 _PATH_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
@@ -100,8 +101,13 @@ def _created_by(recipe: dict[str, Any]) -> str:
     return f"mmdebstrap --variant={VARIANT} {recipe['suite']} [{', '.join(recipe['packages'])}]"
 
 
-def build_debian_base(recipe: dict[str, Any], *, platform: str, epoch: int, cache: Path) -> Layout:
-    """The base image of ``recipe`` (``{"suite", "packages"}``), built once and then read from ``cache``/bases."""
+def build_debian_base(
+    recipe: dict[str, Any], *, platform: str, epoch: int, cache: Path, progress: Phase | None = None
+) -> Layout:
+    """The base image of ``recipe`` (``{"suite", "packages"}``), built once and then read from ``cache``/bases.
+
+    mmdebstrap's output lines go to ``progress`` as they come.
+    """
     key = base_key(recipe, platform=platform, epoch=epoch)
     final = cache / "bases" / key
     if (final / "index.json").is_file():
@@ -110,7 +116,7 @@ def build_debian_base(recipe: dict[str, Any], *, platform: str, epoch: int, cach
     with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{key[:12]}-") as tmp:
         rootfs = Path(tmp) / "rootfs.tar"
         args = [which("mmdebstrap", hint="apt-get install mmdebstrap"), *_options(recipe, platform), str(rootfs)]
-        run(args, tool="mmdebstrap", env=_env(epoch), timeout=1800)
+        run(args, tool="mmdebstrap", env=_env(epoch), timeout=1800, lines=progress.say if progress else None)
         layout_dir = Path(tmp) / "layout"
         write_single_layer_image(
             layer_tar=rootfs,

@@ -14,7 +14,6 @@ import hashlib
 import os
 import shutil
 import zipfile
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +29,11 @@ from envbuild.image import projectfiles
 from envbuild.lock.resolvers.base import Pin, parse_requirements
 from envbuild.lock.simple_index import index_auth, index_files, session
 from envbuild.lock.spec import PLATFORMS, Index
+from envbuild.progress import Phase
 from envbuild.workspace import Workspace
 
 # The resolvers' default index; a spec's index-url replaces it.
 DEFAULT_INDEX = "https://pypi.org/simple"
-Progress = Callable[[str], None]
 
 
 class FetchError(EnvbuildError):
@@ -114,10 +113,12 @@ def fetch_lockfile(
     index_url: str | None,
     indexes: tuple[Index, ...],
     jobs: int = 4,
-    progress: Progress | None = None,
+    progress: Phase | None = None,
 ) -> list[Wheel]:
-    """Download (or find in ``cache``) one wheel per pin of ``lockfile``, each checked against the lock."""
-    report = progress or (lambda _: None)
+    """Download (or find in ``cache``) one wheel per pin of ``lockfile``, each checked against the lock.
+
+    ``progress`` counts the wheels, and the bytes of those downloaded.
+    """
     pins = parse_requirements(lockfile.read_text(encoding="utf-8"), source=str(lockfile))
     tags = target_tags(python, platform, glibc)
     routes = {p: i for i in indexes for p in i.packages}
@@ -130,13 +131,14 @@ def fetch_lockfile(
         index = routed.url if routed else index_url or DEFAULT_INDEX
         auth = auths[routed.name] if routed else None
         cached = _cached(pin, tags, cache)
-        if cached is not None:
-            return cached
-        chosen = choose_file(index_files(http, index, pin.name, index=routed), pin, tags)
-        path = wheel_dir(cache, chosen["sha256"]) / chosen["filename"]
-        _download(http, chosen["url"], path, chosen["sha256"], auth=auth)
-        report(f"fetched {chosen['filename']}")
-        return _wheel(pin, path, strip_url_credentials(chosen["url"]))
+        if cached is None:
+            chosen = choose_file(index_files(http, index, pin.name, index=routed), pin, tags)
+            path = wheel_dir(cache, chosen["sha256"]) / chosen["filename"]
+            _download(http, chosen["url"], path, chosen["sha256"], auth=auth, progress=progress)
+            cached = _wheel(pin, path, strip_url_credentials(chosen["url"]))
+        if progress is not None:
+            progress.item()
+        return cached
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(one, pins))
@@ -171,9 +173,18 @@ def download(url: str, path: Path, sha256: str) -> None:
 
 
 def _download(
-    http: requests.Session, url: str, path: Path, sha256: str, *, auth: requests.auth.AuthBase | None = None
+    http: requests.Session,
+    url: str,
+    path: Path,
+    sha256: str,
+    *,
+    auth: requests.auth.AuthBase | None = None,
+    progress: Phase | None = None,
 ) -> None:
-    """Stream ``url`` into ``path`` through a temporary file, refusing bytes that do not hash to ``sha256``."""
+    """Stream ``url`` into ``path`` through a temporary file, refusing bytes that do not hash to ``sha256``.
+
+    ``progress`` learns the length the server announces and advances by every chunk.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     hasher = hashlib.sha256()
@@ -181,10 +192,15 @@ def _download(
         with http.get(url, stream=True, timeout=300, auth=auth) as response:
             if response.status_code != 200:
                 raise FetchError(f"{strip_url_credentials(url)} answered HTTP {response.status_code}")
+            length = response.headers.get("Content-Length", "")
+            if progress is not None and length.isdigit():
+                progress.add_total(int(length))
             with tmp.open("wb") as f:
                 for chunk in response.iter_content(1 << 20):
                     hasher.update(chunk)
                     f.write(chunk)
+                    if progress is not None:
+                        progress.advance(len(chunk))
     except requests.RequestException as exc:
         tmp.unlink(missing_ok=True)
         raise FetchError(

@@ -14,18 +14,17 @@ from envbuild.errors import LockGuardError, ResolutionError, UsageError
 from envbuild.fsutil import atomic_write
 from envbuild.lock.assemble import assemble, request_for, target_cuda, tools_request
 from envbuild.lock.bases import pin_bases
-from envbuild.lock.guards import gpu_violations, lock_violation, skew
+from envbuild.lock.guards import gpu_lock_warning, lock_violation, skew
 from envbuild.lock.lockfile import LOCK_DIR, META_FILE, LockSet, pins_only, read_lockset
 from envbuild.lock.resolvers import get_resolver
 from envbuild.lock.resolvers.base import Resolution, ResolveRequest
 from envbuild.lock.resolvers.uv import UvResolver
 from envbuild.lock.simple_index import check_routed_pins
 from envbuild.lock.spec import Spec
-from envbuild.lock.variants import LockTarget, targets
+from envbuild.lock.variants import LockTarget, targets, variants
+from envbuild.progress import SILENT, Progress
 from envbuild.registry.options import RegistryOptions
 from envbuild.scratch import scratch_dir
-
-Progress = Callable[[str, str], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,13 +44,13 @@ class LockResult:
     lockset: LockSet
     changed: tuple[Path, ...]
     unchanged: tuple[Path, ...]
+    removed: tuple[Path, ...] = ()  # lockfiles of targets the spec no longer has (a variant left out)
     warnings: tuple[str, ...]
 
 
-def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress | None = None) -> LockResult:
+def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress = SILENT) -> LockResult:
     """Resolve every lock target of ``spec`` and write lockfiles/ (all or nothing)."""
     options = options or LockOptions()
-    report = progress or (lambda target, status: None)
     resolver = get_resolver(options.resolver)
     previous = read_lockset(spec.root)
     bases = pin_bases(spec, options.registry, keep=None if options.upgrade or previous is None else previous.bases)
@@ -71,14 +70,16 @@ def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress |
     }
 
     def resolve(target: LockTarget, request: ResolveRequest) -> Resolution:
-        report(target.name, "resolving")
-        with scratch_dir(None, "envbuild-lock-") as tmp:
+        with (
+            progress.phase(target.name, "resolving", items="packages") as phase,
+            scratch_dir(None, "envbuild-lock-") as tmp,
+        ):
             try:
                 resolution = resolver.resolve(request, workdir=Path(tmp))
             except ResolutionError as exc:
                 exc.message = f"{target.name}: {exc.message}"
                 raise
-        report(target.name, "resolved")
+            phase.item(len(resolution.pins))
         return resolution
 
     uv = UvResolver()  # the builder stage installs with uv, whatever resolved the project
@@ -109,7 +110,10 @@ def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress |
         bases=bases,
     )
     changed, unchanged = _write_all(lock_dir, texts)
-    return LockResult(lockset=lockset, changed=changed, unchanged=unchanged, warnings=tuple(warnings))
+    removed = _remove_dropped(lock_dir, previous, texts)
+    return LockResult(
+        lockset=lockset, changed=changed, unchanged=unchanged, removed=removed, warnings=tuple(warnings)
+    )
 
 
 def _previous_pins(path: Path) -> str | None:

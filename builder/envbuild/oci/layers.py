@@ -33,8 +33,10 @@ from typing import IO, Any
 from envbuild.errors import EnvbuildError
 from envbuild.fsutil import link_or_copy
 from envbuild.oci.annotations import LAYER
-from envbuild.oci.compress import Compression, detect, open_layer
+from envbuild.oci.compress import Compression, Writable, detect, open_layer
 from envbuild.oci.tarnorm import HashingWriter, canonical_header, is_mount_stub
+from envbuild.progress import Phase
+from envbuild.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +208,8 @@ class LayerCounts:
 
     compressed: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
+    tar_bytes: int = 0  # every layer's tar
+    compressed_bytes: int = 0  # the blobs compressed now
 
 
 def write_layers(
@@ -217,16 +221,28 @@ def write_layers(
     compression: Compression,
     cache: LayerCache | None,
     counts: LayerCounts | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Phase | None = None,
+    owners: Mapping[str, int] | None = None,
 ) -> list[WrittenLayer]:
-    """Write the layers of ``plan`` into the layout's ``blobs`` directory, in order."""
+    """Write the layers of ``plan`` into the layout's ``blobs`` directory, in order.
+
+    ``owners`` (path without a leading '/' -> uid, also the gid) names the entries that are not
+    root's, such as the image user's home; the builder's owners are never kept (they depend on
+    the builder), so the image's are decided here, in every layer that holds the path.
+    """
+    owned = dict(owners or {})
     _check_plan(files, plan)
     heads = _link_heads(files)
+    layers = [(spec, _layer_entries(files, spec)) for spec in plan]
+    if progress is not None:
+        # Every layer's tar is read twice, to hash it and (unless the cache has it) to compress it.
+        progress.add_total(2 * sum(_tar_size(entries) for _spec, entries in layers))
     written = []
-    for spec in plan:
-        entries = _layer_entries(files, spec)
-        hasher = HashingWriter()
-        _serialise(files, entries, heads, spec, epoch, hasher)
+    for spec, entries in layers:
+        reading = _Advancing(progress)
+        hasher = HashingWriter(reading)
+        _serialise(files, entries, heads, spec, epoch, hasher, owned)
+        reading.done()
         diff_id = f"sha256:{hasher.hasher.hexdigest()}"
         key = LayerCache.key(diff_id, compression)
         hit = cache.get(key) if cache is not None else None
@@ -234,15 +250,23 @@ def write_layers(
             digest, size, cached_blob = hit
             link_or_copy(cached_blob, blobs / digest.removeprefix("sha256:"))
             fresh = False
+            if progress is not None:
+                progress.advance(hasher.size)  # the compression it saved
         else:
             if progress is not None:
-                progress(f"compressing {spec.name} ({hasher.size / 1e6:.0f} MB)")
-            digest, size, path = _compress(files, entries, heads, spec, epoch, compression, blobs, diff_id)
+                progress.say(f"compressing {spec.name} ({hasher.size / 1e6:.0f} MB)")
+            digest, size, path = _compress(
+                files, entries, heads, spec, epoch, owned, compression, blobs, diff_id, progress
+            )
             if cache is not None:
                 cache.put(key, digest, size, path)
             fresh = True
+        if progress is not None:
+            progress.item()
         if counts is not None:
             (counts.compressed if fresh else counts.cached).append(spec.name)
+            counts.tar_bytes += hasher.size
+            counts.compressed_bytes += size if fresh else 0
         annotations = {LAYER: spec.name, **dict(spec.annotations)}
         descriptor = {"mediaType": compression.media_type, "digest": digest, "size": size, "annotations": annotations}
         written.append(
@@ -342,17 +366,21 @@ def _compress(
     heads: dict[str, str],
     spec: LayerSpec,
     epoch: int,
+    owners: Mapping[str, int],
     compression: Compression,
     blobs: Path,
     diff_id: str,
+    progress: Phase | None,
 ) -> tuple[str, int, Path]:
     with tempfile.NamedTemporaryFile(dir=blobs, prefix=".layer-", delete=False) as raw:
         tmp = Path(raw.name)
         try:
             packed = HashingWriter(raw)
             with compression.writer(packed) as compressing:
-                plain = HashingWriter(compressing)
-                _serialise(files, entries, heads, spec, epoch, plain)
+                reading = _Advancing(progress, compressing)
+                plain = HashingWriter(reading)
+                _serialise(files, entries, heads, spec, epoch, plain, owners)
+                reading.done()
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -363,6 +391,42 @@ def _compress(
     final = blobs / digest
     tmp.replace(final)
     return f"sha256:{digest}", packed.size, final
+
+
+def _tar_size(entries: list[tuple[str, tarfile.TarInfo, _Member | None]]) -> int:
+    """About the size of a layer's tar: a header per entry, and each regular file's data in 512-byte blocks."""
+    data = sum(-(-info.size // 512) * 512 for _name, info, _member in entries if info.isreg())
+    return 512 * len(entries) + data
+
+
+class _Advancing:
+    """A writer that passes its bytes on to ``target`` (None: nowhere) and advances ``phase`` by their count.
+
+    A tar is written in headers of 512 bytes: the phase hears of them a mebibyte at a time, and of
+    the rest at :meth:`done`.
+    """
+
+    def __init__(self, phase: Phase | None, target: Writable | None = None):
+        self.phase, self.target = phase, target
+        self.pending = 0
+
+    def write(self, data: bytes) -> int:
+        if self.target is not None:
+            self.target.write(data)
+        self.pending += len(data)
+        if self.pending >= _COPY_BUFFER:
+            self.done()
+        return len(data)
+
+    def flush(self) -> None:
+        if self.target is not None:
+            self.target.flush()
+
+    def done(self) -> None:
+        """Report what is pending."""
+        if self.phase is not None and self.pending:
+            self.phase.advance(self.pending)
+        self.pending = 0
 
 
 def _sha256_file(path: Path) -> str:

@@ -24,6 +24,7 @@ from envbuild.oci.layers import LayerCache, LayerCounts, LayerSpec, NewFiles, wr
 from envbuild.oci.layout import Descriptor, Layout
 from envbuild.oci.ref import Digest
 from envbuild.oci.tarnorm import normalize_layer
+from envbuild.progress import Phase
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -54,13 +55,15 @@ def assemble(
     compression: Compression = GZIP,
     cache: LayerCache | None = None,
     counts: LayerCounts | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Phase | None = None,
+    owners: Mapping[str, int] | None = None,
 ) -> Descriptor:
     """Write the final image of ``built`` (whose first layers are ``base``'s) into the layout ``out``.
 
     The builder's new layers are read as one tree and written again as the layers ``plan``
-    chooses (:mod:`envbuild.oci.layers`); the builder's steps stay in the history, each marked
-    as making no layer, followed by one entry per layer envbuild wrote.
+    chooses (:mod:`envbuild.oci.layers`), every entry root's but those ``owners`` names; the
+    builder's steps stay in the history, each marked as making no layer, followed by one entry
+    per layer envbuild wrote.
     """
     base_desc = base.select()
     base_manifest = json.loads(base.read_blob(base_desc.digest))
@@ -87,7 +90,7 @@ def assemble(
     ):
         written = write_layers(
             files, plan(files), blobs, epoch=epoch, compression=compression, cache=cache, counts=counts,
-            progress=progress,
+            progress=progress, owners=owners,
         )  # fmt: skip
     layers += [w.descriptor for w in written]
 

@@ -345,8 +345,10 @@ class RegistryClient:
             )
         return size
 
-    def download_blob(self, repository: str, digest: Digest, dest: Path) -> None:
-        """Stream a blob to ``dest`` (through a temporary file), checking its digest."""
+    def download_blob(
+        self, repository: str, digest: Digest, dest: Path, *, advance: Callable[[int], None] | None = None
+    ) -> None:
+        """Stream a blob to ``dest`` (through a temporary file), checking its digest; ``advance`` hears each chunk."""
         response = self.request(
             "GET", f"/v2/{repository}/blobs/{digest}", scope=_scope(repository, "pull"), stream=True
         )
@@ -356,6 +358,8 @@ class RegistryClient:
             for chunk in response.iter_content(1024 * 1024):
                 hasher.update(chunk)
                 f.write(chunk)
+                if advance is not None:
+                    advance(len(chunk))
         if f"sha256:{hasher.hexdigest()}" != str(digest):
             tmp.unlink()
             raise DigestMismatchError(

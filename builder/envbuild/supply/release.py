@@ -11,11 +11,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from envbuild.oci.ref import ImageRef
+from envbuild.oci.ref import Digest, ImageRef
+from envbuild.progress import SILENT, Progress
 from envbuild.registry.options import RegistryOptions
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from envbuild.image.record import BuiltImage
+    from envbuild.registry.client import RegistryClient
     from envbuild.supply.attest import Attestations
     from envbuild.supply.signing.signer import Signer
 
@@ -54,12 +58,14 @@ def release(
     registry: RegistryOptions | None = None,
     jobs: int = 4,
     source_repository: str | None = None,
+    progress: Progress = SILENT,
 ) -> Iterator[Released]:
     """Sign (with ``signer``), push (to ``push_to``, tagged per variant) and attach, one image at a time.
 
     Each image is yielded when it is done, so a caller can report it before the next one
-    starts. Without a signer nothing is signed; without ``push_to`` nothing leaves the disk,
-    and the SBOM, provenance and signatures stay beside the layout.
+    starts. Without a signer nothing is signed now, but what ``envbuild sign`` or ``attest``
+    kept beside the layout for this very digest is attached on push; without ``push_to``
+    nothing leaves the disk, and the SBOM, provenance and signatures stay beside the layout.
     """
     from envbuild.supply.attest import attach_attestations, make_attestations
 
@@ -76,13 +82,30 @@ def release(
 
         client = client_for(push_to)
         tag = f"{push_to.tag}-{image.variant}" if push_to.tag else image.variant
-        pushed = push_layout(Layout.open(image.layout), push_to.with_tag(tag), client, jobs=jobs)
-        attached = (
-            attach_attestations(client, push_to.repository, image.digest, attestations)
-            if attestations is not None
-            else None
-        )
-        yield Released(image=image, signed=_signed(attestations), ref=pushed.ref, attached=attached)
+        target = push_to.with_tag(tag)
+        with progress.phase(image.variant, f"pushing to {target}", items="blobs") as phase:
+            pushed = push_layout(Layout.open(image.layout), target, client, jobs=jobs, progress=phase)
+        if attestations is not None:
+            attached = attach_attestations(client, push_to.repository, image.digest, attestations)
+            yield Released(image=image, signed=_signed(attestations), ref=pushed.ref, attached=attached)
+            continue
+        kept, skipped = attach_kept(client, push_to.repository, image.layout, image.digest)
+        yield Released(image=image, ref=pushed.ref, attached=kept or None, skipped=skipped)
+
+
+def attach_kept(
+    client: RegistryClient, repository: str, layout_dir: Path, digest: Digest
+) -> tuple[list[dict[str, str]], tuple[str, ...]]:
+    """Attach to ``digest`` in ``repository`` the signed bundles kept in ``layout_dir`` for it.
+
+    What ``envbuild sign VARIANT`` signed is kept beside the build until its next push; this is
+    that push's half. Returns what was attached and the kept bundles left out, with why.
+    """
+    from envbuild.supply.attest import attach_attestations, kept_attestations
+
+    kept = kept_attestations(layout_dir, digest)
+    attached = attach_attestations(client, repository, digest, kept.attestations) if kept.attestations.bundles else []
+    return attached, kept.skipped
 
 
 def _signed(attestations: Attestations | None) -> tuple[str, ...] | None:

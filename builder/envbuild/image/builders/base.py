@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from envbuild.oci.layout import Layout
+from envbuild.progress import Phase
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +33,9 @@ class Builder(Protocol):
         """The builder's version, recorded in provenance."""
         ...
 
-    def build(self, request: BuildRequest) -> Layout:
-        """Build ``request`` with no network and return the raw image as an OCI layout under ``workdir``."""
+    def build(self, request: BuildRequest, *, progress: Phase | None = None) -> Layout:
+        """Build ``request`` with no network and return the raw image as an OCI layout under ``workdir``.
+
+        The builder's output lines go to ``progress`` (:meth:`envbuild.progress.Phase.say`) as they come.
+        """
         ...

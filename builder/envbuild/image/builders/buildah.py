@@ -32,6 +32,7 @@ from envbuild.errors import UsageError
 from envbuild.image.builders.base import BuildRequest
 from envbuild.oci.layout import Layout
 from envbuild.proc import run, which
+from envbuild.progress import Phase
 from envbuild.scratch import remove
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,11 @@ class Buildah:
         """buildah's version, e.g. 1.28.2."""
         return _version(which("buildah", hint=HINT))
 
-    def build(self, request: BuildRequest) -> Layout:
-        """Build and export the raw image to ``workdir/raw`` (uncompressed layers); then drop buildah's storage."""
+    def build(self, request: BuildRequest, *, progress: Phase | None = None) -> Layout:
+        """Build and export the raw image to ``workdir/raw`` (uncompressed layers); then drop buildah's storage.
+
+        buildah's output (its steps, and what they print) goes to ``progress`` line by line.
+        """
         buildah = which("buildah", hint=HINT)
         unshare = which("unshare", hint="apt-get install util-linux")
         storage = request.workdir / "storage"
@@ -69,7 +73,7 @@ class Buildah:
             run([*common, "tag", image_id, request.base_name], tool="buildah tag", env=env)
         args = [
             unshare, "--net", "--", *common, "bud",
-            "--isolation", "chroot", "--pull-never", "--layers=false", "--quiet",
+            "--isolation", "chroot", "--pull-never", "--layers=false",
             "--timestamp", str(request.epoch),
             "--build-arg", f"SOURCE_DATE_EPOCH={request.epoch}",
             *(f"--build-arg={k}={v}" for k, v in sorted(request.build_args.items())),
@@ -79,7 +83,10 @@ class Buildah:
             "--format", "oci", "--disable-compression", "--tag", f"oci:{raw}:raw",
             "--file", str(request.dockerfile), str(request.context),
         ]  # fmt: skip
-        run(args, tool="buildah bud", env=env, cwd=request.context, timeout=7200)
+        run(
+            args, tool="buildah bud", env=env, cwd=request.context, timeout=7200,
+            lines=progress.say if progress is not None else None,
+        )  # fmt: skip
         remove(storage)  # gigabytes for a GPU image, no longer needed: free them before the image is written
         return Layout.open(raw)
 

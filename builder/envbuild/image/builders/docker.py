@@ -20,13 +20,14 @@ import os
 import re
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from envbuild.errors import ToolError, ToolMissingError
 from envbuild.image.builders.base import BuildRequest
 from envbuild.oci.layout import Descriptor, Layout
 from envbuild.oci.ref import Digest
 from envbuild.proc import run, which
+from envbuild.progress import Phase
 
 log = logging.getLogger(__name__)
 HINT = "install Docker (apt-get install docker.io) and start dockerd; set DOCKER_HOST if it listens elsewhere"
@@ -85,7 +86,7 @@ class Docker:
     def _has_buildx(self) -> bool:
         return run([_docker(), "buildx", "version"], tool="docker", check=False, timeout=60).returncode == 0
 
-    def build(self, request: BuildRequest) -> Layout:
+    def build(self, request: BuildRequest, *, progress: Phase | None = None) -> Layout:
         """Load the base, build with no network, save the result and turn it into an OCI layout."""
         reproducible, why = self.reproducible()
         if not reproducible:
@@ -99,7 +100,10 @@ class Docker:
         args = build_command(request, docker=_docker(), tag=BUILT, output=output)
         env = {**os.environ, **build_env(request)}
         try:
-            run(args, tool="docker build", env=env, cwd=request.context, timeout=7200)
+            run(
+                args, tool="docker build", env=env, cwd=request.context, timeout=7200,
+                lines=progress.say if progress is not None else None,
+            )  # fmt: skip
         except ToolError as exc:
             if "buildx component is missing" in (exc.details or ""):
                 raise ToolMissingError(
