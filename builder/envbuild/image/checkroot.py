@@ -71,6 +71,7 @@ def _overlay(lower: Path, into: Path, merged: Path) -> bool:
     upper, work = into / "upper", into / "work"
     for directory in (upper, work, merged):
         directory.mkdir()
+        directory.chmod(0o755)  # the upper directory is the image's /: not the caller's umask
     paths = [str(p) for p in (lower, upper, work)]
     if any(c in p for p in paths for c in ",:\\"):
         return False  # mount(8) would read them as separators

@@ -93,7 +93,8 @@ class RootFS:
         if resolved is not None:
             host = self.host(resolved)
             if create and not os.path.lexists(host):
-                os.mkdir(host, 0o755)
+                os.mkdir(host)
+                os.chmod(host, 0o755)  # not the caller's umask: the image's user must get through
             elif not os.path.isdir(host):
                 resolved = None
         if depth == 0:
@@ -121,6 +122,7 @@ def unpack(layout: Layout, layers: list[Descriptor], into: Path, *, first_new: i
     :attr:`Unpacked.new_files`: the files the image adds to its base.
     """
     into.mkdir(parents=True, exist_ok=True)
+    into.chmod(0o755)  # the image's /, whatever the umask (a tar's own "./" entry is not applied)
     result = Unpacked(root=RootFS(into))
     for index, layer in enumerate(layers):
         _Layer(result, new=index >= first_new).unpack(layout, layer)

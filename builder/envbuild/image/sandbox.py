@@ -87,7 +87,8 @@ def run_in_image(
         target = sandbox.root / directory
         if not target.is_dir() or target.is_symlink():
             target.unlink(missing_ok=True)
-            target.mkdir(mode=0o755)
+            target.mkdir()
+            target.chmod(0o755)
     root = os.geteuid() == 0
     if not root:
         log.info("%s: not root, so it runs as root mapped to this user, not as uid %d", tool, sandbox.uid)

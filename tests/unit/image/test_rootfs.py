@@ -146,3 +146,26 @@ def test_the_base_tree_is_unpacked_once_and_the_image_over_it(tmp_path: Path) ->
         assert not tree.root.host("/etc/gone").exists() and tree.root.host("/etc/os-release").read_text() == "debian"
     assert not (tmp_path / "work" / "check").exists()
     assert (first / "etc/gone").exists()  # the cached base is never written through
+
+
+def test_the_umask_does_not_reach_the_image(tmp_path: Path) -> None:
+    """Under umask 077 the root and the directories no tar entry names are still 0755: the image's user gets in."""
+    layout, layers = layout_of(
+        tmp_path / "layout",
+        layer(
+            (
+                "opt/venv/bin/python",
+                "file",
+                "#!",
+            ),
+            mode=0o755,
+        ),
+    )
+    old = os.umask(0o077)
+    try:
+        unpack(layout, layers, tmp_path / "root", first_new=0)
+    finally:
+        os.umask(old)
+    for path in ("", "opt", "opt/venv", "opt/venv/bin"):
+        assert (tmp_path / "root" / path).stat().st_mode & 0o777 == 0o755, path
+    assert (tmp_path / "root/opt/venv/bin/python").stat().st_mode & 0o777 == 0o755
