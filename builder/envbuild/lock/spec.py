@@ -7,19 +7,22 @@ the key, the problem and the fix. The schema is documented in docs/spec.md.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envbuild.errors import SpecError
+from envbuild.lock.checkspec import ChecksSpec, parse_checks
 from envbuild.lock.imagespec import ImageSpec, parse_image
 from envbuild.tomlread import Table
 
@@ -39,7 +42,8 @@ DEBIAN_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}
 
 _TOP_KEYS = (
     "name", "project", "python", "platforms", "glibc", "exclude-newer", "index-url",
-    "dependencies", "groups", "roles", "accelerators", "indexes", "image",
+    "dependencies", "groups", "roles", "accelerators", "indexes", "image", "repository", "checks",
+    "variants",
 )  # fmt: skip
 _ROLE_KEYS = ("dependencies", "groups", "entrypoint")
 _ACCEL_KEYS = ("dependencies", "groups", "replace", "cuda", "base")
@@ -130,7 +134,10 @@ class Spec:
     accelerators: tuple[AcceleratorSpec, ...]
     indexes: tuple[Index, ...]
     image: ImageSpec
+    repository: str | None = None  # the source repository's https URL: the image's source label
     package: Package | None = None  # the project, when it is a Python package the images install
+    checks: ChecksSpec = field(default_factory=ChecksSpec)  # [checks]: what the checks of a built image leave out
+    variants: tuple[str, ...] | None = None  # the variants kept (names, fixed order); None: every role x accelerator
 
     def role(self, name: Role) -> RoleSpec:
         """The role called ``name``."""
@@ -271,6 +278,7 @@ def _parse(t: Table, *, file: Path, root: Path, project_file: Path | None) -> Sp
 
     roles = _parse_roles(t, groups, project_file)
     accelerators = _parse_accelerators(t, groups, project_file, python)
+    kept = _parse_variants(t, roles, accelerators)
     indexes = _parse_indexes(t, accelerators)
     image = parse_image(t)
     name = t.text("name", example="my-model") or project_table.get("name") or root.name
@@ -293,7 +301,10 @@ def _parse(t: Table, *, file: Path, root: Path, project_file: Path | None) -> Sp
         accelerators=accelerators,
         indexes=indexes,
         image=image,
+        variants=kept,
+        repository=_parse_repository(t),
         package=_package(project, project_table, project_file),
+        checks=parse_checks(t),
     )
     _check_replacements(t, spec)
     return spec
@@ -363,6 +374,34 @@ def _parse_cutoff(t: Table) -> str:
             'give the moment the lock should see the index as it was, e.g. exclude-newer = "2026-11-01T00:00:00Z"',
         )
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_repository(t: Table) -> str | None:
+    """``repository``: the https URL of the project's source repository, as a browser opens it.
+
+    It becomes the images' org.opencontainers.image.source label (which GHCR links packages
+    by) and the repository provenance names, so it is public: no credentials, no query.
+    """
+    url = t.text("repository", example="https://github.com/org/repo")
+    if url is None:
+        return None
+    hint = 'write the repository\'s https URL, e.g. repository = "https://github.com/org/repo"'
+    parts = urlsplit(url)
+    if "@" in parts.netloc:  # checked first: no later message may repeat the URL
+        t.fail("repository", "the URL carries credentials, which every image label would publish", hint)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme != "https" or not parts.hostname or port == -1 or url != url.strip():
+        t.fail("repository", f"{url!r} is not an https URL", hint)
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        t.fail("repository", f"{url!r} has a query or fragment", hint)
+    if not re.fullmatch(r"[A-Za-z0-9._~:/%+-]+", url):
+        t.fail("repository", f"{url!r} holds characters a repository URL does not", hint)
+    if parts.path.strip("/") == "":
+        t.fail("repository", f"{url!r} names a host, not a repository", hint)
+    return url
 
 
 def _check_url(t: Table, key: str, url: str) -> None:
@@ -454,6 +493,43 @@ def _parse_roles(t: Table, groups: dict[str, Any], project_file: Path | None) ->
     if not roles:
         t.fail("roles", "defines no role", "add [roles.train] or [roles.infer]")
     return tuple(roles)
+
+
+def _parse_variants(
+    t: Table, roles: tuple[RoleSpec, ...], accelerators: tuple[AcceleratorSpec, ...]
+) -> tuple[str, ...] | None:
+    """``variants``: the variants the spec keeps, when not every role x accelerator (no gpu-infer
+    when inference needs no GPU). Which variants exist is envbuild.lock.variants' to say; this
+    checks the names, and that every role and accelerator table is used by one.
+    """
+    if not t.has("variants"):
+        return None
+    names = t.strings("variants", example='"cpu-train", "cpu-infer", "gpu-train"')
+    defined = [f"{a.name}-{r.name}" for a in accelerators for r in roles]
+    if not names:
+        t.fail("variants", "keeps no variant", f"list the variants to build, from: {', '.join(defined)}")
+    for name in names:
+        if name in defined:
+            continue
+        accel, _, role = name.partition("-")
+        if accel in ACCELERATORS and role in ROLES:
+            missing = f"[accelerators.{accel}]" if accel not in {a.name for a in accelerators} else f"[roles.{role}]"
+            t.fail("variants", f"keeps {name}, but the spec has no {missing}", f"add {missing}, or remove {name}")
+        near = difflib.get_close_matches(name, defined, n=1)
+        t.fail(
+            "variants",
+            f"unknown variant {name!r}",
+            (f"did you mean {near[0]!r}? " if near else "") + f"this spec defines: {', '.join(defined)}",
+        )
+    if len(set(names)) != len(names):
+        t.fail("variants", "lists a variant twice", "list each variant once")
+    for table, used in [
+        *((f"accelerators.{a.name}", any(n.startswith(f"{a.name}-") for n in names)) for a in accelerators),
+        *((f"roles.{r.name}", any(n.endswith(f"-{r.name}") for n in names)) for r in roles),
+    ]:
+        if not used:
+            t.fail("variants", f"keeps no variant of [{table}]", f"remove [{table}], or keep one of its variants")
+    return tuple(n for n in defined if n in names)
 
 
 def _parse_accelerators(
