@@ -32,8 +32,8 @@ from typing import Any
 from envbuild.errors import EnvbuildError, UsageError
 from envbuild.image.checkroot import image_root
 from envbuild.image.elf import Elf
-from envbuild.image.imports import Attempt, try_imports
-from envbuild.image.installed import distributions, owners, site_packages
+from envbuild.image.imports import Attempt, Outcome, try_imports
+from envbuild.image.installed import Distribution, distributions, owners, site_packages
 from envbuild.image.ldso import Resolver, debian_package, is_driver_library, search_path
 from envbuild.image.record import ChecksRecord
 from envbuild.image.render import UID, VENV
@@ -73,7 +73,10 @@ class CheckReport:
     def summary(self) -> str:
         """One line, e.g. ``checks: 214 ELF files, 31 modules, entrypoint ok``."""
         skipped = f" ({self.skipped} skipped)" if self.skipped else ""
-        return f"checks: {self.elf_files} ELF files, {self.modules} modules{skipped}, entrypoint {self.entrypoint}"
+        return (
+            f"checks: {plural(self.elf_files, 'ELF file')}, {plural(self.modules, 'module')}{skipped}, "
+            f"entrypoint {self.entrypoint}"
+        )
 
 
 def checks_record(spec: Spec) -> ChecksRecord:
@@ -147,29 +150,20 @@ def check_image(
         variant, time.monotonic() - clock, unpacked_in, read_in, imported_in,
         time.monotonic() - clock - unpacked_in - read_in - imported_in,
     )  # fmt: skip
-    by_module = {m: d for d in dists for m in d.modules}
-    for outcome in outcomes:
-        if outcome.problem is None:
-            continue
-        module = outcome.attempt.module
-        if outcome.attempt.kind == "find":
-            entry_problem = f"the entrypoint's module {module} is not in the image: {outcome.problem}"
-            continue
-        dist = by_module[module]
-        problems.append(f"import {module} ({dist.name} {dist.version}): {outcome.problem}")
+    failed_imports, entry_found = _import_problems(outcomes, dists)
+    problems += failed_imports
+    if failed_imports and "libraries" not in hints:  # else they follow from the missing libraries, most likely
         hints["imports"] = (
             "fix what the failing imports need, or, for a distribution that cannot be imported without a GPU "
             "or a service, name it in [checks] skip-import"
         )
+    entry_problem = entry_problem or entry_found
     if entry_problem is not None:
         problems.append(entry_problem)
         hints["entrypoint"] = f"fix roles.{target.variant.role}.entrypoint in {spec.file.name}"
-    if "libraries" in hints:
-        hints.pop("imports", None)  # failed imports follow from missing libraries, most likely
     if problems:
         raise ImageCheckError(
-            f"{variant}: the image failed its checks ({len(problems)} "
-            f"{'problem' if len(problems) == 1 else 'problems'}), so it was not kept; "
+            f"{variant}: the image failed its checks ({plural(len(problems), 'problem')}), so it was not kept; "
             f"the previous {variant} image, if any, is unchanged",
             details="\n".join(problems),
             hint="; ".join(hints.values()) + f" ({_DOCS}: what is checked, and [checks] to opt out)",
@@ -180,6 +174,28 @@ def check_image(
     if progress is not None:
         progress.finish(report.summary())
     return report
+
+
+def _import_problems(outcomes: list[Outcome], dists: list[Distribution]) -> tuple[list[str], str | None]:
+    """The failed imports, each with its distribution, and what the entrypoint's module lookup found wrong."""
+    by_module = {m: d for d in dists for m in d.modules}
+    problems, entry = [], None
+    for outcome in outcomes:
+        module = outcome.attempt.module
+        if outcome.problem is None:
+            continue
+        if outcome.attempt.kind == "find":
+            entry = f"the entrypoint's module {module} is not in the image: {outcome.problem}"
+        else:
+            dist = by_module[module]
+            problems.append(f"import {module} ({dist.name} {dist.version}): {outcome.problem}")
+    return problems, entry
+
+
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun`` in the number it takes ("1 module", "2 modules")."""
+    # envbuild.words.plural does this for every message; it is not in every checkout this module is yet.
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _image_config(image: Layout) -> dict[str, Any]:
