@@ -194,7 +194,7 @@ def _import_problems(outcomes: list[Outcome], dists: list[Distribution]) -> tupl
 
 def plural(count: int, noun: str) -> str:
     """``count`` and ``noun`` in the number it takes ("1 module", "2 modules")."""
-    # envbuild.words.plural does this for every message; it is not in every checkout this module is yet.
+    # The nouns here are regular; envbuild.words.plural (in flight, issue 14) can replace this once it lands.
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
