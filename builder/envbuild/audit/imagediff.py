@@ -35,6 +35,7 @@ from envbuild.oci.annotations import layer_name
 from envbuild.oci.imagefs import ImageReadError, LayerMember, LayerReader, json_blob
 from envbuild.oci.layout import INDEX_TYPES, Descriptor, Layout
 from envbuild.oci.ref import Digest
+from envbuild.words import plural
 
 TEXT_LIMIT = 64 * 1024  # files up to this size that decode as UTF-8 get a line diff
 DIFF_LINES = 20  # unified-diff lines kept per file
@@ -453,7 +454,7 @@ def _diff_layer(a: tuple[Layout, Descriptor] | None, b: tuple[Layout, Descriptor
     scan_a, scan_b = _scan(*a), _scan(*b)
     entries = _diff_entries(a, b, scan_a, scan_b)
     notes = [
-        f"{side}: {count} paths appear more than once (the last one counts)"
+        f"{side}: {plural(count, 'path')} {'appears' if count == 1 else 'appear'} more than once (the last one counts)"
         for side, scan in (("a", scan_a), ("b", scan_b))
         if (count := len(scan.order) - len(scan.entries))
     ]
@@ -734,8 +735,3 @@ def _gzip_headers(path_a: Path, path_b: Path) -> list[str]:
         if head_a[lo:hi] != head_b[lo:hi]
     ]
     return notes or ["the gzip headers are equal: the deflate data differs (compression level or zlib version)"]
-
-
-def plural(count: int, word: str, words: str | None = None) -> str:
-    """``count`` with the singular or plural of the word."""
-    return f"{count} {word if count == 1 else words or word + 's'}"

@@ -26,10 +26,10 @@ from envbuild.audit.imagediff import (
     LayerDiff,
     LayerSide,
     clip,
-    plural,
 )
 from envbuild.errors import UsageError
 from envbuild.fsutil import atomic_write
+from envbuild.words import plural
 
 
 def render_text(diff: ImageDiff) -> str:

@@ -226,7 +226,7 @@ def dockerfile_command(
         )
     for rel, _ in rendered.files:
         ctx.say(rel)
-    ctx.say(f"{len(changed)} file(s) written")
+    ctx.say(f"{plural(len(changed), 'file')} written")
 
 
 @cli.command("image")

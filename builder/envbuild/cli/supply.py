@@ -259,7 +259,9 @@ def vendor_command(
         ctx.emit(
             {"archive": str(result.path), "bytes": result.size, "wheels": result.wheels, "digest": str(result.digest)}
         )
-    ctx.say(f"wrote {result.path}: {result.size / 1e6:.1f} MB, {result.wheels} wheels, the base and the source")
+    ctx.say(
+        f"wrote {result.path}: {result.size / 1e6:.1f} MB, {plural(result.wheels, 'wheel')}, the base and the source"
+    )
 
 
 def _attest(

@@ -287,7 +287,7 @@ def _check_plan(files: NewFiles, plan: list[LayerSpec]) -> None:
             seen[path] = spec.name
     missing = sorted(set(files.entries) - set(seen) - files.parents())
     if missing:
-        raise EnvbuildError(f"layer plan: {len(missing)} paths in no layer, e.g. {missing[0]}", hint=_BUG)
+        raise EnvbuildError(f"layer plan: {plural(len(missing), 'path')} in no layer, e.g. {missing[0]}", hint=_BUG)
 
 
 _BUG = "this is an envbuild bug; report it with the Dockerfile"

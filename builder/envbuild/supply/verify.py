@@ -44,6 +44,9 @@ from envbuild.supply.signing.bundle import (
     verify_keyless_bundle,
 )
 from envbuild.supply.signing.dsse import Statement
+from envbuild.words import plural
+
+NOT_SIGNED = "no signature"  # how a signature check that found none attached starts
 
 
 class VerificationFailed(EnvbuildError):
@@ -238,7 +241,9 @@ def _check_image(client: RegistryClient, repository: str, digest: Digest, *, che
     if not check_layers:
         return Check(name="image", ok=True, detail="manifest and config match their digests (layers not fetched)")
     return Check(
-        name="image", ok=True, detail=f"manifest and {len(sizes)} blobs ({sum(sizes)} bytes) match their digests"
+        name="image",
+        ok=True,
+        detail=f"manifest and {plural(len(sizes), 'blob')} ({plural(sum(sizes), 'byte')}) match their digests",
     )
 
 
@@ -384,7 +389,8 @@ def _sbom_problem(document: Mapping[str, Any], *, full: bool) -> str | None:
 def _summary(kind: str, stmt: Statement) -> str:
     if kind == "sbom":
         return (
-            f"CycloneDX {stmt.predicate.get('specVersion')}, {len(stmt.predicate.get('components') or [])} components"
+            f"CycloneDX {stmt.predicate.get('specVersion')}, "
+            f"{plural(len(stmt.predicate.get('components') or []), 'component')}"
         )
     if kind == "provenance":
         definition = stmt.predicate.get("buildDefinition") or {}
