@@ -143,7 +143,7 @@ def verify_command(
     Exit 0 only when everything holds.
     """
     from envbuild.registry.client import RegistryClient
-    from envbuild.supply.verify import VerificationFailed, render_report, verify_image
+    from envbuild.supply.verify import VerificationFailed, publisher_hint, render_report, verify_image
 
     rules = trust.policy()
     if validate_sbom:
@@ -158,7 +158,8 @@ def verify_command(
     if not report.ok:
         raise VerificationFailed(
             f"{ref} did not verify: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures()),
-            hint="do not deploy it; the report above says which check failed and why",
+            hint=publisher_hint(report, source, rules)
+            or "do not deploy it; the report above says which check failed and why",
         )
 
 
@@ -300,12 +301,44 @@ def _attest(
         if made.sbom is not None:
             sboms.append(made.sbom)
         results.append(entry)
-        what = ", ".join(sorted(made.bundles)) or "SBOM"
-        where = f"attached to {entry['target']}" if "attached" in entry else f"in {entry.get('layout')}"
-        ctx.say(f"{text}: {what} {'signed and ' if made.bundles else ''}{where}")
+        ctx.say(f"{text}: {_made(made.bundles, sbom=made.sbom is not None)}; {_kept(entry, signed=bool(made.bundles))}")
     if ctx.json:
         ctx.emit({"images": results})
     return sboms
+
+
+def say_kept_attached(
+    ctx: Context, what: str, attached: list[dict[str, str]], skipped: tuple[str, ...], fix: str
+) -> None:
+    """After a push without --sign: which kept signatures went with the image, and which did not (and why).
+
+    ``fix`` is the command that signs the pushed image when a kept signature was about another build.
+    """
+    kinds = [a["kind"] for a in attached if a["kind"] in _SIGNED]
+    if kinds:
+        ctx.say(f"{what}: attached the kept {', '.join(kinds)} (made by an earlier 'envbuild sign' or 'attest')")
+    for reason in skipped:
+        err.print(f"[yellow]warning:[/] {escape(what)}: not attached: {escape(reason)}; sign it again: {escape(fix)}")
+
+
+_SIGNED = {"signature": "the image", "sbom": "its SBOM", "provenance": "its provenance"}
+
+
+def _made(bundles: dict[str, bytes], *, sbom: bool) -> str:
+    """What was made, in words: "signed the image and its SBOM", or "made the SBOM" (unsigned)."""
+    if not bundles:
+        return "made the SBOM" if sbom else "made nothing"
+    signed = [_SIGNED[kind] for kind in sorted(bundles, key=list(_SIGNED).index)]
+    return "signed " + (", ".join(signed[:-1]) + " and " + signed[-1] if len(signed) > 1 else signed[0])
+
+
+def _kept(entry: dict[str, Any], *, signed: bool) -> str:
+    """Where it went: attached in the registry, or kept beside a local build (signed: until its next push)."""
+    if "attached" in entry:
+        return f"attached to {entry['target']}"
+    if not signed:
+        return f"kept in {entry['layout']}"
+    return f"kept in {entry['layout']}; the next 'envbuild push' or 'envbuild image --push' of it attaches it"
 
 
 SUPPLY_COMMANDS = (

@@ -22,6 +22,7 @@ the image, so its digest does not change.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -195,6 +196,47 @@ def attestations_for(
     assert signer is not None and target.ref is not None
     payload = signature_statement(target.ref.repository, target.digest)
     return Attestations(sbom=None, provenance=None, bundles={"signature": signer.sign(payload)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kept:
+    """The signed files kept beside a local build that are about one digest, and why others are not."""
+
+    attestations: Attestations
+    skipped: tuple[str, ...]  # one sentence per kept bundle that is not about this digest
+
+
+def kept_attestations(layout_dir: Path, digest: Digest) -> Kept:
+    """The bundles ``envbuild sign`` / ``attest`` / ``image --sign`` kept in ``layout_dir`` for image ``digest``.
+
+    A bundle is read, not verified (the verifier does that, with the keys it trusts); one whose
+    statement is about another digest (the image was built again since it was signed) is
+    skipped and said. The unsigned SBOM goes with its signed statement, when they agree.
+    """
+    bundles: dict[str, bytes] = {}
+    skipped = []
+    for kind in KINDS:
+        path = layout_dir / bundle_file(kind)
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        try:
+            subjects = statement_of(data).subjects
+        except EnvbuildError as exc:
+            skipped.append(f"{path.name} is not a readable bundle ({exc.message})")
+            continue
+        if not any(s.digest.get("sha256") == digest.hex for s in subjects):
+            about = ", ".join(f"sha256:{s.digest.get('sha256', '?')[:12]}" for s in subjects)
+            skipped.append(f"{path.name} is about {about}, not this image ({digest.hex[:12]})")
+            continue
+        bundles[kind] = data
+    sbom = None
+    if "sbom" in bundles and (layout_dir / SBOM_FILE).is_file():
+        document = (layout_dir / SBOM_FILE).read_bytes()
+        with contextlib.suppress(ValueError, EnvbuildError):
+            if json.loads(document) == statement_of(bundles["sbom"]).predicate:
+                sbom = document
+    return Kept(attestations=Attestations(sbom=sbom, provenance=None, bundles=bundles), skipped=tuple(skipped))
 
 
 def attach_attestations(

@@ -31,7 +31,8 @@ class Released:
     image: BuiltImage
     signed: tuple[str, ...] | None = None  # the kinds signed, when signing was asked for
     ref: ImageRef | None = None  # REPO:TAG@DIGEST, when pushed
-    attached: list[dict[str, str]] | None = None  # the referrers pushed, when signed and pushed
+    attached: list[dict[str, str]] | None = None  # the referrers pushed, when signed (now or before) and pushed
+    skipped: tuple[str, ...] = ()  # kept bundles not attached, and why (about another digest)
 
     def to_json(self) -> dict[str, Any]:
         """The entry ``envbuild --json image`` prints for this image."""
@@ -47,6 +48,8 @@ class Released:
             entry["ref"] = str(self.ref)
         if self.attached is not None:
             entry["attached"] = self.attached
+        if self.skipped:
+            entry["not_attached"] = list(self.skipped)
         return entry
 
 

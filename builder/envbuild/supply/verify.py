@@ -148,6 +148,28 @@ def verify_image(
     )
 
 
+def publisher_hint(report: Report, ref: ImageRef, policy: Policy) -> str | None:
+    """When no signature is attached at all: the command its publisher runs to sign and attach one.
+
+    A signer the policy trusts is the one who can fix it, so the command names that signer's
+    way to sign: the private half of a trusted key, or keyless as a trusted identity.
+    """
+    missing = any(c.name == "signature" and c.detail.startswith(f"{NOT_SIGNED} is attached") for c in report.failures())
+    if not missing or report.digest is None:
+        return None
+    pinned = ImageRef(registry=ref.registry, repository=ref.repository, tag=None, digest=Digest.parse(report.digest))
+    if policy.keys:
+        how = f"--key PRIVATE_KEY (the private key of {policy.keys[0].source})"
+    else:
+        who = policy.identities[0].identity if policy.identities else "a trusted identity"
+        how = f"--keyless (signing in as {who})"
+    return (
+        f"do not deploy it unsigned. Its publisher signs it and attaches the signature with: envbuild sign {pinned} "
+        f"{how}; a signature made earlier with 'envbuild sign VARIANT' is attached by the next 'envbuild push' or "
+        "'envbuild image --push' of that build"
+    )
+
+
 def verified_provenance(bundles: list[bytes], subject: Digest, policy: Policy) -> Statement:
     """The provenance statement of the first bundle that verifies for ``subject``; else :class:`VerificationFailed`."""
     outcomes = [check_bundle(b, subject, policy) for b in bundles]
@@ -325,7 +347,7 @@ def _requirement(kind: str, outcomes: list[_Outcome], digest: Digest, policy: Po
         return Check(name=kind, ok=False, detail="; ".join(failed_content))
     candidates = [o for o in outcomes if o.kind == kind or o.kind is None]
     if not candidates:
-        what = {"signature": "no signature", "sbom": "no SBOM attestation", "provenance": "no provenance attestation"}
+        what = {"signature": NOT_SIGNED, "sbom": "no SBOM attestation", "provenance": "no provenance attestation"}
         detail = f"{what[kind]} is attached to {digest}"
         others = sorted({o.problem for o in outcomes if o.problem})
         if others:

@@ -19,10 +19,10 @@ from support.registry import Registry
 from support.sigstore_js import attached_bundles, sigstore_js_verify
 
 
-def built(project: Path, variant: str) -> BuiltImage:
+def built(project: Path, variant: str, seed: str | None = None) -> BuiltImage:
     """A small image where ``envbuild image`` puts one, with its build record."""
     out = project / ".envbuild" / "images" / variant
-    layout = make_layout(out, name=f"app-{variant}", seed=variant)
+    layout = make_layout(out, name=f"app-{variant}", seed=seed or variant)
     digest = Digest(layout.digest)
     record = build_record(variant=variant).with_digest(digest)
     (out / "build.json").write_text(record.file_text(), encoding="utf-8")
@@ -75,3 +75,41 @@ def test_release_without_push_or_signer_leaves_the_images_alone(tmp_path: Path) 
         "variant": "cpu-infer", "digest": str(image.digest), "layout": str(image.layout), "cached": False,
     }  # fmt: skip
     assert not any((image.layout / bundle_file(kind)).exists() for kind in KINDS)
+
+
+def test_a_push_without_a_signer_attaches_what_sign_kept_for_that_digest(
+    tmp_path: Path, shared_registry: Registry
+) -> None:
+    """``envbuild sign cpu-infer`` then ``envbuild image --push``: the kept signature goes with the image.
+
+    A signature kept for an earlier build of the variant (another digest) is not attached, and
+    the release says why.
+    """
+    from envbuild.supply.attest import make_attestations
+
+    image = built(tmp_path, "cpu-infer")
+    signer = KeySigner(load_private_key(generate_keypair(None).private_pem, None))
+    make_attestations(image, signer, kinds=("signature",))  # what 'envbuild sign cpu-infer' does
+    target = ImageRef.parse(f"{shared_registry.host}/kept/app:v1")
+    options = RegistryOptions(insecure=True)
+
+    (released,) = release([image], signer=None, push_to=target, registry=options)
+
+    assert released.signed is None and released.skipped == ()
+    assert released.attached is not None and [a["kind"] for a in released.attached] == ["signature"]
+    client = RegistryClient.for_ref(target, options)
+    assert {a["digest"] for a in released.attached} == {
+        str(d.digest) for d in list_referrers(client, "kept/app", image.digest)
+    }
+    assert released.to_json()["attached"] == released.attached
+
+    # Built again (another digest) after it was signed: the kept signature is about the old image.
+    rebuilt = built(tmp_path / "again", "cpu-infer", seed="rebuilt")
+    (rebuilt.layout / bundle_file("signature")).write_bytes((image.layout / bundle_file("signature")).read_bytes())
+    (stale,) = release([rebuilt], signer=None, push_to=target.with_tag("v2"), registry=options)
+    assert stale.attached is None
+    (reason,) = stale.skipped
+    old, new = image.digest.hex[:12], rebuilt.digest.hex[:12]
+    assert reason == f"signature.sigstore.json is about sha256:{old}, not this image ({new})"
+    assert stale.to_json()["not_attached"] == [reason]
+    assert list_referrers(client, "kept/app", rebuilt.digest) == []

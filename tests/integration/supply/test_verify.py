@@ -430,3 +430,42 @@ def test_sign_and_attest_commands_on_images_built_and_pushed_earlier(
     monkeypatch.setenv("ENVBUILD_SIGNING_KEY_PASSWORD", "wrong")
     wrong = cli("-C", project, "sign", str(ref), *key)
     assert wrong.code == 2 and "wrong password" in wrong.err and "Traceback" not in wrong.err
+
+
+def test_sign_variant_then_push_attaches_the_signature_and_verify_says_how_to_sign(
+    registry: Registry,
+    project: Path,
+    keys: dict[str, Path],
+    cli: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    build = make_build(project, "cpu-infer", 1)
+    ref = f"{registry.host}/team/app:kept"
+    pinned = f"{registry.host}/team/app@{build.digest}"
+    assert cli("push", "--insecure", build.layout, ref).code == 0
+
+    unsigned = cli("verify", pinned, "--key", keys["release.pub"], "--insecure")
+    assert unsigned.code == 1
+    said = " ".join(unsigned.err.split())  # the console wraps long lines
+    assert f"envbuild sign {pinned} --key PRIVATE_KEY (the private key of {keys['release.pub']})" in said
+
+    monkeypatch.setenv("ENVBUILD_SIGNING_KEY_PASSWORD", PASSWORD)
+    signed = cli("-C", project, "sign", "cpu-infer", "--key", keys["release.key"])
+    assert signed.code == 0, signed.err
+    assert "cpu-infer: signed the image; kept in" in signed.err and "signature signed" not in signed.err
+    assert not verify(registry, pinned, keys, require=("signature",)).ok  # kept, not attached yet
+
+    pushed = cli("--json", "push", "--insecure", build.layout, ref)
+    assert pushed.code == 0, pushed.err
+    assert [a["kind"] for a in json.loads(pushed.out)["attached"]] == ["signature"]
+    assert "attached the kept signature" in pushed.err
+    assert verify(registry, pinned, keys, require=("signature",)).ok
+
+    # Built again after signing: the push names the kept signature it leaves out, and the fix.
+    rebuilt = make_build(project, "cpu-infer", 2)
+    stale = cli("push", "--insecure", rebuilt.layout, ref)
+    assert stale.code == 0, stale.err
+    said = " ".join(stale.err.split())
+    assert f"not attached: signature.sigstore.json is about sha256:{build.digest.hex[:12]}" in said
+    assert "sign it again: envbuild sign" in said
+    assert not verify(registry, f"{registry.host}/team/app@{rebuilt.digest}", keys, require=("signature",)).ok
