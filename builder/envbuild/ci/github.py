@@ -116,6 +116,7 @@ class GithubOptions:
     """What ``envbuild ci github`` renders: validated on construction (bad input is a UsageError)."""
 
     variants: tuple[Variant, ...]  # chosen by envbuild.lock.variants.select
+    spec_variants: tuple[Variant, ...] | None = None  # every variant of the spec (None: all four)
     repository: str = DEFAULT_REPOSITORY  # REGISTRY/REPO; each variant is pushed as REGISTRY/REPO:<variant>
     signing: Signing = field(default_factory=Keyless)
     install: Install = field(default_factory=FromRequirements)
@@ -242,7 +243,8 @@ def command_line(options: GithubOptions) -> str:
         args += ["--registry", options.repository]
     from envbuild.lock.variants import ALL_VARIANTS  # here, not at start-up: every command imports this module
 
-    if options.variants != ALL_VARIANTS:  # all four is what the command does for a spec that has them
+    # Every variant of the spec is what the command does without --variant.
+    if options.variants != (options.spec_variants or ALL_VARIANTS):
         for variant in options.variants:
             args += ["--variant", variant.name]
     if isinstance(options.signing, KeyFromSecrets):
@@ -253,7 +255,7 @@ def command_line(options: GithubOptions) -> str:
         args += ["--envbuild-source", options.install.path]
     elif options.install.file != FromRequirements().file:
         args += ["--envbuild-requirements", options.install.file]
-    defaults = GithubOptions(variants=options.variants)
+    defaults = GithubOptions(variants=options.variants, spec_variants=options.spec_variants)
     if options.name != defaults.name:
         args += ["--name", options.name]
     if options.tags != defaults.tags:

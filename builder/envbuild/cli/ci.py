@@ -128,6 +128,7 @@ def github_command(
     signing: Signing = KeyFromSecrets(public_key=public_key) if key_env else Keyless()
     options = GithubOptions(
         variants=select(spec, variants),
+        spec_variants=select(spec),
         repository=repository,
         signing=signing,
         install=install,

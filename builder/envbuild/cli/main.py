@@ -166,12 +166,14 @@ def lock_command(
                     for e in result.lockset.entries
                 },
                 "changed": [str(p.relative_to(spec.root)) for p in result.changed],
+                "removed": [str(p.relative_to(spec.root)) for p in result.removed],
                 "warnings": list(result.warnings),
             }
         )
     for entry in result.lockset.entries:
-        ctx.say(f"{entry.name:<24} {len(entry.packages):>3} packages  lockfiles/{entry.file}")
-    ctx.say(f"{len(result.changed)} file(s) written, {len(result.unchanged)} unchanged")
+        ctx.say(f"{entry.name:<24} {plural(len(entry.packages), 'package'):>12}  lockfiles/{entry.file}")
+    removed = f", {len(result.removed)} removed ({', '.join(p.name for p in result.removed)})" if result.removed else ""
+    ctx.say(f"{plural(len(result.changed), 'file')} written, {len(result.unchanged)} unchanged{removed}")
 
 
 @cli.command("dockerfile")

@@ -21,7 +21,7 @@ from envbuild.fsutil import atomic_write
 from envbuild.lock.imagespec import ENV_NAME, PATH_UNSAFE, USER, WORKDIR, control_character, value_problem
 from envbuild.lock.lockfile import DebianBase, ImageBase, LockSet, PinnedBase
 from envbuild.lock.spec import Spec
-from envbuild.lock.variants import LockTarget, Variant, targets
+from envbuild.lock.variants import LockTarget, Variant, left_out, targets
 from envbuild.workspace import IMAGES_DIR, LOCK_DIR, STAGE_DIR, templates_dir
 
 VENV = "/opt/venv"
@@ -36,6 +36,7 @@ class Rendered:
     """The rendered files: paths relative to the project root, and their text."""
 
     files: tuple[tuple[str, str], ...]
+    left_out: tuple[str, ...] = ()  # Dockerfiles of the variants the spec leaves out: none may stay
 
     def text(self, path: str) -> str:
         """The text of one rendered file."""
@@ -43,8 +44,13 @@ class Rendered:
 
 
 def write_rendered(spec: Spec, rendered: Rendered) -> list[Path]:
-    """Write the rendered files that changed (atomically); return their paths."""
+    """Write the rendered files that changed (atomically), delete those of left-out variants; return their paths."""
     changed = []
+    for rel in rendered.left_out:
+        path = spec.root / rel
+        if path.is_file():
+            path.unlink()
+            changed.append(path)
     for rel, text in rendered.files:
         path = spec.root / rel
         try:
@@ -58,8 +64,8 @@ def write_rendered(spec: Spec, rendered: Rendered) -> list[Path]:
 
 
 def stale_rendered(spec: Spec, rendered: Rendered) -> list[str]:
-    """The rendered files whose committed text differs from a fresh render."""
-    stale = []
+    """The rendered files whose committed text differs from a fresh render, and those that should be gone."""
+    stale = [f"{rel} (its variant is left out: delete it)" for rel in rendered.left_out if (spec.root / rel).is_file()]
     for rel, text in rendered.files:
         try:
             current = (spec.root / rel).read_text(encoding="utf-8")
@@ -96,7 +102,7 @@ def render(spec: Spec, lockset: LockSet | None) -> Rendered:
     for target in chosen:
         files.append((dockerfile_path(target.variant), _render_one(env, spec, lockset, target)))
     files.append((".dockerignore", render_dockerignore(spec, chosen)))
-    return Rendered(files=tuple(files))
+    return Rendered(files=tuple(files), left_out=tuple(dockerfile_path(v) for v in left_out(spec)))
 
 
 def _single_platform_targets(spec: Spec) -> tuple[LockTarget, ...]:

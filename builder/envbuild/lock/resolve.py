@@ -5,6 +5,7 @@ Whether the locks on disk still match the spec is :mod:`envbuild.lock.staleness`
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -111,9 +112,7 @@ def lock(spec: Spec, options: LockOptions | None = None, *, progress: Progress =
     )
     changed, unchanged = _write_all(lock_dir, texts)
     removed = _remove_dropped(lock_dir, previous, texts)
-    return LockResult(
-        lockset=lockset, changed=changed, unchanged=unchanged, removed=removed, warnings=tuple(warnings)
-    )
+    return LockResult(lockset=lockset, changed=changed, unchanged=unchanged, removed=removed, warnings=tuple(warnings))
 
 
 def _previous_pins(path: Path) -> str | None:
@@ -124,15 +123,18 @@ def _previous_pins(path: Path) -> str | None:
 
 
 def _check_cuda(spec: Spec, all_targets: tuple[LockTarget, ...], resolutions: dict[str, Resolution]) -> list[str]:
-    """Refuse pins the CUDA guards refuse; warn of a GPU lock that carries no CUDA library at all."""
+    """Refuse pins the CUDA guards refuse; warn of a GPU lock whose CUDA is missing or needless."""
     warnings = []
     for target in all_targets:
         pins, cuda = resolutions[target.name].pins, target_cuda(spec, target)
         violation = lock_violation(pins, accelerator=target.variant.accelerator, cuda=cuda)
         if violation is not None:
             raise LockGuardError(f"{target.name}: {violation.message}", hint=violation.hint)
-        if cuda is not None and not gpu_violations(pins, cuda)[1]:
-            warnings.append(f"{target.name}: no CUDA library in the lock; the base image must provide CUDA {cuda}")
+        if cuda is not None:
+            kept = tuple(v.name for v in variants(spec) if v != target.variant)
+            warning = gpu_lock_warning(pins, cuda=cuda, base=spec.accelerator("gpu").base, kept=kept)
+            if warning is not None:
+                warnings.append(f"{target.name}: {warning}")
     return warnings
 
 
@@ -175,6 +177,23 @@ def _align_train_and_infer(
         left = skew(resolutions[train.name].pins, resolutions[infer.name].pins)
         if left:
             raise LockGuardError(f"{infer.name} and {train.name} still disagree: {', '.join(map(str, left))}")
+
+
+def _remove_dropped(lock_dir: Path, previous: LockSet | None, texts: dict[str, str]) -> tuple[Path, ...]:
+    """Delete the lockfiles the previous lock wrote and this one does not (after the metadata moved on).
+
+    Only files the previous metadata names go: anything else in lockfiles/ is not envbuild's.
+    """
+    if previous is None:
+        return ()
+    dropped = sorted({e.file for e in (*previous.entries, *previous.tools)} - set(texts))
+    removed = []
+    for name in dropped:
+        path = lock_dir / name
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return tuple(removed)
 
 
 def _write_all(lock_dir: Path, texts: dict[str, str]) -> tuple[tuple[Path, ...], tuple[Path, ...]]:

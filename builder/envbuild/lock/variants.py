@@ -55,7 +55,12 @@ ALL_VARIANTS = tuple(Variant(accelerator=a, role=r) for a in ACCELERATORS for r 
 
 
 def variants(spec: Spec) -> tuple[Variant, ...]:
-    """Every variant the spec defines, in a fixed order (cpu before gpu, train before infer)."""
+    """Every variant the spec defines, in a fixed order (cpu before gpu, train before infer).
+
+    That is every declared role x declared accelerator, less what the spec's ``variants``
+    leaves out. Lock, render, build, CI and staleness all ask this, so a variant left out is
+    left out everywhere.
+    """
     declared_roles = {r.name for r in spec.roles}
     declared_accels = {a.name for a in spec.accelerators}
     return tuple(
@@ -63,8 +68,15 @@ def variants(spec: Spec) -> tuple[Variant, ...]:
         for a in ACCELERATORS
         if a in declared_accels
         for r in ROLES
-        if r in declared_roles
+        if r in declared_roles and (spec.variants is None or f"{a}-{r}" in spec.variants)
     )
+
+
+def left_out(spec: Spec) -> tuple[Variant, ...]:
+    """The variants the spec's roles and accelerators define but its ``variants`` leaves out."""
+    kept = variants(spec)
+    declared = {(a.name, r.name) for a in spec.accelerators for r in spec.roles}
+    return tuple(v for v in ALL_VARIANTS if (v.accelerator, v.role) in declared and v not in kept)
 
 
 class NoVariantError(UsageError):
@@ -89,15 +101,15 @@ def select(
     if names:
         if accelerator is not None or role is not None:
             raise ValueError("select() takes variant names or filters, not both")
-        return _named(every, names)
+        return _named(every, names, spec)
     chosen = tuple(v for v in every if accelerator in (None, "all", v.accelerator) and role in (None, v.role))
     if not chosen:
         if accelerator not in (None, "all") and accelerator not in {v.accelerator for v in every}:
             reason = f"this spec defines no {accelerator} accelerator"
         elif role is not None and role not in {v.role for v in every}:
             reason = f"this spec defines no {role} role"
-        else:  # unreachable while variants are the full product of accelerators and roles
-            reason = f"this spec defines no {accelerator}-{role} variant"
+        else:  # both filters match variants, but not the same one: the spec's variants left it out
+            reason = f"the spec leaves {accelerator}-{role} out (variants = [{', '.join(v.name for v in every)}])"
         raise NoVariantError(
             f"no variant to build: {reason}",
             hint=f"its variants: {', '.join(v.name for v in every)}; name one with --variant, or use --all",
@@ -105,10 +117,15 @@ def select(
     return chosen
 
 
-def _named(every: tuple[Variant, ...], names: tuple[str, ...]) -> tuple[Variant, ...]:
+def _named(every: tuple[Variant, ...], names: tuple[str, ...], spec: Spec) -> tuple[Variant, ...]:
     by_name = {v.name: v for v in every}
     chosen = []
     for name in names:
+        if name in {v.name for v in left_out(spec)}:
+            raise NoVariantError(
+                f"variant {name!r} is left out by the spec (variants = [{', '.join(by_name)}])",
+                hint=f"add {name!r} to variants in {spec.file.name}, or build one of: {', '.join(by_name)}",
+            )
         if name not in by_name:
             near = difflib.get_close_matches(name, list(by_name), n=1)
             hint = f"did you mean {near[0]}? " if near else ""

@@ -367,3 +367,35 @@ def test_pip_tools_tells_a_package_without_wheels_from_an_unknown_name(tmp_path:
         said = " ".join(result.err.split())
         assert words in said and "loosen" not in said, result.err  # (pip-compile's own traceback is its details)
     assert "did you mean scikit-learn" in said
+
+
+def test_a_left_out_variant_is_never_locked_and_its_old_lockfile_goes(tmp_path: Path, cli) -> None:
+    """variants = [...]: lock, lock --check and image all use the one selection."""
+    root = small_spec(
+        tmp_path / "p", train='"numpy"', infer='"numpy"', gpu='cuda = "12"',
+        extra='variants = ["cpu-train", "cpu-infer", "gpu-train"]',
+    )  # fmt: skip
+    result = cli("-C", root, "lock")
+    assert result.code == 0, result.err
+    lock_dir = root / "lockfiles"
+    assert sorted(p.name for p in lock_dir.glob("*-*.txt")) == ["cpu-infer.txt", "cpu-train.txt", "gpu-train.txt"]
+    # gpu-train locks nothing that uses a GPU: no "no CUDA library" noise, but the way to leave it out.
+    said = " ".join(result.err.split())
+    assert "no CUDA library" not in said
+    assert "gpu-train: no locked package is known to use a GPU" in said
+    assert 'leave it out with variants = ["cpu-train", "cpu-infer"] in the spec' in said
+    assert cli("-C", root, "lock", "--check").code == 0
+
+    refused = cli("-C", root, "image", "--variant", "gpu-infer")
+    assert refused.code == 2 and "variant 'gpu-infer' is left out by the spec" in refused.err
+
+    spec = root / "envbuild.toml"
+    spec.write_text(spec.read_text().replace('"gpu-train"]', '"gpu-infer"]'))
+    stale = cli("-C", root, "lock", "--check")
+    assert stale.code == 1
+    assert "gpu-train: locked, but no longer in the spec" in stale.err and "gpu-infer: never locked" not in stale.err
+    relocked = cli("-C", root, "lock")
+    assert relocked.code == 0, relocked.err
+    assert "1 removed (gpu-train.txt)" in relocked.err
+    assert sorted(p.name for p in lock_dir.glob("*-*.txt")) == ["cpu-infer.txt", "cpu-train.txt", "gpu-infer.txt"]
+    assert cli("-C", root, "lock", "--check").code == 0

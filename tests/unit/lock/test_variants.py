@@ -11,7 +11,16 @@ import pytest
 
 from envbuild.errors import UsageError
 from envbuild.lock.spec import Spec, load_spec
-from envbuild.lock.variants import NoVariantError, Variant, indexes, requirements, select, targets, variants
+from envbuild.lock.variants import (
+    NoVariantError,
+    Variant,
+    indexes,
+    left_out,
+    requirements,
+    select,
+    targets,
+    variants,
+)
 from support.specs import MINIMAL, write_spec
 
 FULL = """
@@ -294,3 +303,71 @@ def test_image_builds_nothing_it_was_not_asked_for(
     assert words in result.err
     assert "lock" not in result.err
     assert result.out == ""
+
+
+def kept(tmp_path: Path, line: str) -> Spec:
+    """FULL with a top-level ``variants`` line."""
+    return spec_from(tmp_path, FULL.replace("dependencies = [", f"{line}\ndependencies = [", 1))
+
+
+def test_a_spec_can_leave_variants_out(tmp_path: Path) -> None:
+    """variants keeps some of role x accelerator; every consumer asks variants() and targets()."""
+    spec = kept(tmp_path, 'variants = ["gpu-train", "cpu-infer", "cpu-train"]')
+    assert spec.variants == ("cpu-train", "cpu-infer", "gpu-train")  # the fixed order
+    assert variants(spec) == (v("cpu-train"), v("cpu-infer"), v("gpu-train"))
+    assert [t.name for t in targets(spec)] == ["cpu-train", "cpu-infer", "gpu-train"]
+    assert left_out(spec) == (v("gpu-infer"),)
+    assert select(spec, accelerator="gpu") == (v("gpu-train"),)
+    assert select(spec, role="infer") == (v("cpu-infer"),)
+    assert select(spec) == variants(spec)
+
+
+def test_asking_for_a_left_out_variant_says_so(tmp_path: Path) -> None:
+    spec = kept(tmp_path, 'variants = ["cpu-train", "cpu-infer", "gpu-train"]')
+    with pytest.raises(NoVariantError) as named:
+        select(spec, ("gpu-infer",))
+    assert (
+        named.value.message
+        == "variant 'gpu-infer' is left out by the spec (variants = [cpu-train, cpu-infer, gpu-train])"
+    )
+    assert named.value.hint is not None and "add 'gpu-infer' to variants in envbuild.toml" in named.value.hint
+    with pytest.raises(NoVariantError) as filtered:
+        select(spec, accelerator="gpu", role="infer")
+    assert "the spec leaves gpu-infer out" in filtered.value.message
+
+
+def test_without_variants_every_role_and_accelerator_pair_is_kept(full: Spec) -> None:
+    assert full.variants is None and left_out(full) == ()
+    assert len(variants(full)) == 4
+
+
+@pytest.mark.parametrize(
+    ("line", "message", "hint"),
+    [
+        ('variants = ["gpu-infr"]', "unknown variant 'gpu-infr'", "did you mean 'gpu-infer'?"),
+        ("variants = []", "keeps no variant", "list the variants to build"),
+        ('variants = ["cpu-train", "cpu-train", "gpu-infer"]', "lists a variant twice", "list each variant once"),
+        (
+            'variants = ["cpu-train", "cpu-infer"]',
+            "keeps no variant of [accelerators.gpu]",
+            "remove [accelerators.gpu]",
+        ),
+        ('variants = ["cpu-infer", "gpu-infer"]', "keeps no variant of [roles.train]", "remove [roles.train]"),
+        ('variants = "cpu-train"', "variants: expected a list", "write variants = ["),
+    ],
+)
+def test_bad_variants_name_the_problem_and_the_fix(tmp_path: Path, line: str, message: str, hint: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        kept(tmp_path, line)
+    assert message in caught.value.message
+    assert caught.value.hint is not None and hint in caught.value.hint
+
+
+def test_a_variant_whose_table_is_missing_names_the_table(tmp_path: Path) -> None:
+    text = FULL.replace("[roles.train]", "[roles.unused]").replace(
+        'dependencies = ["scikit-learn>=1.5", "numpy>=2.0"]', ""
+    )
+    text = text.replace("[roles.unused]\n", "")
+    with pytest.raises(UsageError) as caught:
+        spec_from(tmp_path, text.replace("dependencies = [", 'variants = ["cpu-train"]\ndependencies = [', 1))
+    assert "keeps cpu-train, but the spec has no [roles.train]" in caught.value.message
