@@ -47,6 +47,7 @@ from envbuild.oci.imagefs import json_blob
 from envbuild.oci.layout import Descriptor, Layout
 from envbuild.oci.ref import Digest
 from envbuild.progress import Phase
+from envbuild.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +191,6 @@ def _import_problems(outcomes: list[Outcome], dists: list[Distribution]) -> tupl
             dist = by_module[module]
             problems.append(f"import {module} ({dist.name} {dist.version}): {outcome.problem}")
     return problems, entry
-
-
-def plural(count: int, noun: str) -> str:
-    """``count`` and ``noun`` in the number it takes ("1 module", "2 modules")."""
-    # The nouns here are regular; envbuild.words.plural (in flight, issue 14) can replace this once it lands.
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _image_config(image: Layout) -> dict[str, Any]:
