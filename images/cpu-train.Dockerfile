@@ -32,17 +32,22 @@ RUN \
 # A fixed, non-root user, written directly: no useradd, so no date in /etc/shadow. Written here
 # and copied, so that the image's own stage runs nothing: a RUN step there leaves traces of the
 # builder's mounts (with overlay storage, /run), and the image would depend on the storage driver.
+# Its home is the one directory it owns: libraries cache under ~/.cache.
 RUN \
-    echo "app:x:10001:10001::/app:/usr/sbin/nologin" >> /etc/passwd \
-    && echo "app:x:10001:" >> /etc/group
+    echo "app:x:10001:10001::/home/app:/usr/sbin/nologin" >> /etc/passwd \
+    && echo "app:x:10001:" >> /etc/group \
+    && mkdir -p /home/app && chmod 0755 /home/app
 
 # -- the train image: the base, the venv, the project's files ---------------------
 FROM envbuild.local/iris-demo/base-cpu:ae450ce1476cab83
 ARG SOURCE_DATE_EPOCH
 ARG REVISION
 COPY --from=builder /etc/passwd /etc/group /etc/
+COPY --from=builder --chown=10001:10001 /home/app /home/app
 COPY --from=builder /opt/venv /opt/venv
 COPY .envbuild/stage/project/demo/iris_demo /app/iris_demo
+# On its own: hadolint reads an escaped $HOME in a value of the same ENV as a use of it (DL3044).
+ENV HOME="/home/app"
 ENV PATH="/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     PYTHONDONTWRITEBYTECODE="1" \
     PYTHONPATH="/app" \

@@ -451,7 +451,7 @@ def delete_command(ctx: Context, ref: str, registry: RegistryOptions) -> None:
     ctx.say(f"deleted {source}")
 
 
-for command in (ci_group, normalize_command, *SUPPLY_COMMANDS):
+for command in (ci_group, normalize_command, load_command, *SUPPLY_COMMANDS):
     cli.add_command(command)
 
 

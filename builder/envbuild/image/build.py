@@ -16,7 +16,6 @@ import logging
 import os
 import platform
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from envbuild.image.record import (
     DirtyRecord,
     WheelRecord,
 )
-from envbuild.image.render import VENV, base_reference, dockerfile_path, render, write_rendered
+from envbuild.image.render import UID, VENV, base_reference, dockerfile_path, home_directory, render, write_rendered
 from envbuild.lock.assemble import tools_filename
 from envbuild.lock.lockfile import DebianBase, LayoutBase, LockSet, read_lockset
 from envbuild.lock.resolvers.uv import uv_binary, uv_version

@@ -28,6 +28,8 @@ VENV = "/opt/venv"
 UID = 10001
 # COPY arguments written as they are: no space, quote, $ or escape to read otherwise.
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9._/@%+=:,-]+")
+# The OCI label naming the source repository (GHCR links a package to its repository by it).
+SOURCE_LABEL = "org.opencontainers.image.source"
 NVIDIA_ENV = (("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"), ("NVIDIA_VISIBLE_DEVICES", "all"))
 
 
@@ -149,6 +151,8 @@ def _render_one(env: jinja2.Environment, spec: Spec, lockset: LockSet, target: L
     ]
     if spec.package is None:  # a package's version is its wheel's, given at build time (VERSION)
         labels.append(("org.opencontainers.image.version", spec.version))
+    if spec.repository:
+        labels.append((SOURCE_LABEL, spec.repository))
     return env.get_template("Dockerfile.j2").render(
         variant=variant.name,
         role=variant.role,
@@ -160,7 +164,8 @@ def _render_one(env: jinja2.Environment, spec: Spec, lockset: LockSet, target: L
         stage=STAGE_DIR,
         uid=UID,
         workdir=spec.image.workdir,
-        passwd=shell_quote(f"{spec.image.user}:x:{UID}:{UID}::{spec.image.workdir}:/usr/sbin/nologin"),
+        passwd=shell_quote(f"{spec.image.user}:x:{UID}:{UID}::{home_directory(spec)}:/usr/sbin/nologin"),
+        home=home_directory(spec),
         group=shell_quote(f"{spec.image.user}:x:{UID}:"),
         copies=[copy_arguments(source, target) for source, target in project_copies(spec)],
         env=[f"{k}={dockerfile_quote(v)}" for k, v in sorted(dict(environment).items())],
@@ -169,6 +174,15 @@ def _render_one(env: jinja2.Environment, spec: Spec, lockset: LockSet, target: L
         package=spec.package is not None,
         version=spec.version,
     )
+
+
+def home_directory(spec: Spec) -> str:
+    """The image user's home: /home/<user>, the one directory of the image that user owns (mode 0755).
+
+    Libraries cache and keep settings under $HOME (~/.cache); a home the user cannot
+    write makes them warn at every start, or fail.
+    """
+    return f"/home/{spec.image.user}"
 
 
 def base_reference(name: str, accelerator: str, base: PinnedBase) -> str:
@@ -238,6 +252,10 @@ def check_writable(spec: Spec) -> None:
     problem = value_problem(spec.version)
     if problem is not None:
         refuse("project.version", spec.version, problem)
+    if spec.repository is not None:
+        problem = value_problem(spec.repository)
+        if problem is not None:
+            refuse("repository", spec.repository, problem)
 
 
 def _checked_reference(ref: str, accelerator: str) -> str:

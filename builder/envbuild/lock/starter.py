@@ -22,6 +22,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from envbuild.errors import SpecError, UsageError
 from envbuild.fsutil import atomic_write
+from envbuild.git import Git, repository_uri
 from envbuild.lock.reqfiles import ProjectRequirements, project_requirements
 from envbuild.lock.spec import DEBIAN_PYTHON, PYPROJECT, SPEC_FILE, Role, project_tables
 
@@ -90,12 +91,14 @@ def init_spec(directory: Path, *, force: bool = False, today: datetime | None = 
             raise UsageError(
                 f"{pyproject} already has [tool.envbuild]", hint="that is this project's spec: edit it there"
             )
-    text = render_starter(directory, project, today or datetime.now(UTC))
+    text = render_starter(directory, project, today or datetime.now(UTC), repository=origin_repository(directory))
     atomic_write(target, text)
     return Starter(spec=target, gitignore=ignore_outputs(directory))
 
 
-def render_starter(directory: Path, pyproject: dict[str, Any], today: datetime) -> str:
+def render_starter(
+    directory: Path, pyproject: dict[str, Any], today: datetime, *, repository: str | None = None
+) -> str:
     """The starter spec's text for the project in ``directory`` (its layout and requirements files are read)."""
     meta = pyproject.get("project", {})
     groups = pyproject.get("dependency-groups", {})
@@ -124,6 +127,11 @@ def render_starter(directory: Path, pyproject: dict[str, Any], today: datetime) 
         "# Commit it with lockfiles/, images/*.Dockerfile and .dockerignore; .envbuild/ is output (git-ignored).",
         f'name = "{name}"',
     ]
+    if repository:
+        lines += [
+            "# The source repository: the images' org.opencontainers.image.source label.",
+            f"repository = {_str(repository)}",
+        ]
     lines += [
         f'python = "{python}"',
         'platforms = ["linux/amd64"]',
@@ -276,6 +284,15 @@ def ignore_outputs(directory: Path) -> Path | None:
     separator = "\n" if text and not text.endswith("\n") else ""
     atomic_write(path, f"{text}{separator}.envbuild/\n")
     return path
+
+
+def origin_repository(directory: Path) -> str | None:
+    """The https URL of the ``origin`` remote of the git checkout at ``directory``, without credentials; else None."""
+    uri = repository_uri(Git(directory).output("remote", "get-url", "origin"))
+    if uri is None or not uri.startswith("git+https://"):
+        return None  # no remote, a local path, or plain http: nothing a public label should name
+    url = uri.removeprefix("git+")
+    return url if re.fullmatch(r"https://[A-Za-z0-9.-]+(/[A-Za-z0-9._~%+-]+)+", url) else None
 
 
 def _array(values: Iterable[str]) -> str:

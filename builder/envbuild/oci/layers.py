@@ -3,9 +3,10 @@
 The builder's new layers (buildah writes one, BuildKit one per step) are read as one tree
 (:class:`NewFiles`: later layers win, whiteouts of earlier new files applied). A plan
 (:class:`LayerSpec` per layer, made by :mod:`envbuild.image.layerplan`) names which paths go in
-which layer; :func:`write_layers` writes each one canonically: sorted, uid/gid 0, modes reduced to
-"executable or not", GNU tar, every parent directory repeated with the same metadata in every
-layer (so the union of the layers is the builder's tree), and every mtime either a fixed value
+which layer; :func:`write_layers` writes each one canonically: sorted, uid/gid 0 (but for the few
+directories the image's user must own, named by the caller), modes reduced to "executable or not",
+GNU tar, every parent directory repeated with the same metadata in every layer (so the union of
+the layers is the builder's tree), and every mtime either a fixed value
 (third-party layers: their bytes depend on nothing but their files) or clamped to
 SOURCE_DATE_EPOCH.
 
@@ -25,7 +26,7 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -326,6 +327,7 @@ def _serialise(
     spec: LayerSpec,
     epoch: int,
     out: HashingWriter,
+    owners: Mapping[str, int],
 ) -> None:
     """Write the layer's tar into ``out``: canonical headers, hard links kept only within the layer.
 
@@ -343,6 +345,8 @@ def _serialise(
             clean = canonical_header(info, epoch)
             if spec.mtime is not None:
                 clean.mtime = spec.mtime
+            if name in owners:
+                clean.uid = clean.gid = owners[name]
             group = heads.get(name, name)
             head = carrier.get(group)
             if head is not None and head != name:

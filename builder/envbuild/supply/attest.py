@@ -33,6 +33,7 @@ from envbuild.errors import EnvbuildError, UsageError, strip_url_credentials
 from envbuild.fsutil import atomic_write
 from envbuild.git import default_repository, repository_uri
 from envbuild.image.record import BuiltImage
+from envbuild.image.render import SOURCE_LABEL
 from envbuild.oci.imagefs import json_blob
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest, ImageRef
@@ -160,7 +161,7 @@ def make_attestations(
     if "provenance" in wanted:
         provenance = provenance_statement(
             image.record, image_name=image.name, image_digest=str(image.digest),
-            source_repository=_repository(source_repository, image.layout),
+            source_repository=_repository(source_repository, image),
         )  # fmt: skip
         atomic_write(image.layout / PROVENANCE_FILE, provenance)
         statements["provenance"] = provenance
@@ -283,10 +284,13 @@ def signature_statement(name: str, digest: Digest) -> bytes:
     return statement(name, str(digest), SIGN_PREDICATE, predicate)
 
 
-def _repository(given: str | None, where: Path) -> str | None:
-    """The repository provenance names: ``given`` (which must be a repository URL), else the checkout's."""
+def _repository(given: str | None, image: BuiltImage) -> str | None:
+    """The repository provenance names: ``given`` (which must be a repository URL), else the image's.
+
+    The image's is its source label (the spec's ``repository``), else the checkout's remote.
+    """
     if not given:
-        return default_repository(where)
+        return repository_uri(source_label(image)) or default_repository(image.layout)
     uri = repository_uri(given)
     if uri is None:
         raise UsageError(
@@ -294,6 +298,15 @@ def _repository(given: str | None, where: Path) -> str | None:
             hint="pass its https URL or git remote (git@host:org/repo), or leave it out",
         )
     return uri
+
+
+def source_label(image: BuiltImage) -> str | None:
+    """The image's org.opencontainers.image.source label, if it has one."""
+    layout = Layout.open(image.layout)
+    manifest = json_blob(layout, image.digest, "manifest")
+    config = json_blob(layout, Digest.parse(manifest["config"]["digest"]), "config")
+    value = ((config.get("config") or {}).get("Labels") or {}).get(SOURCE_LABEL)
+    return value if isinstance(value, str) else None
 
 
 def _reusable(path: Path, signer: Signer, payload: bytes) -> bytes | None:

@@ -233,3 +233,36 @@ def test_a_missing_daemon_is_a_clear_error(tmp_path: Path) -> None:
     env = {"DOCKER_HOST": f"unix://{tmp_path / 'no.sock'}", "ENVBUILD_DOCKER": DOCKER_CLI}
     result = cli_process(project, tmp_path / "cache", "image", "--variant", "cpu-infer", "--builder", "docker", env=env)
     assert result.returncode == 2 and "no Docker daemon answers" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_envbuild_load_puts_the_image_into_docker(
+    dockerd: dict[str, str], demo_image: tuple[Path, str], demo_cache: Path
+) -> None:
+    """'envbuild load --into docker': the daemon has <name>:<variant> with the layout's config digest as its ID,
+    and runs it as its user, whose home is writable."""
+    project = demo_image[0]
+    result = cli_process(project, demo_cache, "load", "cpu-infer", "--into", "docker", env=dockerd)
+    assert result.returncode == 0, result.stderr
+    layout = project / ".envbuild" / "images" / "cpu-infer"
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads((layout / "blobs" / "sha256" / index["manifests"][0]["digest"][7:]).read_text())
+    config = manifest["config"]["digest"]
+    assert json.loads(result.stdout)["loaded"] == [
+        {"variant": "cpu-infer", "store": "docker", "name": "iris-demo:cpu-infer", "image_id": config}
+    ]
+    env = {**os.environ, **dockerd}
+    inspected = subprocess.run(
+        [DOCKER_CLI, "image", "inspect", "--format", "{{.Id}}", "iris-demo:cpu-infer"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert inspected.stdout.strip() == config
+    probe = (
+        "import os, pathlib; p = pathlib.Path.home() / '.cache' / 'probe'; p.mkdir(parents=True); "
+        "(p / 'x').write_text('ok'); print(os.environ['HOME'], os.getuid())"
+    )
+    ran = subprocess.run(
+        [DOCKER_CLI, "run", "--rm", "--network=none", "--entrypoint", "python", "iris-demo:cpu-infer", "-c", probe],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["/home/app", "10001"]

@@ -48,10 +48,10 @@ def unpack(layout: Path, name: str, tmp_path: Path) -> Path:
 
 
 def run_in(bundle: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` in an unpacked image as its (non-root) user, with its environment."""
+    """Run ``argv`` in an unpacked image as its (non-root) user, with its environment (its HOME too)."""
     config = json.loads((bundle / "config.json").read_text())
     user = config["process"]["user"]
-    env = [*config["process"]["env"], "HOME=/tmp"]
+    env = config["process"]["env"]
     rootfs = bundle / "rootfs"
     subprocess.run(["mount", "-t", "proc", "proc", rootfs / "proc"], check=True)
     try:
@@ -126,6 +126,23 @@ def test_image_works_and_tools_agree(first_build: tuple[Path, str], cache: Path,
     predicted = run_in(bundle, "python", "-m", "iris_demo.predict", "--json", "6.7", "3.0", "5.2", "2.3")
     assert predicted.returncode == 0, predicted.stderr
     assert json.loads(predicted.stdout)["class"] == "virginica"
+
+
+def test_the_user_writes_its_home(first_build: tuple[Path, str], tmp_path: Path) -> None:
+    """$HOME is /home/app, the user's (uid 10001, mode 0755) and writable: libraries cache in ~/.cache."""
+    layout = first_build[0] / ".envbuild" / "images" / "cpu-infer"
+    bundle = unpack(layout, "iris-demo-cpu-infer", tmp_path)
+    home = bundle / "rootfs" / "home" / "app"
+    assert (home.stat().st_uid, home.stat().st_gid, home.stat().st_mode & 0o7777) == (10001, 10001, 0o755)
+    assert (home.parent.stat().st_uid, home.parent.stat().st_mode & 0o7777) == (0, 0o755)
+    probe = (
+        "import os, pathlib, pwd; cache = pathlib.Path.home() / '.cache' / 'probe'; cache.mkdir(parents=True); "
+        "(cache / 'x').write_text('ok'); print(os.environ['HOME'], pwd.getpwuid(os.getuid()).pw_dir, os.getuid())"
+    )
+    done = run_in(bundle, "python", "-c", probe)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["/home/app", "/home/app", "10001"]
+    assert (home / ".cache" / "probe" / "x").read_text() == "ok"
 
 
 def test_unchanged_inputs_are_a_cache_hit(first_build: tuple[Path, str], cache: Path) -> None:

@@ -177,6 +177,7 @@ CASES: list[Case] = [
     C("global-env-jobs-zero", ("push", "lay", f"{NOWHERE}/a"), 2, ("0 is not in the range",), setup=layout, env={"ENVBUILD_JOBS": "0"}, hint=False),
     C("global-jobs-too-many", ("pull", REF, "-o", "out", "-j", "99"), 2, ("99 is not in the range",), hint=False),
     # --- init -----------------------------------------------------------------------------------------
+    C("docs-unknown-topic", ("docs", "spce"), 2, ("no documentation topic 'spce'", "spec"), spec()),
     C("init-spec-exists", ("init",), 2, ("already", "--force"), spec()),
     C("init-pyproject-not-toml", ("init",), 2, ("not valid TOML",), {"pyproject.toml": "[project\n"}),
     C("init-pyproject-not-utf8", ("init",), 2, ("not UTF-8",), {"pyproject.toml": b'[project]\nname = "\xff"\n'}),
@@ -227,6 +228,8 @@ CASES: list[Case] = [
     C("spec-cuda-int", ("lock",), 2, ("cuda",), spec('[accelerators.gpu]\ncuda = 12\nbase = { debian = "bookworm" }\n')),
     C("spec-cuda-on-cpu", ("lock",), 2, ("cuda",), spec('cuda = "12"\n')),
     C("spec-replace-list", ("lock",), 2, ("replace",), spec('replace = ["x"]\n')),
+    C("spec-variants-unknown", ("lock",), 2, ("variants: unknown variant 'cpu-infr'", "did you mean 'cpu-infer'?"), spec("", base='variants = ["cpu-infr"]\n' + MINIMAL)),
+    C("spec-variants-table-missing", ("lock",), 2, ("keeps gpu-infer, but the spec has no [accelerators.gpu]",), spec("", base='variants = ["cpu-infer", "gpu-infer"]\n' + MINIMAL)),
     C("spec-replace-key-version", ("lock",), 2, ("key 'numpy>=2' is not a package name", "not the key"), spec('replace = { "numpy>=2" = "numpy" }\n')),
     C("spec-replace-key-other-extras", ("lock",), 2, ("replaces 'numpy[x]', but the dependencies ask for numpy as numpy>=2.0", "bare name"), spec('replace = { "numpy[x]" = "numpy" }\n')),
     C("spec-indexes-table", ("lock",), 2, ("indexes",), spec('[indexes]\nname = "x"\n')),
@@ -275,6 +278,8 @@ CASES: list[Case] = [
     C("check-meta-is-dir", ("lock", "--check"), 1, ("never locked",), spec(), setup=lambda r: (r / "lockfiles" / "envbuild.lock.json").mkdir(parents=True)),
     C("check-meta-deep", ("lock", "--check"), 1, ("envbuild.lock.json",), locked("[" * 100000 + "]" * 100000)),
     C("check-meta-huge-number", ("lock", "--check"), 1, ("unreadable lock metadata",), locked('{"schema": ' + "9" * 5000 + "}")),
+    C("spec-repository-http", ("dockerfile",), 2, ("repository", "is not an https URL"), spec(base='repository = "http://git.example/team/app"\n' + MINIMAL)),
+    C("spec-repository-credentials", ("dockerfile",), 2, ("repository", "credentials"), spec(base='repository = "https://me:pw@git.example/team/app"\n' + MINIMAL)),
     # --- dockerfile -----------------------------------------------------------------------------------
     C("dockerfile-no-spec", ("dockerfile",), 2, ("no envbuild spec",)),
     C("dockerfile-meta-not-utf8", ("dockerfile",), 1, ("not UTF-8",), locked(b"\xff\xfe{}")),
@@ -359,6 +364,11 @@ CASES: list[Case] = [
     C("keygen-output-is-file", ("keygen", "--no-password", "-o", "f"), 2, ("is a file",), {"f": "x"}, hint=False),
     C("keygen-exists", ("keygen", "--no-password"), 2, ("already exists",), setup=keys),
     C("keygen-no-password", ("keygen",), 2, ("no password",)),
+    # --- load -----------------------------------------------------------------------------------------
+    C("load-not-built", ("load", "cpu-infer"), 2, ("no local build of cpu-infer", "envbuild image --variant cpu-infer"), spec()),
+    C("load-nothing-built", ("load",), 2, ("no local build of any variant",), spec()),
+    C("load-unknown-store", ("load", "--into", "podman", "cpu-infer"), 2, ("Invalid value for '--into'",), spec(), hint=False),
+    C("load-no-spec", ("load", "cpu-infer"), 2, ("no envbuild spec",)),
     # --- sign -----------------------------------------------------------------------------------------
     C("sign-no-target", ("sign",), 2, ("Missing argument",), hint=False),
     C("sign-nothing-to-sign-with", ("sign", "cpu-infer"), 2, ("nothing to sign with",), spec()),

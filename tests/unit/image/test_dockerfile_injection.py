@@ -176,8 +176,8 @@ def unquote_env(value: str) -> str:
 
 
 def env_values(text: str) -> dict[str, str]:
-    """The variables the ENV instruction sets, unquoted."""
-    (args,) = args_of(text, "ENV")
+    """The variables the ENV instructions set, unquoted."""
+    args = " ".join(args_of(text, "ENV"))
     pair = r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*")'
     assert not re.sub(pair, "", args).strip(), 'ENV holds something besides KEY="VALUE" pairs'
     pairs = re.findall(pair, args)

@@ -179,6 +179,33 @@ def test_the_union_of_the_layers_is_the_builders_tree(tmp_path: Path) -> None:
     assert len(headers[SITE]) == 1 and headers[SITE] == {(0o755, 0, THIRD_PARTY_MTIME)}
 
 
+def test_only_the_paths_given_owners_are_not_roots(tmp_path: Path) -> None:
+    """The user's home is the user's in every layer that holds it; /home and everything else stay root's.
+
+    The home is empty (in the config layer), or the workdir holds it (a parent in the project's layer).
+    """
+    for workdir in ("/app", "/home/app"):
+        tree = venv(Tree())
+        tree.dir("home/app")
+        if workdir != "/app":
+            tree.file("home/app/serve.py", b"serve()\n")
+        out = tmp_path / workdir.replace("/", "_")
+        out.mkdir()
+        with NewFiles.open([tree.write(out / "raw.tar")], out) as files:
+            plan = plan_layers(files, venv="/opt/venv", python="3.11", workdir=workdir, settings=SETTINGS)
+            layers = write_layers(
+                files, plan, out, epoch=EPOCH, compression=GZIP, cache=None, owners={"home/app": 10001}
+            )
+        owners = {}
+        for layer in layers:
+            blob = out / layer.descriptor["digest"].removeprefix("sha256:")
+            with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob.read_bytes()))) as tar:
+                for m in tar:
+                    owners.setdefault(m.name, set()).add((m.uid, m.gid, m.mode))
+        assert owners.pop("home/app") == {(10001, 10001, 0o755)}, workdir
+        assert {o for found in owners.values() for o in found if o[:2] != (0, 0)} == set(), workdir
+
+
 def test_third_party_layers_have_a_fixed_time_and_the_projects_the_epoch(tmp_path: Path) -> None:
     layers = {layer.descriptor["annotations"]["dev.envbuild.layer"]: layer for layer in written(tmp_path, venv(Tree()))}
     assert {info.mtime for info, _ in members(tmp_path, layers["python:big"])} == {THIRD_PARTY_MTIME}

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from conftest import CliResult
-from envbuild.errors import StaleLockError, UsageError
-from envbuild.image.render import Rendered, base_reference, render
+from envbuild.errors import StaleLockError
+from envbuild.image.render import UID, Rendered, base_reference, render
 from envbuild.lock.lockfile import ImageBase, LockSet, base_from_json, read_lockset
 from envbuild.lock.spec import Spec, load_spec
 from support.golden import check_or_update, golden_files
@@ -258,9 +258,29 @@ def test_runs_as_numeric_non_root_user(variant: str) -> None:
     assert match, f"USER {users[0]} is not numeric uid:gid"
     uid, gid = int(match[1]), int(match[2])
     assert uid != 0 and gid != 0
-    assert f"svc:x:{uid}:{gid}::/srv/app:/usr/sbin/nologin" in text
+    assert f"svc:x:{uid}:{gid}::/home/svc:/usr/sbin/nologin" in text
     after = steps[[kw for kw, _ in steps].index("USER") :]
     assert "RUN" not in [kw for kw, _ in after]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_user_owns_its_home(variant: str) -> None:
+    """The user's home, /home/<user>, is made in the builder stage, copied owned by the user, and is $HOME."""
+    text = dockerfile(render_dir(FIXTURE), variant)
+    steps = instructions(text)
+    assert ("COPY", f"--from=builder --chown={UID}:{UID} /home/svc /home/svc") in steps
+    assert "mkdir -p /home/svc && chmod 0755 /home/svc" in text
+    assert ("ENV", 'HOME="/home/svc"') in steps
+
+
+def test_the_source_label_names_the_spec_repository() -> None:
+    """``repository`` becomes org.opencontainers.image.source (GHCR links packages by it); no key, no label."""
+    spec, lockset = load(FIXTURE)
+    assert "org.opencontainers.image.source" not in dockerfile(render(spec, lockset), "cpu-infer")
+    named = dataclasses.replace(spec, repository="https://git.example/team/fixture")
+    text = dockerfile(render(named, lockset), "cpu-infer")
+    label = " ".join(args for kw, args in instructions(text) if kw == "LABEL")
+    assert 'org.opencontainers.image.source="https://git.example/team/fixture"' in label
 
 
 # -- errors -------------------------------------------------------------------------------
@@ -404,7 +424,7 @@ def test_dockerfile_command_writes_then_checks(project: Path, cli: Callable[...,
     assert check.code == 0, check.err
     assert "current" in check.err
     again = cli("-C", project, "dockerfile")
-    assert again.code == 0 and "0 file(s) written" in again.err
+    assert again.code == 0 and "0 files written" in again.err
 
 
 def edit(old: str, new: str) -> Callable[[Path], None]:
@@ -444,3 +464,31 @@ def test_repo_images_are_current(cli: Callable[..., CliResult]) -> None:
     """The committed images/ and .dockerignore of this repo are what its spec and lock render to."""
     result = cli("-C", REPO, "dockerfile", "--check")
     assert result.code == 0, result.err
+
+
+def test_a_left_out_variant_has_no_dockerfile_and_an_old_one_goes(project: Path, cli: Callable[..., CliResult]) -> None:
+    """variants = [...] without gpu-infer: three Dockerfiles; a gpu-infer.Dockerfile left from before is stale."""
+    spec_file = project / "envbuild.toml"
+    spec_file.write_text(
+        spec_file.read_text().replace(
+            'name = "render-fixture"', 'name = "render-fixture"\nvariants = ["cpu-train", "cpu-infer", "gpu-train"]'
+        )
+    )
+    rendered = render_dir(project)
+    assert [rel for rel, _ in rendered.files if rel.endswith(".Dockerfile")] == [
+        "images/cpu-train.Dockerfile", "images/cpu-infer.Dockerfile", "images/gpu-train.Dockerfile",
+    ]  # fmt: skip
+    assert rendered.left_out == ("images/gpu-infer.Dockerfile",)
+    # The lock as 'envbuild lock' leaves it for this spec: without gpu-infer.
+    _, lockset = load(project)
+    kept = tuple(e for e in lockset.entries if e.name != "gpu-infer")
+    (project / "lockfiles" / "envbuild.lock.json").write_text(dataclasses.replace(lockset, entries=kept).to_json())
+    (project / "lockfiles" / "gpu-infer.txt").unlink()
+    leftover = project / "images" / "gpu-infer.Dockerfile"
+    leftover.parent.mkdir(exist_ok=True)
+    leftover.write_text("FROM scratch\n")
+    stale = cli("-C", project, "dockerfile", "--check")
+    assert stale.code == 1 and "images/gpu-infer.Dockerfile (its variant is left out: delete it)" in stale.err
+    assert cli("-C", project, "dockerfile").code == 0
+    assert not leftover.exists()
+    assert cli("-C", project, "dockerfile", "--check").code == 0

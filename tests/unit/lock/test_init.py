@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from envbuild.errors import SpecError, UsageError
 from envbuild.lock.spec import load_spec
 from envbuild.lock.starter import init_spec
+from support.tools import require_tool
 
 TODAY = datetime(2026, 11, 1, 15, 30, tzinfo=UTC)
 
@@ -342,6 +344,27 @@ def test_gitignore_already_listing(tmp_path: Path, line: str) -> None:
     (tmp_path / ".gitignore").write_text(original, encoding="utf-8")
     assert init_spec(tmp_path, today=TODAY).gitignore is None
     assert (tmp_path / ".gitignore").read_text(encoding="utf-8") == original
+
+
+@pytest.mark.parametrize(
+    ("remote", "expected"),
+    [
+        ("git@github.com:org/repo.git", "https://github.com/org/repo"),
+        ("https://user:token@GitLab.example.com/group/sub/repo.git", "https://gitlab.example.com/group/sub/repo"),
+        ("ssh://git@github.com/org/repo", "https://github.com/org/repo"),
+        ("/srv/git/repo.git", None),  # a local path names nothing another machine can reach
+        (None, None),  # no origin
+    ],
+)
+def test_repository_from_origin(tmp_path: Path, remote: str | None, expected: str | None) -> None:
+    """The origin remote becomes repository = https URL, credentials stripped."""
+    git = require_tool("git")
+    subprocess.run([git, "init", "-q", str(tmp_path)], check=True)
+    if remote is not None:
+        subprocess.run([git, "-C", str(tmp_path), "remote", "add", "origin", remote], check=True)
+    init_spec(tmp_path, today=TODAY)
+    assert load_spec(tmp_path).repository == expected
+    assert "token" not in (tmp_path / "envbuild.toml").read_text(encoding="utf-8")
 
 
 def test_top_comment_points_to_the_shipped_docs(tmp_path: Path) -> None:

@@ -630,3 +630,34 @@ def test_unknown_group_lists_known_groups(tmp_path: Path) -> None:
         load_spec(tmp_path)
     assert f"[dependency-groups] of {tmp_path.resolve() / 'pyproject.toml'}" in info.value.message
     assert "known: train" in info.value.message
+
+
+def test_repository_is_the_source_url(tmp_path: Path) -> None:
+    """``repository`` is kept as written; without it the spec names none."""
+    write(tmp_path / "a", {"envbuild.toml": 'repository = "https://github.com/org/repo"\n' + VALID})
+    assert load_spec(tmp_path / "a").repository == "https://github.com/org/repo"
+    write(tmp_path / "b", {"envbuild.toml": VALID})
+    assert load_spec(tmp_path / "b").repository is None
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://github.com/org/repo", "is not an https URL"),
+        ("git@github.com:org/repo.git", "is not an https URL"),
+        ("https://bob:s3cr3t@github.com/org/repo", "credentials"),
+        ("https://github.com/org/repo?tab=readme", "query or fragment"),
+        ("https://github.com/org/repo#readme", "query or fragment"),
+        ("https://github.com", "names a host, not a repository"),
+        ("https://github.com/org/my repo", "characters"),
+        ("https://github.com:x/org/repo", "is not an https URL"),
+    ],
+)
+def test_bad_repository(tmp_path: Path, url: str, problem: str) -> None:
+    """A repository that is not a public https URL is refused, naming the key, and credentials are not echoed."""
+    write(tmp_path / "project", {"envbuild.toml": f"repository = {url!r}\n" + VALID})
+    with pytest.raises(SpecError) as info:
+        load_spec(tmp_path / "project")
+    assert ": repository: " in info.value.message and problem in info.value.message
+    assert info.value.hint is not None and 'repository = "https://' in info.value.hint
+    assert "s3cr3t" not in info.value.message

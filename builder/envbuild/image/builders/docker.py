@@ -44,16 +44,7 @@ class Docker:
 
     @functools.cached_property
     def _client(self) -> Any:
-        try:
-            import docker  # type: ignore[import-untyped]
-        except ImportError as exc:
-            raise ToolMissingError("the docker SDK is not installed", hint="pip install 'envbuild[docker]'") from exc
-        try:
-            client = docker.from_env(timeout=600)
-            client.ping()
-        except docker.errors.DockerException as exc:
-            raise ToolMissingError(f"no Docker daemon answers ({exc})", hint=HINT) from None
-        return client
+        return docker_client()
 
     def version(self) -> str:
         """The daemon's version and the BuildKit it builds with, e.g. ``20.10.24 (BuildKit 0.8)``."""
@@ -152,13 +143,33 @@ def _docker() -> str:
     return os.environ.get("ENVBUILD_DOCKER") or which("docker", hint=HINT)
 
 
+def docker_client(timeout: int = 600) -> Any:
+    """A docker SDK client of the daemon ``DOCKER_HOST`` (else the default socket) names, checked to answer."""
+    try:
+        import docker  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise ToolMissingError("the docker SDK is not installed", hint="pip install 'envbuild[docker]'") from exc
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise ToolMissingError(f"no Docker daemon answers ({exc})", hint=HINT) from None
+    return client
+
+
 def docker_archive(layout: Layout, name: str) -> bytes:
     """The single image of ``layout`` as a `docker save` archive named ``name`` (for images.load)."""
+    buffer = io.BytesIO()
+    write_docker_archive(layout, name, buffer)
+    return buffer.getvalue()
+
+
+def write_docker_archive(layout: Layout, name: str, out: IO[bytes]) -> None:
+    """Write the single image of ``layout`` into ``out`` as a `docker save` archive named ``name``."""
     top = layout.select()
     manifest = json.loads(layout.read_blob(top.digest))
     config = Digest.parse(manifest["config"]["digest"])
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
+    with tarfile.open(fileobj=out, mode="w") as tar:
         tar.add(layout.blob_path(config), arcname=f"{config.hex}.json")
         layers = []
         for layer in manifest["layers"]:
@@ -169,7 +180,6 @@ def docker_archive(layout: Layout, name: str) -> bytes:
         info = tarfile.TarInfo("manifest.json")
         info.size = len(index)
         tar.addfile(info, io.BytesIO(index))
-    return buffer.getvalue()
 
 
 def from_docker_archive(archive: Path, out: Path) -> Layout:

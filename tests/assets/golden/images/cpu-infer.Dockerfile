@@ -32,18 +32,23 @@ RUN \
 # A fixed, non-root user, written directly: no useradd, so no date in /etc/shadow. Written here
 # and copied, so that the image's own stage runs nothing: a RUN step there leaves traces of the
 # builder's mounts (with overlay storage, /run), and the image would depend on the storage driver.
+# Its home is the one directory it owns: libraries cache under ~/.cache.
 RUN \
-    echo "svc:x:10001:10001::/srv/app:/usr/sbin/nologin" >> /etc/passwd \
-    && echo "svc:x:10001:" >> /etc/group
+    echo "svc:x:10001:10001::/home/svc:/usr/sbin/nologin" >> /etc/passwd \
+    && echo "svc:x:10001:" >> /etc/group \
+    && mkdir -p /home/svc && chmod 0755 /home/svc
 
 # -- the infer image: the base, the venv, the project's files ---------------------
 FROM envbuild.local/render-fixture/base-cpu:a75ef4a45e20743d
 ARG SOURCE_DATE_EPOCH
 ARG REVISION
 COPY --from=builder /etc/passwd /etc/group /etc/
+COPY --from=builder --chown=10001:10001 /home/svc /home/svc
 COPY --from=builder /opt/venv /opt/venv
 COPY .envbuild/stage/project/fixture_app /srv/app/fixture_app
 COPY .envbuild/stage/project/config/serve.toml /srv/app/serve.toml
+# On its own: hadolint reads an escaped $HOME in a value of the same ENV as a use of it (DL3044).
+ENV HOME="/home/svc"
 ENV APP_MODE="production" \
     OMP_NUM_THREADS="1" \
     PATH="/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \

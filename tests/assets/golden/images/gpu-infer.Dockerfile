@@ -32,18 +32,23 @@ RUN \
 # A fixed, non-root user, written directly: no useradd, so no date in /etc/shadow. Written here
 # and copied, so that the image's own stage runs nothing: a RUN step there leaves traces of the
 # builder's mounts (with overlay storage, /run), and the image would depend on the storage driver.
+# Its home is the one directory it owns: libraries cache under ~/.cache.
 RUN \
-    echo "svc:x:10001:10001::/srv/app:/usr/sbin/nologin" >> /etc/passwd \
-    && echo "svc:x:10001:" >> /etc/group
+    echo "svc:x:10001:10001::/home/svc:/usr/sbin/nologin" >> /etc/passwd \
+    && echo "svc:x:10001:" >> /etc/group \
+    && mkdir -p /home/svc && chmod 0755 /home/svc
 
 # -- the infer image: the base, the venv, the project's files ---------------------
 FROM registry.example:5000/ml/python-cuda@sha256:59d71f0eb85b63ce6d8cece740075aca7833580c9e4e151e6e02a4e3d889b0f5
 ARG SOURCE_DATE_EPOCH
 ARG REVISION
 COPY --from=builder /etc/passwd /etc/group /etc/
+COPY --from=builder --chown=10001:10001 /home/svc /home/svc
 COPY --from=builder /opt/venv /opt/venv
 COPY .envbuild/stage/project/fixture_app /srv/app/fixture_app
 COPY .envbuild/stage/project/config/serve.toml /srv/app/serve.toml
+# On its own: hadolint reads an escaped $HOME in a value of the same ENV as a use of it (DL3044).
+ENV HOME="/home/svc"
 ENV APP_MODE="production" \
     LD_LIBRARY_PATH="/opt/venv/lib/python3.11/site-packages/nvidia/cublas/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cuda_runtime/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cudnn/lib" \
     NVIDIA_DRIVER_CAPABILITIES="compute,utility" \
