@@ -111,24 +111,9 @@ def index_files(
     ``index`` is the spec's index at ``index_url``, if any: its credentials are sent.
     """
     page = f"{index_url.rstrip('/')}/{canonicalize_name(name)}/"
-    auth = index_auth(index) if index else None
-    try:
-        response = session.get(page, headers={"Accept": f"{JSON_API}, text/html;q=0.1"}, timeout=120, auth=auth)
-    except requests.RequestException as exc:
-        raise IndexReadError(
-            f"index {strip_url_credentials(index_url)} is unreachable ({type(exc).__name__})",
-            hint="check the index URL and your network or proxy settings",
-        ) from None
-    if response.status_code in (401, 403):
-        raise IndexReadError(
-            f"{strip_url_credentials(page)} answered HTTP {response.status_code}",
-            hint=credentials_hint(index) if index else "add the index's host to ~/.netrc",
-        )
-    if response.status_code != 200:
-        raise IndexReadError(
-            f"{strip_url_credentials(page)} answered HTTP {response.status_code}",
-            hint="check the index URL and that the index serves this project",
-        )
+    response = _get(
+        session, page, index_url, index, timeout=120, hint="check the index URL and that it serves this project"
+    )
     files = []
     if response.headers.get("Content-Type", "").startswith(JSON_API):
         for f in response.json().get("files", []):
@@ -145,6 +130,28 @@ def index_files(
     return files
 
 
+def _get(
+    session: requests.Session, url: str, index_url: str, index: Index | None, *, timeout: int, hint: str
+) -> requests.Response:
+    """GET a simple-index page (JSON preferred) with the index's credentials; an IndexReadError unless 200.
+
+    ``hint`` is the fix for an answer other than 200, 401 and 403 (those name the credentials).
+    """
+    auth = index_auth(index) if index else None
+    try:
+        response = session.get(url, headers={"Accept": f"{JSON_API}, text/html;q=0.1"}, timeout=timeout, auth=auth)
+    except requests.RequestException as exc:
+        raise IndexReadError(
+            f"index {strip_url_credentials(index_url)} is unreachable ({type(exc).__name__})",
+            hint="check the index URL and your network or proxy settings",
+        ) from None
+    if response.status_code in (401, 403):
+        hint = credentials_hint(index) if index else "add the index's host to ~/.netrc"
+    if response.status_code != 200:
+        raise IndexReadError(f"{strip_url_credentials(url)} answered HTTP {response.status_code}", hint=hint)
+    return response
+
+
 def index_projects(session: requests.Session, index_url: str, *, index: Index | None = None) -> list[str]:
     """Every project name a simple index lists at its root (PEP 503 / PEP 691), canonical.
 
@@ -152,19 +159,7 @@ def index_projects(session: requests.Session, index_url: str, *, index: Index | 
     index lists hundreds of thousands of names: only the error path that suggests names asks.
     """
     root = f"{index_url.rstrip('/')}/"
-    auth = index_auth(index) if index else None
-    try:
-        response = session.get(root, headers={"Accept": f"{JSON_API}, text/html;q=0.1"}, timeout=300, auth=auth)
-    except requests.RequestException as exc:
-        raise IndexReadError(
-            f"index {strip_url_credentials(index_url)} is unreachable ({type(exc).__name__})",
-            hint="check the index URL and your network or proxy settings",
-        ) from None
-    if response.status_code != 200:
-        raise IndexReadError(
-            f"{strip_url_credentials(root)} answered HTTP {response.status_code}",
-            hint=credentials_hint(index) if index and response.status_code in (401, 403) else "check the index URL",
-        )
+    response = _get(session, root, index_url, index, timeout=300, hint="check the index URL")
     if response.headers.get("Content-Type", "").startswith(JSON_API):
         try:
             projects = response.json().get("projects", [])
