@@ -1,6 +1,6 @@
 """The library and entrypoint checks (envbuild.image.checks) on hand-made image roots, without a build.
 
-The imports need the image's own Python: tests/integration/image/test_checks.py runs them.
+The imports need the image's own Python: tests/integration/image/test_image_checks.py runs them.
 """
 
 from __future__ import annotations
