@@ -56,6 +56,16 @@ def stored(registry: Registry) -> set[str]:
     return {f"sha256:{path.name}" for path in (registry.storage / BLOBS).glob("*/*") if (path / "data").is_file()}
 
 
+def referrers(registry: Registry, *pushed: dict[str, Any]) -> set[str]:
+    """The blobs of what the pushes attached (bundles an earlier test's sign kept beside a shared build)."""
+    found = set()
+    for attached in (a for p in pushed for a in p.get("attached") or []):
+        data = registry.storage / BLOBS / attached["digest"].removeprefix("sha256:")[:2]
+        referrer = json.loads((data / attached["digest"].removeprefix("sha256:") / "data").read_bytes())
+        found |= {attached["digest"], *blobs(referrer)}
+    return found
+
+
 def test_a_commit_pushes_the_project_layer_and_the_images_share_their_package_layers(
     demo_image: tuple[Path, str],
     demo_train_image: tuple[Path, str],
@@ -101,4 +111,5 @@ def test_a_commit_pushes_the_project_layer_and_the_images_share_their_package_la
     assert third["digest"] == train_digest and third["existed"] == len(shared)
     assert third["bytes_uploaded"] == sum(size for d, size in blobs(train).items() if d not in shared)
     manifests = {first["digest"], second["digest"], third["digest"]}
-    assert stored(registry) == set(there) | set(blobs(train)) | manifests
+    # Besides the images: only what the pushes attached, the signatures an earlier 'sign' kept.
+    assert stored(registry) == set(there) | set(blobs(train)) | manifests | referrers(registry, first, second, third)
