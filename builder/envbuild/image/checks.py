@@ -20,6 +20,7 @@ allows named libraries to be missing. Every problem is listed in one :class:`Ima
 from __future__ import annotations
 
 import logging
+import platform
 import posixpath
 import re
 import time
@@ -135,7 +136,7 @@ def check_image(
             progress.say(f"reading the {len(tree.new_files)} new files")
         elf_files, problems, hints = _check_libraries(spec, target, root, tree.new_files, env, owner)
         read_in = time.monotonic() - clock - unpacked_in
-        sandbox = _sandbox(root, config, env)
+        sandbox = _sandbox(root, config, env, native=PLATFORMS[target.platform] == platform.machine())
         entry, entry_problem, entry_module = _entrypoint(root, config, env, target)
         attempts = [Attempt(kind="find", module=entry_module)] if entry_module else []
         skip = set(spec.checks.skip_import)
@@ -299,8 +300,11 @@ def _library_hint(spec: Spec, target: LockTarget, sonames: list[str]) -> str:
     return f"install {what} in the {accelerator} base image ({base.image or base.oci_layout}), then run 'envbuild lock'"
 
 
-def _sandbox(root: RootFS, config: Mapping[str, Any], env: dict[str, str]) -> Sandbox:
-    """The image's user (its config's numeric USER, else envbuild's), environment and a writable HOME."""
+def _sandbox(root: RootFS, config: Mapping[str, Any], env: dict[str, str], *, native: bool) -> Sandbox:
+    """The image's user (its config's numeric USER, else envbuild's), environment and a writable HOME.
+
+    ``native``: the image is of this machine's architecture (else it runs under emulation, without /sys).
+    """
     uid = gid = UID
     user = str(config.get("User") or "")
     if re.fullmatch(r"\d+(:\d+)?", user):
@@ -311,7 +315,7 @@ def _sandbox(root: RootFS, config: Mapping[str, Any], env: dict[str, str]) -> Sa
     if resolved is None or not root.host(resolved).is_dir() or root.host(resolved).stat().st_uid != uid:
         env = {**env, "HOME": "/tmp"}  # an empty tmpfs in the sandbox, writable by every user
     workdir = str(config.get("WorkingDir") or "/")
-    return Sandbox(root=root.path, uid=uid, gid=gid, env=env, workdir=workdir)
+    return Sandbox(root=root.path, uid=uid, gid=gid, env=env, workdir=workdir, sysfs=native)
 
 
 def _entrypoint(

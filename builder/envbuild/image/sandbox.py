@@ -3,9 +3,10 @@
 ``unshare`` gives the run its own network (empty: no network at all), mount and PID
 namespaces, and mounts a fresh /proc; inside, a small bootstrap (this machine's Python)
 mounts a /dev with the usual character devices, an empty /tmp and /dev/shm, and a read-only
-/sys, then chroots into the image, takes the image user's uid and gid and executes the
-program with the image's environment only. Every mount lives in the run's own mount
-namespace, so all of it is gone when the run ends, killed or not.
+/sys (not for an image of another machine: :attr:`Sandbox.sysfs`), then chroots into the
+image, takes the image user's uid and gid and executes the program with the image's
+environment only. Every mount lives in the run's own mount namespace, so all of it is gone
+when the run ends, killed or not.
 
 Without root, the run maps the caller to root in a user namespace first: the program then
 runs as that mapped root, not as the image's user (logged).
@@ -45,7 +46,8 @@ for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
 os.mkdir(root + "/dev/shm")
 for where in ("/dev/shm", "/tmp"):
     m("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", root + where)
-m("-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", root + "/sys", optional=True)
+if plan["sysfs"]:
+    m("-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", root + "/sys", optional=True)
 # This process stays PID 1 of the namespace, as root: when unshare is killed (a timeout), the kernel
 # kills it (unshare --kill-child), and with it every process of the namespace. The program itself
 # cannot be the one signalled: changing to the image's user clears the parent-death signal.
@@ -72,6 +74,10 @@ class Sandbox:
     gid: int
     env: Mapping[str, str]  # the image's environment, HOME included
     workdir: str = "/"
+    # The host's /sys, read-only. Not for an image of another machine, run under qemu-user
+    # emulation: its programs would read this machine's CPU topology as their own, and
+    # onnxruntime's cpuinfo then crashes the interpreter (SIGSEGV) where without /sys it warns.
+    sysfs: bool = True
 
 
 def run_in_image(
@@ -95,7 +101,7 @@ def run_in_image(
     plan = {
         "root": str(sandbox.root), "mount": which("mount", hint="apt-get install mount"),
         "workdir": sandbox.workdir, "uid": sandbox.uid if root else None, "gid": sandbox.gid,
-        "argv": list(argv), "env": dict(sandbox.env),
+        "argv": list(argv), "env": dict(sandbox.env), "sysfs": sandbox.sysfs,
     }  # fmt: skip
     unshare = which("unshare", hint="apt-get install util-linux")
     user = [] if root else ["--user", "--map-root-user"]
