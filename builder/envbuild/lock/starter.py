@@ -30,8 +30,10 @@ _TRAIN_GROUPS = ("train", "training")
 _INFER_GROUPS = ("infer", "inference", "serve", "serving")
 # Beyond glibc, what manylinux wheels link without bundling it: the C++ runtime and libgcc_s
 # (numpy, torch, onnxruntime, ...) are on the manylinux policies' list of system libraries,
-# and OpenMP's libgomp is what scikit-learn, lightgbm and xgboost link.
-BASE_PACKAGES = ("python3", "ca-certificates", "libstdc++6", "libgcc-s1", "libgomp1")
+# and OpenMP's libgomp is what scikit-learn, lightgbm and xgboost link. libgcc_s's package,
+# libgcc-s1, is not listed: Debian's libc6 depends on it, so every base has it. (The demo's
+# base is this list too.)
+BASE_PACKAGES = ("python3", "ca-certificates", "libstdc++6", "libgomp1")
 _GROUPS: dict[Role, tuple[str, ...]] = {"train": _TRAIN_GROUPS, "infer": _INFER_GROUPS}
 # Entry modules each role looks for, inside the package (pkg.train) or as a script (train.py);
 # [project.scripts] names holding one of these words, too.
@@ -154,9 +156,10 @@ def render_starter(
     lines += [
         "",
         "[accelerators.cpu]",
-        "# Besides Python: libstdc++6, libgcc-s1 and libgomp1, which manylinux wheels link without bundling",
-        "# them (numpy, torch, scikit-learn, lightgbm, xgboost). 'envbuild image' checks that the image has",
-        "# every library its files need, and names the Debian package of any that is missing.",
+        "# Besides Python: libstdc++6 and libgomp1 (libgcc-s1 comes with libc6), which manylinux wheels",
+        "# link without bundling them (numpy, torch, scikit-learn, lightgbm, xgboost). 'envbuild image'",
+        "# checks that the image has every library its files need, and names the Debian package of any",
+        "# that is missing.",
         base,
         "",
         "# Uncomment for GPU images: swap packages for their CUDA builds and state the CUDA major.",

@@ -22,8 +22,8 @@ from support.demo import COMMIT_DATE, built, cli_process
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
-WITH = '{ debian = "bookworm", packages = ["python3", "ca-certificates", "libstdc++6", "libgcc-s1", "libgomp1"] }'
-WITHOUT = '{ debian = "bookworm", packages = ["python3", "ca-certificates", "libgcc-s1", "libgomp1"] }'
+WITH = '{ debian = "bookworm", packages = ["python3", "ca-certificates", "libstdc++6", "libgomp1"] }'
+WITHOUT = '{ debian = "bookworm", packages = ["python3", "ca-certificates", "libgomp1"] }'
 SPEC = """\
 name = "checked"
 python = "3.11"

@@ -64,7 +64,6 @@ def test_starter_spec_loads(tmp_path: Path) -> None:
         "python3",
         "ca-certificates",
         "libstdc++6",
-        "libgcc-s1",
         "libgomp1",
     )
     assert spec.image.files == ("src/my_model",)
@@ -382,4 +381,4 @@ def test_gpu_base_comment_has_the_same_packages(tmp_path: Path) -> None:
     text = (tmp_path / "envbuild.toml").read_text(encoding="utf-8")
     bases = [line.removeprefix("# ") for line in text.splitlines() if "base = {" in line]
     assert len(bases) == 2 and bases[0] == bases[1]
-    assert '"libstdc++6", "libgcc-s1", "libgomp1"' in bases[0]
+    assert '"libstdc++6", "libgomp1"' in bases[0]
