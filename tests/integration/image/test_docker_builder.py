@@ -43,7 +43,7 @@ def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     socket = root / "docker.sock"
     log = (root / "dockerd.log").open("w")
     proc = subprocess.Popen(
-        [binary, "--bridge=none", "--iptables=false", "--ip6tables=false", "--storage-driver=vfs",
+        [binary, "--bridge=none", "--iptables=false", "--ip6tables=false", "--storage-driver=overlay2",
          f"--data-root={root / 'data'}", f"--exec-root={root / 'exec'}", f"--pidfile={root / 'pid'}",
          f"--host=unix://{socket}"],
         stdout=log, stderr=subprocess.STDOUT,
