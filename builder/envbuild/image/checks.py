@@ -44,9 +44,8 @@ from envbuild.lock.checkspec import unknown_distributions
 from envbuild.lock.lockfile import LockSet
 from envbuild.lock.spec import PLATFORMS, Spec
 from envbuild.lock.variants import LockTarget
-from envbuild.oci.imagefs import json_blob
+from envbuild.oci.imagefs import image_config, json_blob
 from envbuild.oci.layout import Descriptor, Layout
-from envbuild.oci.ref import Digest
 from envbuild.progress import Phase
 from envbuild.words import plural
 
@@ -195,8 +194,7 @@ def _import_problems(outcomes: list[Outcome], dists: list[Distribution]) -> tupl
 
 
 def _image_config(image: Layout) -> dict[str, Any]:
-    manifest = json_blob(image, image.select().digest, "manifest")
-    config = json_blob(image, Digest.parse(manifest["config"]["digest"]), "config").get("config") or {}
+    config = image_config(image, image.select().digest).get("config") or {}
     return config if isinstance(config, dict) else {}
 
 

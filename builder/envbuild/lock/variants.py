@@ -119,9 +119,10 @@ def select(
 
 def _named(every: tuple[Variant, ...], names: tuple[str, ...], spec: Spec) -> tuple[Variant, ...]:
     by_name = {v.name: v for v in every}
+    omitted = {v.name for v in left_out(spec)}
     chosen = []
     for name in names:
-        if name in {v.name for v in left_out(spec)}:
+        if name in omitted:
             raise NoVariantError(
                 f"variant {name!r} is left out by the spec (variants = [{', '.join(by_name)}])",
                 hint=f"add {name!r} to variants in {spec.file.name}, or build one of: {', '.join(by_name)}",

@@ -39,6 +39,12 @@ def json_blob(layout: Layout, digest: Digest, what: str) -> dict[str, Any]:
     return value
 
 
+def image_config(layout: Layout, manifest: Digest) -> dict[str, Any]:
+    """The config document of the image whose manifest is ``manifest`` in ``layout``."""
+    document = json_blob(layout, manifest, "manifest")
+    return json_blob(layout, Digest.parse(document["config"]["digest"]), "config")
+
+
 _REWRITE = "the layout is damaged: write it again (envbuild image, envbuild pull or skopeo copy)"
 
 

@@ -34,7 +34,7 @@ from envbuild.fsutil import atomic_write
 from envbuild.git import default_repository, repository_uri
 from envbuild.image.record import BuiltImage
 from envbuild.image.render import SOURCE_LABEL
-from envbuild.oci.imagefs import json_blob
+from envbuild.oci.imagefs import image_config, json_blob
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest, ImageRef
 from envbuild.registry.client import RegistryClient
@@ -302,9 +302,7 @@ def _repository(given: str | None, image: BuiltImage) -> str | None:
 
 def source_label(image: BuiltImage) -> str | None:
     """The image's org.opencontainers.image.source label, if it has one."""
-    layout = Layout.open(image.layout)
-    manifest = json_blob(layout, image.digest, "manifest")
-    config = json_blob(layout, Digest.parse(manifest["config"]["digest"]), "config")
+    config = image_config(Layout.open(image.layout), image.digest)
     value = ((config.get("config") or {}).get("Labels") or {}).get(SOURCE_LABEL)
     return value if isinstance(value, str) else None
 
