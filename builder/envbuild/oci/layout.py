@@ -53,6 +53,7 @@ class Descriptor:
     size: int
     annotations: tuple[tuple[str, str], ...] = ()
     artifact_type: str | None = None
+    platform: str | None = None  # an index entry's "os/architecture[/variant]", e.g. linux/arm64/v8
 
     @classmethod
     def from_json(cls, value: Any) -> Descriptor:
@@ -76,6 +77,7 @@ class Descriptor:
             size=size,
             annotations=tuple(sorted(annotations.items())),
             artifact_type=artifact_type,
+            platform=_platform(value.get("platform")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -85,7 +87,33 @@ class Descriptor:
             out["artifactType"] = self.artifact_type
         if self.annotations:
             out["annotations"] = dict(self.annotations)
+        if self.platform:
+            out["platform"] = platform_json(self.platform)
         return out
+
+
+def platform_json(platform: str) -> dict[str, str]:
+    """The OCI platform object of ``os/architecture[/variant]``."""
+    parts = platform.split("/")
+    out = {"architecture": parts[1], "os": parts[0]}
+    if len(parts) > 2:
+        out["variant"] = parts[2]
+    return out
+
+
+def _platform(value: Any) -> str | None:
+    """An index entry's platform object as ``os/architecture[/variant]``; None when absent or not one.
+
+    Other tools' indexes are read as they are: a platform object without a plain os and
+    architecture (both REQUIRED by the image spec) names no platform, rather than failing the read.
+    """
+    if not isinstance(value, dict):
+        return None
+    parts = [value.get("os"), value.get("architecture")]
+    if value.get("variant") is not None:
+        parts.append(value.get("variant"))
+    named = [p for p in parts if isinstance(p, str) and p and "/" not in p]
+    return "/".join(named) if len(named) == len(parts) else None
 
 
 class Layout:
@@ -269,6 +297,7 @@ class Layout:
             size=descriptor.size,
             annotations=tuple(sorted(annotations.items())),
             artifact_type=descriptor.artifact_type,
+            platform=descriptor.platform,
         )
 
         kept = []

@@ -27,6 +27,7 @@ from envbuild.oci.tarnorm import normalize_layer
 from envbuild.progress import Phase
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -132,6 +133,33 @@ def write_image(
     manifest_bytes = canonical(manifest)
     digest = layout.write_blob(manifest_bytes)
     descriptor = Descriptor(media_type=OCI_MANIFEST, digest=digest, size=len(manifest_bytes))
+    layout.add_manifest(descriptor, name=name)
+    return descriptor
+
+
+def write_index(out: Path, images: list[tuple[Layout, Descriptor]], *, name: str) -> Descriptor:
+    """Write into ``out`` one image index over ``images`` (each a layout and its image), in their order.
+
+    Each entry's platform is its config's own os, architecture and variant, so the index says
+    what each image is; blobs are hard-linked from the platforms' layouts. The index is
+    canonical JSON with no annotations: the same images give the same index digest.
+    """
+    layout = Layout.create(out)
+    entries = []
+    for source, image in images:
+        manifest = json.loads(source.read_blob(image.digest))
+        config = json.loads(source.read_blob(Digest.parse(manifest["config"]["digest"])))
+        variant = [config["variant"]] if config.get("variant") else []
+        platform = "/".join([config["os"], config["architecture"], *variant])
+        for blob in [image, Descriptor.from_json(manifest["config"]), *map(Descriptor.from_json, manifest["layers"])]:
+            target = layout.blob_path(blob.digest)
+            if not target.exists():
+                link_or_copy(source.blob_path(blob.digest), target)
+        entries.append(
+            Descriptor(media_type=image.media_type, digest=image.digest, size=image.size, platform=platform).to_json()
+        )
+    index = canonical({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    descriptor = Descriptor(media_type=OCI_INDEX, digest=layout.write_blob(index), size=len(index))
     layout.add_manifest(descriptor, name=name)
     return descriptor
 

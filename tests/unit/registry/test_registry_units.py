@@ -537,6 +537,29 @@ def test_children_index(with_media_type: bool) -> None:
     assert blobs == []
     assert [str(d.digest) for d in subs] == [DIGEST_A, DIGEST_B]
     assert subs[1].artifact_type == "application/x-test"
+    assert subs[0].platform is None  # a platform without its architecture names none
+
+
+@pytest.mark.parametrize(
+    ("platform", "expected"),
+    [
+        ({"os": "linux", "architecture": "arm64"}, "linux/arm64"),
+        ({"os": "linux", "architecture": "arm64", "variant": "v8"}, "linux/arm64/v8"),
+        ({"architecture": "arm64"}, None),
+        ({"os": "linux", "architecture": ""}, None),
+        ({"os": "linux", "architecture": "arm/64"}, None),
+        ({"os": "linux", "architecture": 7}, None),
+        ({"os": "linux", "architecture": "arm64", "variant": ["v8"]}, None),
+        ("linux/arm64", None),
+    ],
+)
+def test_an_index_entry_names_its_platform(platform: object, expected: str | None) -> None:
+    """os/architecture[/variant] from the platform object; anything the image spec does not allow names none."""
+    descriptor = Descriptor.from_json({"mediaType": OCI_MANIFEST, "digest": DIGEST_A, "size": 5, "platform": platform})
+    assert descriptor.platform == expected
+    if expected is not None:
+        assert descriptor.to_json()["platform"] == platform
+        assert Descriptor.from_json(descriptor.to_json()) == descriptor
 
 
 def test_descriptor_json_round_trip() -> None:
