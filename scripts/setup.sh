@@ -32,6 +32,10 @@ if $want_test_tools; then
   command -v node >/dev/null || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
   command -v shellcheck >/dev/null || missing+=(shellcheck)
+  # Emulated arm64 builds: qemu-user runs aarch64 binaries, arch-test lets mmdebstrap make an arm64 base.
+  command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
+  command -v arch-test >/dev/null || missing+=(arch-test)
+  command -v update-binfmts >/dev/null || missing+=(binfmt-support)
 fi
 if ((${#missing[@]})); then
   if [ "$(id -u)" != 0 ]; then
@@ -40,6 +44,13 @@ if ((${#missing[@]})); then
   fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# binfmt_misc hands every aarch64 executable to qemu-aarch64-static (the F flag: also inside buildah's
+# and mmdebstrap's chroots). Root only; where it cannot be registered, the multi-platform test says so.
+if $want_test_tools && [ "$(id -u)" = 0 ]; then
+  [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64 || true
 fi
 
 # uv itself comes from its PyPI wheel, into a private tools venv.

@@ -66,6 +66,7 @@ def make_layout(
     seed: int | str = 0,
     name: str = "latest",
     compresslevel: int = 0,
+    architecture: str = "amd64",
 ) -> TestLayout:
     """Write an OCI layout with ``layers`` layers of ``layer_size`` random bytes each, drawn from ``seed``.
 
@@ -85,7 +86,7 @@ def make_layout(
         layer_sizes.append(size)
         diff_ids.append(diff_id)
     config = {
-        "architecture": "amd64",
+        "architecture": architecture,
         "os": "linux",
         "config": {"Env": [f"ENVBUILD_TEST_SEED={seed}"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},

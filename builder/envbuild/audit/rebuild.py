@@ -36,6 +36,7 @@ from envbuild.fsutil import atomic_write
 from envbuild.git import export_commit
 from envbuild.image.build import ImageOptions, build_images
 from envbuild.image.debian import build_debian_base, epoch_of
+from envbuild.image.record import BuiltImage
 from envbuild.lock.lockfile import DebianBase, read_lockset
 from envbuild.lock.spec import load_spec
 from envbuild.lock.variants import select
@@ -147,13 +148,15 @@ def rebuild(ref: ImageRef, policy: Policy, options: RebuildOptions, *, progress:
         built = build_images(
             spec,
             ImageOptions(
-                variants=select(spec, (recorded.variant,)), builder=recorded.builder.name, source_date_epoch=epoch,
+                variants=select(spec, (recorded.variant,)), platforms=(recorded.platform,),
+                builder=recorded.builder.name, source_date_epoch=epoch,
                 revision=recorded.revision, base_layout=base, check_locks=False, registry=options.registry,
                 workspace=Workspace.at(spec.root, cache=cache), compression=_recorded_compression(recorded.compressor),
                 package_checkout=checkout,
             ),
             progress=progress,
         )[0]  # fmt: skip
+        assert isinstance(built, BuiltImage), "one platform is built: an image, not an index"
         again = recorded_build(provenance_predicate(built.record, source_repository=recorded.source_repository))
         inputs = tuple(recorded.changes(again))
         if recorded.project and again.project and recorded.project.sha256 != again.project.sha256:

@@ -276,6 +276,7 @@ def dockerfile_command(
     help="Also put each image into the local image stores as NAME:VARIANT: every store there is, or only STORE "
     "(containers-storage, docker); see 'envbuild load'.",
 )  # fmt: skip
+@options.platforms
 @options.registry_options
 @options.jobs
 @pass_ctx
@@ -292,11 +293,16 @@ def image_command(
     allow_dirty: bool,
     disk_check: bool,
     load: str | None,
+    platforms: tuple[str, ...],
     registry: RegistryOptions,
     jobs: int,
 ) -> None:
-    """Build the images (CPU by default) reproducibly; print each manifest digest."""
+    """Build the images (CPU by default) reproducibly; print each manifest digest.
+
+    A spec of several platforms gives each variant an image per platform and one image index over them.
+    """
     from envbuild.image.build import ImageOptions, build_images
+    from envbuild.image.record import BuiltIndex
     from envbuild.lock.spec import load_spec
     from envbuild.supply.release import release
 
@@ -308,7 +314,7 @@ def image_command(
     spec = load_spec(ctx.directory)
     settings = ImageOptions(
         variants=variants.select(spec), builder=builder, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty,
-        registry=registry, compression=compression, disk_check=disk_check,
+        registry=registry, compression=compression, disk_check=disk_check, platforms=platforms,
     )  # fmt: skip
     results = []
     with progress(ctx) as report:
@@ -320,12 +326,17 @@ def image_command(
             results.append(done.to_json())
             image = done.image
             ctx.say(f"{image.variant}: {image.digest}{' (unchanged)' if image.cached else ''}")
+            # A variant built for several platforms is an index over one image each.
+            parts = image.platforms if isinstance(image, BuiltIndex) else (image,)
+            for each in parts if len(parts) > 1 else ():
+                ctx.say(f"  {each.record.platform}: {each.digest}")
             if signer is None and done.ref is not None:
                 fix = f"envbuild sign {done.ref} --key KEY (or --keyless)"
                 say_kept_attached(ctx, image.variant, done.attached or [], done.skipped, fix)
             if load is not None:
                 stores = () if load == EVERY_STORE else (load,)
-                results[-1]["loaded"] = [entry.to_json() for entry in load_built(ctx, spec, [image], stores)]
+                loaded = load_built(ctx, spec, parts, stores)
+                results[-1]["loaded"] = [entry.to_json() for entry in loaded]
     if ctx.json:
         ctx.emit({"images": results})
     else:

@@ -84,6 +84,14 @@ def variant_options(command: F) -> F:
 # SOURCE_DATE_EPOCH becomes every file's mtime and the image's created time: tar and OCI need
 # 0 <= epoch < 2**32 here, and a value outside failed only deep inside buildah.
 EPOCH = click.IntRange(0, 2**32 - 1)
+platforms = click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH",
+    help="Build only this platform of the spec's (repeatable), each as its own image with no index; "
+    "default: every one, and for several an image index per variant.",
+)
 jobs = click.option(
     "--jobs", "-j", type=click.IntRange(1, 32), default=4, show_default=True, envvar="ENVBUILD_JOBS", show_envvar=True,
     help="Blobs transferred in parallel.",

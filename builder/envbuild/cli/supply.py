@@ -126,6 +126,10 @@ def sbom_command(ctx: Context, target: str, output: Path | None, attach: bool, r
 @click.option(
     "--validate-sbom", is_flag=True, help="Also check the SBOM against the CycloneDX 1.6 JSON schema (about 2 s)."
 )
+@click.option(
+    "--platform", metavar="OS/ARCH",
+    help="Of an image index, verify the index and only this platform's image (default: every platform's).",
+)  # fmt: skip
 @options.registry_options
 @options.jobs
 @pass_ctx
@@ -135,12 +139,14 @@ def verify_command(
     trust: options.TrustChoice,
     no_layers: bool,
     validate_sbom: bool,
+    platform: str | None,
     registry: RegistryOptions,
     jobs: int,
 ) -> None:
     """Verify an image before deploying it: signature, SBOM, provenance, all for exactly this digest.
 
-    Exit 0 only when everything holds.
+    An image index (built for several platforms) is verified with every platform's image, or the
+    one --platform names. Exit 0 only when everything holds.
     """
     from envbuild.registry.client import RegistryClient
     from envbuild.supply.verify import VerificationFailed, publisher_hint, render_report, verify_image
@@ -150,7 +156,7 @@ def verify_command(
         rules = dataclasses.replace(rules, validate_sbom=True)
     source = ImageRef.parse(ref)
     client = RegistryClient.for_ref(source, registry)
-    report = verify_image(client, source, rules, check_layers=not no_layers, jobs=jobs)
+    report = verify_image(client, source, rules, check_layers=not no_layers, jobs=jobs, platform=platform)
     if ctx.json:
         ctx.emit(report.to_json())
     else:

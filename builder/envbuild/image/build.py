@@ -37,6 +37,7 @@ from envbuild.image.record import (
     BuilderRecord,
     BuildRecord,
     BuiltImage,
+    BuiltIndex,
     DirtyRecord,
     WheelRecord,
 )
@@ -51,7 +52,7 @@ from envbuild.oci.compress import Compression, compression
 from envbuild.oci.layers import LayerCache, LayerCounts
 from envbuild.oci.layout import Descriptor, Layout
 from envbuild.oci.ref import Digest, ImageRef
-from envbuild.oci.writer import assemble
+from envbuild.oci.writer import assemble, write_index
 from envbuild.progress import SILENT, Phase, Progress, size_text
 from envbuild.registry.options import RegistryOptions
 from envbuild.scratch import scratch_dir
@@ -66,6 +67,9 @@ class ImageOptions:
     """Which variants to build, with what, and when."""
 
     variants: tuple[Variant, ...] = ()  # chosen by envbuild.lock.variants.select; empty: the CPU variants
+    # Of a spec's platforms, the ones to build (each its own image, no index); empty: every one, and
+    # for several an index per variant.
+    platforms: tuple[str, ...] = ()
     builder: str = "buildah"
     source_date_epoch: int | None = None  # default: the commit time of the last change to the inputs
     registry: RegistryOptions | None = None  # to pull bases given as registry images
@@ -87,8 +91,18 @@ class ImageOptions:
     package_checkout: Path | None = None
 
 
-def build_images(spec: Spec, options: ImageOptions, *, progress: Progress = SILENT) -> list[BuiltImage]:
-    """Build the chosen variants of ``spec`` (all or nothing per variant), each step a phase of ``progress``."""
+def build_images(spec: Spec, options: ImageOptions, *, progress: Progress = SILENT) -> list[BuiltImage | BuiltIndex]:
+    """Build the chosen variants of ``spec`` (all or nothing per image), each step a phase of ``progress``.
+
+    A spec of one platform gives one image per variant; of several, each variant's image for each
+    platform (``.envbuild/images/<variant>-<arch>``) and the variant's index over them.
+    """
+    unknown = sorted(set(options.platforms) - set(spec.platforms))
+    if unknown:
+        raise UsageError(
+            f"the spec does not build for {', '.join(unknown)}",
+            hint=f"its platforms are {', '.join(spec.platforms)}: add it to 'platforms' in {spec.file.name} and lock",
+        )
     options = dataclasses.replace(options, workspace=workspace_of(spec, options))  # one cache for every step
     imagestore.clean_leftovers(workspace_of(spec, options))  # what killed runs left behind; never a running build's
     # One walk: a missing file or a link out of the project is refused before anything, and what is
@@ -101,16 +115,44 @@ def build_images(spec: Spec, options: ImageOptions, *, progress: Progress = SILE
     builder_record = BuilderRecord(name=builder.name, version=builder.version())
     rendered = render(spec, lockset)
     write_rendered(spec, rendered)
-    built = []
-    for target in build_targets(spec, chosen_variants(spec, options)):
-        variant = target.variant
-        built.append(
+    built: list[BuiltImage | BuiltIndex] = []
+    for variant in chosen_variants(spec, options):
+        images = tuple(
             _build_one(
                 spec, lockset, target, rendered.text(dockerfile_path(variant)), builder, builder_record, entries,
                 options, progress,
             )
+            for target in targets(spec, (variant,))
+            if not options.platforms or target.platform in options.platforms
         )  # fmt: skip
+        if len(images) > 1 and len(images) == len(spec.platforms):
+            built.append(_write_index(spec, variant, images, options, progress))
+        else:
+            built.extend(images)
     return built
+
+
+def _write_index(
+    spec: Spec, variant: Variant, images: tuple[BuiltImage, ...], options: ImageOptions, progress: Progress
+) -> BuiltIndex:
+    """The variant's image index over its platforms' ``images`` in ``.envbuild/images/<variant>``, replaced whole."""
+    out = workspace_of(spec, options).images / variant.name
+    name = f"{spec.name}-{variant.name}"
+    key = hashlib.sha256("".join(f"{i.record.platform} {i.digest}\n" for i in images).encode()).hexdigest()
+    cached = _cached(out, key)
+    if cached is not None:
+        progress.status(variant.name, f"index unchanged ({plural(len(images), 'platform')})")
+        return BuiltIndex(variant=variant.name, layout=out, name=name, digest=cached, platforms=images, cached=True)
+    work_root = workspace_of(spec, options).work
+    work_root.mkdir(parents=True, exist_ok=True)
+    with imagestore.writing_image(out), scratch_dir(work_root, f"{variant.name}-index-") as work:
+        staged = work / "image"
+        layouts = [Layout.open(i.layout) for i in images]
+        descriptor = write_index(staged, [(layout, layout.select()) for layout in layouts], name=name)
+        atomic_write(staged / "build-key", key + "\n")
+        _replace(staged, out)
+    progress.status(variant.name, f"index of {plural(len(images), 'platform')}: {descriptor.digest}")
+    return BuiltIndex(variant=variant.name, layout=out, name=name, digest=descriptor.digest, platforms=images)
 
 
 def _read_lock(spec: Spec) -> LockSet:
@@ -140,7 +182,7 @@ def _build_one(
     options: ImageOptions,
     progress: Progress,
 ) -> BuiltImage:
-    variant = target.variant.name
+    variant = target.name  # the variant, or for a spec of several platforms the variant and architecture
     workspace = workspace_of(spec, options)
     source = build_source(spec, target, options)
     epoch = source.epoch
@@ -151,7 +193,7 @@ def _build_one(
     package = build_project_wheel(spec, target, source, tools, options, progress=progress)
     record = BuildRecord(
         envbuild=__version__,
-        variant=variant,
+        variant=target.variant.name,
         platform=target.platform,
         builder=builder_record,
         compressor=layer_compression(spec, options).description,
@@ -174,7 +216,7 @@ def _build_one(
     )
     key = record.key()
     out = workspace.images / variant
-    name = f"{spec.name}-{variant}"
+    name = f"{spec.name}-{target.variant.name}"
     cached = _cached(out, key)
     if cached is not None:
         progress.status(variant, "unchanged")
@@ -182,7 +224,7 @@ def _build_one(
             variant=variant, layout=out, name=name, digest=cached, record=record.with_digest(cached), cached=True
         )
 
-    stage_inputs(target, wheels, tools, entries, workspace=workspace, package=package)
+    stage_inputs(spec, target, wheels, tools, entries, workspace=workspace, package=package)
     work_root = workspace.work
     work_root.mkdir(parents=True, exist_ok=True)
     check_disk(
@@ -241,7 +283,7 @@ def write_final_image(
     compressed again; how many of each is logged, and said at the end of ``progress``.
     """
     settings = LayerSettings(threshold=spec.image.layer_threshold, cap=spec.image.layer_cap)
-    python = ".".join(spec.python.split(".")[:2])
+    python = minor_version(spec.python)
     counts = LayerCounts()
     descriptor = assemble(
         built=built, base=base, out=out, epoch=epoch, name=name,
@@ -344,6 +386,7 @@ def fetch_wheels(
 
 
 def stage_inputs(
+    spec: Spec,
     target: LockTarget,
     wheels: list[Wheel],
     tools: list[Wheel],
@@ -355,6 +398,11 @@ def stage_inputs(
     """Put what the Dockerfile copies into .envbuild/stage/: the wheels, uv, the project's files (``entries``),
     and the project's own wheel (``package``)."""
     stage(workspace, target.variant.name, wheels)
+    lock = workspace.stage / target.variant.name / "lock.txt"
+    if len(spec.platforms) > 1:  # one Dockerfile for every platform: it installs the lockfile staged for this one
+        shutil.copyfile(spec.root / LOCK_DIR / target.filename, lock)
+    else:
+        lock.unlink(missing_ok=True)
     stage_uv(workspace, tools[0])
     projectfiles.stage(workspace.stage / "project", entries)
     projectwheel.stage(workspace.stage / "package", package)
@@ -401,6 +449,11 @@ def build_args(revision: str, package: ProjectWheel | None) -> dict[str, str]:
     if package is not None:
         args["VERSION"] = package.version
     return args
+
+
+def minor_version(python: str) -> str:
+    """``3.11`` of a spec's ``python`` (``3.11`` or ``3.11.7``)."""
+    return ".".join(python.split(".")[:2])
 
 
 def _input_paths(spec: Spec, target: LockTarget) -> list[str]:

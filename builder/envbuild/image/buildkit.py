@@ -124,7 +124,7 @@ def build_recipes(
         with progress.phase(variant, "fetching wheels", items="wheels") as phase:
             wheels, tools = fetch_wheels(spec, target, cache=workspace.cache, progress=phase)
         package = build_project_wheel(spec, target, source, tools, options, progress=progress)
-        stage_inputs(target, wheels, tools, entries, workspace=workspace, package=package)
+        stage_inputs(spec, target, wheels, tools, entries, workspace=workspace, package=package)
         request = BuildRequest(
             context=Path("."), dockerfile=Path(dockerfile_path(target.variant)), base_name=base_name,
             base_layout=base.path, epoch=epoch, platform=target.platform, build_args=build_args(revision, package),

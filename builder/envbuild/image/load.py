@@ -85,7 +85,10 @@ def built_images(images: Path, variants: Iterable[str]) -> list[BuiltImage]:
         image = BuiltImage.open(out)
         if image is not None:
             found[image.variant] = image
-    wanted = tuple(dict.fromkeys(variants)) or tuple(found)
+    # A variant built for several platforms (an index) loads as each platform's image: <variant>-<arch>.
+    per_platform = {v: [name for name, i in found.items() if i.record.variant == v and name != v] for v in variants}
+    wanted = tuple(dict.fromkeys(n for v in variants for n in ([v] if v in found else per_platform[v] or [v])))
+    wanted = wanted or tuple(found)
     missing = [v for v in wanted if v not in found]
     if missing or not wanted:
         have = ", ".join(found) or "none"

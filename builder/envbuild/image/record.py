@@ -323,3 +323,24 @@ class BuiltImage:
             return None
         name = dict(descriptor.annotations).get(REF_NAME, out.name)
         return cls(variant=out.name, layout=out, name=name, digest=descriptor.digest, record=record)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuiltIndex:
+    """The image of a variant built for several platforms: one OCI image index over one image per platform.
+
+    Its layout (``.envbuild/images/<variant>``) holds the index and every platform's blobs; each
+    platform's image, with its own build record, is built in ``.envbuild/images/<variant>-<arch>``.
+    """
+
+    variant: str
+    layout: Path
+    name: str
+    digest: Digest  # the index's
+    platforms: tuple[BuiltImage, ...]  # in the spec's order of platforms
+    cached: bool = False
+
+    @property
+    def platform_digests(self) -> dict[str, Digest]:
+        """Each platform (``linux/arm64``) and its image's manifest digest."""
+        return {image.record.platform: image.digest for image in self.platforms}

@@ -32,7 +32,7 @@ from envbuild import __version__
 from envbuild.errors import EnvbuildError, UsageError, strip_url_credentials
 from envbuild.fsutil import atomic_write
 from envbuild.git import default_repository, repository_uri
-from envbuild.image.record import BuiltImage
+from envbuild.image.record import BuiltImage, BuiltIndex
 from envbuild.image.render import SOURCE_LABEL
 from envbuild.oci.imagefs import image_config, json_blob
 from envbuild.oci.layout import Layout
@@ -95,6 +95,13 @@ def find_build(root: Path, *, variant: str | None = None, digest: Digest | None 
             return build
     have = ", ".join(f"{b.variant} ({b.digest.hex[:12]})" for b in builds) or "none"
     wanted = f"variant {variant}" if variant else f"image {digest}"
+    platforms = [b.variant for b in builds if variant is not None and b.record.variant == variant]
+    if platforms:  # a variant built for several platforms: each image has its own record, the index none
+        raise UsageError(
+            f"{variant} was built for several platforms: its image index has no build record of its own",
+            hint=f"name one platform's image ({', '.join(platforms)}), or sign the index by digest after a push "
+            "(envbuild sign REF@DIGEST); 'envbuild image --sign' signs the index and every platform",
+        )
     raise UsageError(
         f"no local build of {wanted} in {root / IMAGES_OUT} (built here: {have})",
         hint="SBOM and provenance are made from the build record: run 'envbuild image' for it first "
@@ -175,6 +182,18 @@ def make_attestations(
             atomic_write(path, bundle)
             bundles[kind] = bundle
     return Attestations(sbom=sbom, provenance=provenance, bundles=bundles)
+
+
+def sign_index(index: BuiltIndex, signer: Signer) -> Attestations:
+    """Sign the image index of a variant built for several platforms, and keep the bundle beside it.
+
+    Only a signature: the SBOM and provenance are each platform's image's own (:func:`make_attestations`).
+    """
+    payload = signature_statement(index.name, index.digest)
+    path = index.layout / bundle_file("signature")
+    bundle = _reusable(path, signer, payload) or signer.sign(payload)
+    atomic_write(path, bundle)
+    return Attestations(sbom=None, provenance=None, bundles={"signature": bundle})
 
 
 def attestations_for(

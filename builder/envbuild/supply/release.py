@@ -18,7 +18,7 @@ from envbuild.registry.options import RegistryOptions
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from envbuild.image.record import BuiltImage
+    from envbuild.image.record import BuiltImage, BuiltIndex
     from envbuild.registry.client import RegistryClient
     from envbuild.supply.attest import Attestations
     from envbuild.supply.signing.signer import Signer
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 class Released:
     """One image after its release: what was signed, where it was pushed, what was attached there."""
 
-    image: BuiltImage
+    image: BuiltImage | BuiltIndex
     signed: tuple[str, ...] | None = None  # the kinds signed, when signing was asked for
     ref: ImageRef | None = None  # REPO:TAG@DIGEST, when pushed
     attached: list[dict[str, str]] | None = None  # the referrers pushed, when signed (now or before) and pushed
@@ -42,6 +42,8 @@ class Released:
             "layout": str(self.image.layout),
             "cached": self.image.cached,
         }
+        for image in getattr(self.image, "platforms", ()):  # an index: each platform's image
+            entry.setdefault("platforms", {})[image.record.platform] = str(image.digest)
         if self.signed is not None:
             entry["signed"] = list(self.signed)
         if self.ref is not None:
@@ -54,7 +56,7 @@ class Released:
 
 
 def release(
-    images: Iterable[BuiltImage],
+    images: Iterable[BuiltImage | BuiltIndex],
     *,
     signer: Signer | None,
     push_to: ImageRef | None,
@@ -69,16 +71,17 @@ def release(
     starts. Without a signer nothing is signed now, but what ``envbuild sign`` or ``attest``
     kept beside the layout for this very digest is attached on push; without ``push_to``
     nothing leaves the disk, and the SBOM, provenance and signatures stay beside the layout.
+    An index (a variant built for several platforms) is pushed whole; each platform's image
+    gets its own signature, SBOM and provenance, and the index its signature.
     """
-    from envbuild.supply.attest import attach_attestations, make_attestations
+    from envbuild.supply.attest import attach_attestations
 
     client_for = (registry or RegistryOptions()).clients()
     for image in images:
-        attestations = None
-        if signer is not None:
-            attestations = make_attestations(image, signer, source_repository=source_repository)
+        signed = _sign(image, signer, source_repository) if signer is not None else None
+        kinds = None if signed is None else tuple(sorted({k for a in signed.values() for k in a.bundles}))
         if push_to is None:
-            yield Released(image=image, signed=_signed(attestations))
+            yield Released(image=image, signed=kinds)
             continue
         from envbuild.oci.layout import Layout
         from envbuild.registry.transfer import push_layout
@@ -88,12 +91,52 @@ def release(
         target = push_to.with_tag(tag)
         with progress.phase(image.variant, f"pushing to {target}", items="blobs") as phase:
             pushed = push_layout(Layout.open(image.layout), target, client, jobs=jobs, progress=phase)
-        if attestations is not None:
-            attached = attach_attestations(client, push_to.repository, image.digest, attestations)
-            yield Released(image=image, signed=_signed(attestations), ref=pushed.ref, attached=attached)
+        if signed is not None:
+            attached = [
+                {**entry, **_about(image, digest)}
+                for digest, attestations in signed.items()
+                for entry in attach_attestations(client, push_to.repository, digest, attestations)
+            ]
+            yield Released(image=image, signed=kinds, ref=pushed.ref, attached=attached)
             continue
-        kept, skipped = attach_kept(client, push_to.repository, image.layout, image.digest)
-        yield Released(image=image, ref=pushed.ref, attached=kept or None, skipped=skipped)
+        kept: list[dict[str, str]] = []
+        skipped: list[str] = []
+        for layout_dir, digest in _parts(image):
+            found, left = attach_kept(client, push_to.repository, layout_dir, digest)
+            kept += [{**entry, **_about(image, digest)} for entry in found]
+            skipped += left
+        yield Released(image=image, ref=pushed.ref, attached=kept or None, skipped=tuple(skipped))
+
+
+def _parts(image: BuiltImage | BuiltIndex) -> list[tuple[Path, Digest]]:
+    """What is signed of ``image``: the image, or an index's platform images and the index itself."""
+    from envbuild.image.record import BuiltIndex
+
+    if isinstance(image, BuiltIndex):
+        return [*((p.layout, p.digest) for p in image.platforms), (image.layout, image.digest)]
+    return [(image.layout, image.digest)]
+
+
+def _about(image: BuiltImage | BuiltIndex, digest: Digest) -> dict[str, str]:
+    """For an index's attachments: which platform's image (or the index) each is about."""
+    from envbuild.image.record import BuiltIndex
+
+    if not isinstance(image, BuiltIndex):
+        return {}
+    platform = next((p.record.platform for p in image.platforms if p.digest == digest), "index")
+    return {"subject": platform}
+
+
+def _sign(image: BuiltImage | BuiltIndex, signer: Signer, source_repository: str | None) -> dict[Digest, Attestations]:
+    """Each signed part's attestations (:func:`_parts`), kept beside its layout."""
+    from envbuild.image.record import BuiltIndex
+    from envbuild.supply.attest import make_attestations, sign_index
+
+    if not isinstance(image, BuiltIndex):
+        return {image.digest: make_attestations(image, signer, source_repository=source_repository)}
+    signed = {p.digest: make_attestations(p, signer, source_repository=source_repository) for p in image.platforms}
+    signed[image.digest] = sign_index(image, signer)
+    return signed
 
 
 def attach_kept(
@@ -109,7 +152,3 @@ def attach_kept(
     kept = kept_attestations(layout_dir, digest)
     attached = attach_attestations(client, repository, digest, kept.attestations) if kept.attestations.bundles else []
     return attached, kept.skipped
-
-
-def _signed(attestations: Attestations | None) -> tuple[str, ...] | None:
-    return None if attestations is None else tuple(sorted(attestations.bundles))

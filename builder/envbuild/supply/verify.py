@@ -29,7 +29,7 @@ from typing import Any
 
 from envbuild.errors import EnvbuildError
 from envbuild.git import repository_uri
-from envbuild.oci.layout import INDEX_TYPES, children
+from envbuild.oci.layout import INDEX_TYPES, DescriptorError, children
 from envbuild.oci.ref import Digest, ImageRef
 from envbuild.registry.client import RegistryClient, RegistryError, RegistryTLSError, RegistryUnreachableError
 from envbuild.registry.referrers import list_referrers
@@ -112,28 +112,40 @@ def verify_image(
     *,
     check_layers: bool = True,
     jobs: int = 4,
+    platform: str | None = None,
 ) -> Report:
-    """Verify the image ``ref`` against ``policy``; the report holds every check and its reason."""
+    """Verify the image ``ref`` against ``policy``; the report holds every check and its reason.
+
+    An image index (a variant built for several platforms) is verified whole: the index's own
+    signature, then every platform's image (or only ``platform``'s), each with its blobs, its
+    signature, SBOM and provenance; those checks carry the platform in their name
+    (``image linux/arm64``), so a failure says which platform it is about.
+    """
     require_signers(policy)
     checks: list[Check] = []
     warnings: list[str] = []
     digest = _resolve(client, ref, checks, warnings)
     if digest is None:
         return Report(ref=str(ref), digest=None, checks=tuple(checks), warnings=tuple(warnings))
-    checks.append(_check_image(client, ref.repository, digest, check_layers=check_layers, jobs=jobs))
     try:
-        referrers = list_referrers(client, ref.repository, digest)
-    except RegistryError as exc:
-        checks.append(Check(name="referrers", ok=False, detail=f"cannot list the image's referrers: {exc.message}"))
+        platforms = _platforms(client, ref.repository, digest)
+    except _CANNOT_ASK:
+        raise
+    except (RegistryError, DescriptorError) as exc:
+        checks.append(Check(name="image", ok=False, detail=exc.message))
         return Report(ref=str(ref), digest=str(digest), checks=tuple(checks), warnings=tuple(warnings))
-    outcomes = [
-        _evaluate(client, ref.repository, d.digest, digest, policy)
-        for d in referrers
-        if d.artifact_type == BUNDLE_MEDIA_TYPE
-    ]
-    for kind in KINDS:
-        if kind in policy.require:
-            checks.append(_requirement(kind, outcomes, digest, policy))
+    outcomes: list[_Outcome] = []
+    if platforms is None:  # one image
+        if platform is not None:
+            checks.append(_platform_of_image(client, ref.repository, digest, platform))
+        checks.append(_check_image(client, ref.repository, digest, check_layers=check_layers, jobs=jobs))
+        _attestations(client, ref.repository, digest, policy, policy.require, checks, outcomes)
+    else:
+        chosen = _chosen(platforms, platform, checks)
+        _attestations(client, ref.repository, digest, policy, ("signature",), checks, outcomes, about="index")
+        for name, image in chosen.items():
+            checks.append(_check_image(client, ref.repository, image, check_layers=check_layers, jobs=jobs, about=name))
+            _attestations(client, ref.repository, image, policy, policy.require, checks, outcomes, about=name)
     attachments = tuple(
         {
             "digest": o.digest,
@@ -148,13 +160,81 @@ def verify_image(
     )
 
 
+def _platforms(client: RegistryClient, repository: str, digest: Digest) -> dict[str, Digest] | None:
+    """An index's images by platform (``linux/arm64``), in its order; None for an image."""
+    manifest = client.get_manifest(repository, str(digest))
+    if manifest.media_type not in INDEX_TYPES:
+        return None
+    _blobs, images = children(manifest.json())
+    return {d.platform or f"unknown platform {n}": d.digest for n, d in enumerate(images, 1)}
+
+
+def _chosen(platforms: dict[str, Digest], wanted: str | None, checks: list[Check]) -> dict[str, Digest]:
+    """The platforms to verify: every one, or ``wanted`` (``linux/arm64`` matches ``linux/arm64/v8``)."""
+    if wanted is None:
+        checks.append(Check(name="platforms", ok=True, detail=f"an index of {', '.join(platforms)}"))
+        return platforms
+    found = {name: d for name, d in platforms.items() if name == wanted or name.startswith(f"{wanted}/")}
+    if found:
+        detail = f"verifying {', '.join(found)} of {', '.join(platforms)}"
+        checks.append(Check(name="platforms", ok=True, detail=detail))
+    else:
+        checks.append(
+            Check(name="platforms", ok=False, detail=f"the index has no {wanted} image; it has {', '.join(platforms)}")
+        )
+    return found
+
+
+def _platform_of_image(client: RegistryClient, repository: str, digest: Digest, wanted: str) -> Check:
+    """Whether the single image ``digest`` is for ``wanted`` (its config's os and architecture)."""
+    try:
+        manifest = client.get_manifest(repository, str(digest)).json()
+        config = json.loads(client.get_blob(repository, Digest.parse(manifest["config"]["digest"])))
+        platform = f"{config['os']}/{config['architecture']}"
+    except (RegistryError, KeyError, TypeError, ValueError) as exc:
+        return Check(name="platforms", ok=False, detail=f"cannot read the image's platform: {exc}")
+    ok = wanted == platform or wanted.startswith(f"{platform}/")
+    detail = f"a single image for {platform}" + ("" if ok else f", not {wanted}")
+    return Check(name="platforms", ok=ok, detail=detail)
+
+
+def _attestations(
+    client: RegistryClient,
+    repository: str,
+    digest: Digest,
+    policy: Policy,
+    kinds: tuple[str, ...],
+    checks: list[Check],
+    outcomes: list[_Outcome],
+    *,
+    about: str | None = None,
+) -> None:
+    """The ``kinds`` the policy requires, checked among the bundles attached to ``digest``; named ``KIND ABOUT``."""
+    suffix = f" {about}" if about else ""
+    try:
+        referrers = list_referrers(client, repository, digest)
+    except RegistryError as exc:
+        detail = f"cannot list the referrers of {digest}: {exc.message}"
+        checks.append(Check(name=f"referrers{suffix}", ok=False, detail=detail))
+        return
+    bundles = [d for d in referrers if d.artifact_type == BUNDLE_MEDIA_TYPE]
+    found = [_evaluate(client, repository, d.digest, digest, policy) for d in bundles]
+    outcomes += found
+    for kind in KINDS:
+        if kind in kinds and kind in policy.require:
+            check = _requirement(kind, found, digest, policy)
+            checks.append(Check(name=f"{check.name}{suffix}", ok=check.ok, detail=check.detail))
+
+
 def publisher_hint(report: Report, ref: ImageRef, policy: Policy) -> str | None:
     """When no signature is attached at all: the command its publisher runs to sign and attach one.
 
     A signer the policy trusts is the one who can fix it, so the command names that signer's
     way to sign: the private half of a trusted key, or keyless as a trusted identity.
     """
-    missing = any(c.name == "signature" and c.detail.startswith(f"{NOT_SIGNED} is attached") for c in report.failures())
+    missing = any(
+        c.name.split()[0] == "signature" and c.detail.startswith(f"{NOT_SIGNED} is attached") for c in report.failures()
+    )
     if not missing or report.digest is None:
         return None
     pinned = ImageRef(registry=ref.registry, repository=ref.repository, tag=None, digest=Digest.parse(report.digest))
@@ -242,8 +322,11 @@ def _resolve(client: RegistryClient, ref: ImageRef, checks: list[Check], warning
     return ref.digest
 
 
-def _check_image(client: RegistryClient, repository: str, digest: Digest, *, check_layers: bool, jobs: int) -> Check:
-    """Fetch the manifest(s), config and layers by digest and hash them all."""
+def _check_image(
+    client: RegistryClient, repository: str, digest: Digest, *, check_layers: bool, jobs: int, about: str | None = None
+) -> Check:
+    """Fetch the manifest(s), config and layers by digest and hash them all; the check is ``image ABOUT``."""
+    name = f"image {about}" if about else "image"
     try:
         manifests = [client.get_manifest(repository, str(digest))]
         blobs: list[Digest] = []
@@ -259,11 +342,11 @@ def _check_image(client: RegistryClient, repository: str, digest: Digest, *, che
     except _CANNOT_ASK:
         raise
     except RegistryError as exc:
-        return Check(name="image", ok=False, detail=exc.message)
+        return Check(name=name, ok=False, detail=exc.message)
     if not check_layers:
-        return Check(name="image", ok=True, detail="manifest and config match their digests (layers not fetched)")
+        return Check(name=name, ok=True, detail="manifest and config match their digests (layers not fetched)")
     return Check(
-        name="image",
+        name=name,
         ok=True,
         detail=f"manifest and {plural(len(sizes), 'blob')} ({plural(sum(sizes), 'byte')}) match their digests",
     )

@@ -26,7 +26,7 @@ import pytest
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest
 from support.demo import COMMIT_DATE, cli_process
-from support.tools import require_tool
+from support.runtime import run_entrypoint
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
@@ -56,28 +56,6 @@ def envbuild(project: Path, cache: Path, *args: str) -> subprocess.CompletedProc
 
 def image_dir(project: Path) -> Path:
     return project / ".envbuild" / "images" / "cpu-infer"
-
-
-def run_entrypoint(layout: Path, name: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Unpack the image with umoci and run its entrypoint with runc, as its user, in its workdir, offline."""
-    require_tool("umoci")
-    require_tool("runc")
-    bundle = tmp_path / "bundle"
-    subprocess.run(["umoci", "unpack", "--image", f"{layout}:{name}", bundle], check=True, capture_output=True)
-    config_path = bundle / "config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    config["process"]["terminal"] = False  # the test has no terminal to give it
-    # This machine's limits are below what the generated config asks for.
-    config["process"].pop("rlimits", None)
-    config_path.write_text(json.dumps(config), encoding="utf-8")
-    container = f"envbuild-new-user-{os.getpid()}"
-    try:
-        return subprocess.run(
-            ["runc", "run", "--bundle", bundle, container],
-            capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    finally:
-        subprocess.run(["runc", "delete", "--force", container], capture_output=True)
 
 
 @pytest.fixture(scope="module")

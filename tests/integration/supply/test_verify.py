@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from envbuild.image.record import BuiltImage
+from envbuild.image.record import BuiltImage, BuiltIndex
 from envbuild.oci.layout import Layout
 from envbuild.oci.ref import ImageRef
+from envbuild.oci.writer import write_index
 from envbuild.registry.client import RegistryClient
 from envbuild.registry.options import RegistryOptions
 from envbuild.registry.transfer import push_layout
@@ -32,6 +33,7 @@ from envbuild.supply.attest import (
     make_attestations,
 )
 from envbuild.supply.policy import Policy, TrustedIdentity, read_trusted_key
+from envbuild.supply.release import release
 from envbuild.supply.signing.keys import generate_keypair, load_private_key, write_keypair
 from envbuild.supply.signing.signer import KeySigner
 from envbuild.supply.verify import Report, verify_image
@@ -74,10 +76,14 @@ def signer(keys: dict[str, Path], name: str = "release") -> KeySigner:
     return KeySigner(load_private_key(keys[f"{name}.key"].read_bytes(), password))
 
 
-def make_build(project: Path, variant: str, seed: int) -> BuiltImage:
+def make_build(project: Path, variant: str, seed: int, *, platform: str = "linux/amd64") -> BuiltImage:
     """A small image in the project's image directory with a build record as ``envbuild image`` writes it."""
-    layout = make_layout(project / ".envbuild" / "images" / variant, seed=seed, name=f"app-{variant}", layers=2)
+    layout = make_layout(
+        project / ".envbuild" / "images" / variant, seed=seed, name=f"app-{variant}", layers=2,
+        architecture=platform.split("/")[1],
+    )  # fmt: skip
     record = record_json(
+        platform=platform,
         base={"digest": "sha256:" + "11" * 32, "name": "envbuild.local/app/base-cpu:0123456789abcdef"},
         compressor="python-zlib gzip -6",
         digest=layout.digest,
@@ -85,7 +91,7 @@ def make_build(project: Path, variant: str, seed: int) -> BuiltImage:
         spec_sha256="55" * 32,
         tools=[{"filename": "uv.whl", "name": "uv", "sha256": "66" * 32, "url": "https://files.example/uv.whl",
                 "version": "1"}],
-        variant=variant,
+        variant=variant.removesuffix("-x86_64").removesuffix("-aarch64"),
         wheels=[],
     )  # fmt: skip
     (layout.path / "build.json").write_text(json.dumps(record), encoding="utf-8")
@@ -469,3 +475,67 @@ def test_sign_variant_then_push_attaches_the_signature_and_verify_says_how_to_si
     assert f"not attached: signature.sigstore.json is about sha256:{build.digest.hex[:12]}" in said
     assert "sign it again: envbuild sign" in said
     assert not verify(registry, f"{registry.host}/team/app@{rebuilt.digest}", keys, require=("signature",)).ok
+
+
+def make_index(project: Path) -> BuiltIndex:
+    """A variant built for two platforms, as ``envbuild image`` writes it: each platform's image and the index."""
+    images = (
+        make_build(project, "cpu-infer-x86_64", 1),
+        make_build(project, "cpu-infer-aarch64", 2, platform="linux/arm64"),
+    )
+    out = project / ".envbuild" / "images" / "cpu-infer"
+    descriptor = write_index(out, [(Layout.open(i.layout), Layout.open(i.layout).select()) for i in images], name="app")
+    return BuiltIndex(variant="cpu-infer", layout=out, name="app", digest=descriptor.digest, platforms=images)
+
+
+def test_an_index_verifies_whole_and_per_platform(registry: Registry, project: Path, keys: dict[str, Path]) -> None:
+    index = make_index(project)
+    (done,) = release([index], signer=signer(keys), push_to=ImageRef.parse(f"{registry.host}/team/app"),
+                      registry=RegistryOptions(insecure=True))  # fmt: skip
+    assert done.ref is not None and done.ref.digest == index.digest
+    assert done.attached is not None
+    # Each platform's image has its signature, SBOM and provenance; the index its signature.
+    subjects = sorted((a["subject"], a["kind"]) for a in done.attached if a["kind"] in KINDS)
+    assert subjects == sorted(
+        [("index", "signature")] + [(p, k) for p in ("linux/amd64", "linux/arm64") for k in KINDS]
+    )
+    raw = json.loads(client_of(registry).get_manifest("team/app", str(index.digest)).data)
+    assert [m["platform"] for m in raw["manifests"]] == [
+        {"architecture": "amd64", "os": "linux"}, {"architecture": "arm64", "os": "linux"},
+    ]  # fmt: skip
+
+    report = verify(registry, done.ref, keys)
+    assert report.ok, report
+    assert [c.name for c in report.checks] == [
+        "reference", "platforms", "signature index",
+        *(f"{k} {p}" for p in ("linux/amd64", "linux/arm64") for k in ("image", *KINDS)),
+    ]  # fmt: skip
+    arm = verify_image(client_of(registry), done.ref, Policy(keys=(read_trusted_key(keys["release.pub"]),)),
+                       platform="linux/arm64")  # fmt: skip
+    assert arm.ok and [c.name for c in arm.checks if "linux/" in c.name] == [
+        f"{k} linux/arm64" for k in ("image", *KINDS)
+    ]  # fmt: skip
+
+
+def test_a_byte_flipped_in_the_arm64_layer_of_an_index_names_that_platform(
+    registry: Registry, project: Path, keys: dict[str, Path], cli: Callable[..., Any]
+) -> None:
+    index = make_index(project)
+    (done,) = release([index], signer=signer(keys), push_to=ImageRef.parse(f"{registry.host}/team/app"),
+                      registry=RegistryOptions(insecure=True))  # fmt: skip
+    arm64 = index.platforms[1]
+    layer = json.loads(Layout.open(arm64.layout).read_blob(arm64.digest))["layers"][1]["digest"]
+    path = blob_file(registry, layer)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+    report = verify(registry, str(done.ref), keys)
+    assert f"served other bytes for blob {layer}" in check(report, "image linux/arm64")
+    assert [c.name for c in report.failures()] == ["image linux/arm64"]  # amd64 and every signature still hold
+    result = cli("verify", str(done.ref), "--key", keys["release.pub"], "--insecure", "--platform", "linux/arm64")
+    assert result.code == 1 and "image linux/arm64" in result.err and "Traceback" not in result.err
+    amd64 = cli("verify", str(done.ref), "--key", keys["release.pub"], "--insecure", "--platform", "linux/amd64")
+    assert amd64.code == 0, amd64.err
+    missing = cli("verify", str(done.ref), "--key", keys["release.pub"], "--insecure", "--platform", "linux/s390x")
+    assert missing.code == 1 and "has no linux/s390x image; it has linux/amd64, linux/arm64" in missing.err

@@ -1,0 +1,166 @@
+"""The demo's cpu-infer for linux/amd64 and linux/arm64, built on this amd64 machine: one image index.
+
+The demo project with ``platforms = ["linux/amd64", "linux/arm64"]`` (and without its GPU
+accelerator: onnxruntime-gpu has no aarch64 wheels) is locked and built twice from clean, the
+second time on "another machine" (other host files, host name and umask; :mod:`support.machine`).
+arm64 is built under qemu-user emulation: binfmt_misc hands every aarch64 executable to
+qemu-aarch64-static, so mmdebstrap's arm64 base, buildah's RUN steps and the image checks run
+arm64 binaries (.ci/run registers it). Both builds give one index digest; skopeo reads both
+platforms from it; the arm64 image prints the demo's prediction under emulation; pushed and
+signed, the index verifies whole and per platform, and a byte flipped in a layer only the
+arm64 image has fails verify naming linux/arm64.
+
+Real mmdebstrap, buildah, qemu-user, umoci, runc, skopeo and a registry on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envbuild.supply.signing.keys import generate_keypair, write_keypair
+from support.demo import cli_process, commit, make_project
+from support.machine import another_machine
+from support.registry import Registry
+from support.runtime import run_entrypoint
+from support.tools import require_tool, unavailable
+
+pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.registry]
+
+PLATFORMS = ("linux/amd64", "linux/arm64")
+BINFMT = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+GPU_TABLE = re.compile(r"^\[accelerators\.gpu\]\n(?:(?!\[).*\n)*", re.M)
+SETOSA = ("5.1", "3.5", "1.4", "0.2")
+
+
+def require_emulation() -> None:
+    require_tool("qemu-aarch64-static")
+    if not BINFMT.is_file() or "enabled" not in BINFMT.read_text():
+        unavailable(f"{BINFMT} is not registered: .ci/run mounts binfmt_misc and enables qemu-aarch64")
+
+
+def two_platform_demo(path: Path, cache: Path) -> Path:
+    """The demo with both platforms and only its CPU variants, locked and committed."""
+    project = make_project(path)
+    spec = project / "envbuild.toml"
+    text = spec.read_text().replace('platforms = ["linux/amd64"]', f"platforms = {json.dumps(list(PLATFORMS))}")
+    spec.write_text(GPU_TABLE.sub("", text))
+    locked = cli_process(project, cache, "lock")
+    assert locked.returncode == 0, locked.stderr
+    commit(project, "both platforms")
+    return project
+
+
+def build(project: Path, cache: Path, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+    result = cli_process(project, cache, "image", "--variant", "cpu-infer", prefix=prefix)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (image,) = json.loads(result.stdout)["images"]
+    return dict(image)
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """The project, its first build, and a clean build of a clone of it on another machine."""
+    require_emulation()
+    where = tmp_path_factory.mktemp("platforms")
+    project = two_platform_demo(where / "demo", demo_cache)
+    first = build(project, demo_cache)
+    clone = where / "elsewhere" / "demo"
+    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+    second = build(clone, demo_cache, prefix=another_machine(where / "machine").prefix)
+    return project, first, second
+
+
+def test_two_clean_builds_give_one_index_of_both_platforms(builds: tuple[Path, dict[str, Any], dict[str, Any]]) -> None:
+    project, first, second = builds
+    assert first["digest"] == second["digest"]
+    assert first["platforms"] == second["platforms"]
+    assert list(first["platforms"]) == list(PLATFORMS)
+    # Each platform's image is built on its own (its build record, its cache key), the index over them.
+    images = sorted(p.name for p in (project / ".envbuild" / "images").iterdir() if not p.name.startswith("."))
+    assert images == ["cpu-infer", "cpu-infer-aarch64", "cpu-infer-x86_64"]
+
+    skopeo = require_tool("skopeo")
+    layout = project / ".envbuild" / "images" / "cpu-infer"
+    raw = subprocess.run([skopeo, "inspect", "--raw", f"oci:{layout}"], capture_output=True, text=True, check=True)
+    index = json.loads(raw.stdout)
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert {f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"] for m in index["manifests"]} == (
+        first["platforms"]
+    )
+    for platform, arch in (("linux/amd64", "amd64"), ("linux/arm64", "arm64")):
+        config = subprocess.run(
+            [skopeo, "inspect", "--config", "--override-arch", arch, f"oci:{layout}"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert json.loads(config.stdout)["architecture"] == arch, platform
+
+
+def test_the_arm64_image_predicts_under_emulation(
+    builds: tuple[Path, dict[str, Any], dict[str, Any]], tmp_path: Path
+) -> None:
+    project, _first, _second = builds
+    ran = run_entrypoint(
+        project / ".envbuild" / "images" / "cpu-infer-aarch64", "iris-demo-cpu-infer", tmp_path, args=SETOSA,
+        label="arm64", emulated=True,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "setosa" in ran.stdout
+
+
+def test_the_index_verifies_per_platform_and_names_a_tampered_one(
+    builds: tuple[Path, dict[str, Any], dict[str, Any]], registry: Registry, demo_cache: Path, tmp_path: Path
+) -> None:
+    project, first, _second = builds
+    keys = write_keypair(tmp_path / "keys", "release", generate_keypair(None))
+    pushed = cli_process(
+        project, demo_cache, "image", "--variant", "cpu-infer", "--sign", "--key", str(keys.private),
+        "--push", f"{registry.host}/team/demo", "--insecure",
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    ref = json.loads(pushed.stdout)["images"][0]["ref"]
+    assert ref.endswith(f"@{first['digest']}")
+
+    def verify(*extra: str) -> subprocess.CompletedProcess[str]:
+        return cli_process(project, demo_cache, "verify", ref, "--key", str(keys.public), "--insecure", *extra)
+
+    whole = verify()
+    assert whole.returncode == 0, whole.stderr
+    names = [c["name"] for c in json.loads(whole.stdout)["checks"] if c["ok"]]
+    for platform in PLATFORMS:
+        assert {f"image {platform}", f"signature {platform}", f"sbom {platform}", f"provenance {platform}"} <= set(
+            names
+        )
+        assert verify("--platform", platform).returncode == 0
+
+    # A byte flipped in a layer the arm64 image has and the amd64 one does not (its venv).
+    def layers(platform: str) -> list[str]:
+        manifest = project / ".envbuild" / "images" / "cpu-infer" / "blobs" / "sha256"
+        data = json.loads((manifest / first["platforms"][platform].removeprefix("sha256:")).read_bytes())
+        return [layer["digest"] for layer in data["layers"]]
+
+    only_arm64 = [d for d in layers("linux/arm64") if d not in layers("linux/amd64")]
+    assert only_arm64
+    hex_ = max(only_arm64, key=lambda d: blob(registry, d).stat().st_size).removeprefix("sha256:")
+    path = blob(registry, hex_)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+    tampered = verify()
+    assert tampered.returncode == 1
+    failed = [c["name"] for c in json.loads(tampered.stdout)["checks"] if not c["ok"]]
+    assert failed == ["image linux/arm64"]
+    assert "Traceback" not in tampered.stderr and "image linux/arm64" in tampered.stderr
+    assert verify("--platform", "linux/amd64").returncode == 0
+    assert verify("--platform", "linux/arm64").returncode == 1
+
+
+def blob(registry: Registry, digest: str) -> Path:
+    hex_ = digest.removeprefix("sha256:")
+    return registry.storage / "docker" / "registry" / "v2" / "blobs" / "sha256" / hex_[:2] / hex_ / "data"
