@@ -24,11 +24,12 @@ from envbuild import __version__
 from envbuild.errors import StaleLockError, UsageError
 from envbuild.fsutil import atomic_write, link_or_copy
 from envbuild.git import SourceState, source_state
-from envbuild.image import checks, disk, projectfiles, projectwheel
+from envbuild.image import checks, disk, hostvenv, projectfiles, projectwheel
 from envbuild.image import store as imagestore
 from envbuild.image.builders import BuildRequest, get_builder
 from envbuild.image.debian import build_debian_base, epoch_of
 from envbuild.image.fetch import Wheel, fetch_lockfile, stage, stage_uv
+from envbuild.image.hostvenv import host_python
 from envbuild.image.layerplan import LayerSettings, plan_layers
 from envbuild.image.projectwheel import ProjectWheel, WheelSource
 from envbuild.image.record import (
@@ -213,6 +214,7 @@ def _build_one(
         files_sha256=projectfiles.digest(entries),
         project=package.record() if package is not None else None,
         checks=checks.checks_record(spec),
+        venv_python=host_python(minor_version(spec.python)).description if spec.image.venv == "host" else None,
     )
     key = record.key()
     out = workspace.images / variant
@@ -225,6 +227,9 @@ def _build_one(
         )
 
     stage_inputs(spec, target, wheels, tools, entries, workspace=workspace, package=package)
+    if spec.image.venv == "host":
+        with progress.phase(variant, "building the venv on the host"):
+            build_host_venv(spec, target, workspace, package=package)
     work_root = workspace.work
     work_root.mkdir(parents=True, exist_ok=True)
     check_disk(
@@ -441,6 +446,20 @@ def build_project_wheel(
         )  # fmt: skip
     log.info("%s: the project's wheel is %s (sha256 %s)", target.variant.name, wheel.filename, wheel.sha256)
     return wheel
+
+
+def build_host_venv(spec: Spec, target: LockTarget, workspace: Workspace, *, package: ProjectWheel | None) -> None:
+    """``.envbuild/stage/<variant>/venv``: the venv built on the host for the target (:mod:`envbuild.image.hostvenv`).
+
+    With the uv of the tools lock when that one runs here, else envbuild's own (the same version).
+    """
+    staged = workspace.stage / target.variant.name
+    uv = str(workspace.stage / "tools" / "uv") if PLATFORMS[target.platform] == platform.machine() else uv_binary()
+    hostvenv.build_venv(
+        staged / "venv", venv=VENV, uv=uv, python=host_python(minor_version(spec.python)), platform=target.platform,
+        glibc=spec.glibc, lockfile=spec.root / LOCK_DIR / target.filename, wheels=staged / "wheels",
+        package=workspace.stage / "package" if package is not None else None,
+    )  # fmt: skip
 
 
 def build_args(revision: str, package: ProjectWheel | None) -> dict[str, str]:

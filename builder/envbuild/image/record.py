@@ -120,6 +120,8 @@ class BuildRecord:
     project: WheelRecord | None = None
     # What the image was checked for before it was kept: a change (a new opt-out, a new check) checks again.
     checks: ChecksRecord | None = None
+    # [image] venv = "host": the CPython on the host that compiled the venv's bytecode (envbuild.image.hostvenv).
+    venv_python: str | None = None
     digest: Digest | None = None  # the image's manifest digest, once built; not part of the key
 
     def to_json(self) -> dict[str, Any]:
@@ -149,6 +151,8 @@ class BuildRecord:
             data["project"] = self.project.to_json()
         if self.checks is not None:  # absent in records written before the checks
             data["checks"] = self.checks.to_json()
+        if self.venv_python is not None:  # absent when the builder stage built the venv
+            data["venv_python"] = self.venv_python
         if self.digest is not None:
             data["digest"] = str(self.digest)
         return data
@@ -175,6 +179,7 @@ class BuildRecord:
         digest = top.get("digest")  # absent in a record not yet written beside its image
         project = top.get("project")  # absent when the project is not a package
         checks = top.get("checks")  # absent in records written before the checks
+        venv_python = top.get("venv_python")  # absent when the builder stage built the venv
         return cls(
             envbuild=read.field(top, "envbuild", str),
             variant=read.field(top, "variant", str),
@@ -206,6 +211,7 @@ class BuildRecord:
             files_sha256=read.field(top, "files_sha256", str),
             project=None if project is None else read.wheel(project, "project"),
             checks=None if checks is None else read.checks(checks, "checks"),
+            venv_python=None if venv_python is None else read.field(top, "venv_python", str),
             digest=None if digest is None else read.digest(top, "digest"),
         )  # fmt: skip
 

@@ -27,6 +27,9 @@ PATH_UNSAFE = "\\*?[]"
 LAYER_THRESHOLD = 16 * 2**20
 LAYER_CAP = 2**30
 COMPRESSIONS = ("gzip", "zstd")
+# Where the venv's packages are installed and compiled (envbuild.image.hostvenv): in the builder
+# stage (under emulation for another architecture), or on the host for the target platform.
+VENV_BUILDS = ("builder", "host")
 _SIZE = re.compile(r"(?P<number>[0-9]+)\s*(?P<unit>|B|KiB|MiB|GiB|KB|MB|GB)")
 _UNITS = {"": 1, "B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
 
@@ -43,6 +46,7 @@ class ImageSpec:
     layer_cap: int = LAYER_CAP
     compression: str = "gzip"
     exclude: tuple[str, ...] = ()  # patterns removed from what ``files`` copies (projectfiles.excluded)
+    venv: str = "builder"  # one of VENV_BUILDS
 
 
 def control_character(text: str) -> str | None:
@@ -68,7 +72,8 @@ def value_problem(value: str) -> str | None:
 def parse_image(t: Table) -> ImageSpec:
     """The ``[image]`` table of ``t``, each value checked against what a Dockerfile can carry."""
     table = t.table(
-        "image", ("files", "exclude", "workdir", "user", "env", "layer-threshold", "layer-cap", "compression")
+        "image",
+        ("files", "exclude", "workdir", "user", "env", "layer-threshold", "layer-cap", "compression", "venv"),
     )
     if table is None:
         return ImageSpec(files=(), workdir="/app", user="app", env=())
@@ -126,14 +131,21 @@ def parse_image(t: Table) -> ImageSpec:
             'write compression = "gzip" (every runtime) or "zstd" '
             "(for runtimes that read zstd layers: containerd 1.5 and later, podman)",
         )  # fmt: skip
+    venv = table.text("venv", default="builder", example="host")
+    if venv not in VENV_BUILDS:
+        table.fail(
+            "venv", f"{venv!r} is not where a venv is built",
+            'write venv = "builder" (installed and compiled in the builder stage) or "host" (on this machine, '
+            "for the target platform: no emulation for another architecture)",
+        )  # fmt: skip
     threshold = _size(table, "layer-threshold", LAYER_THRESHOLD)
     cap = _size(table, "layer-cap", LAYER_CAP)
     if cap < 2**20:
         table.fail("layer-cap", f"{cap} bytes is below 1 MiB", 'write a size such as layer-cap = "1GiB"')
-    assert compression is not None
+    assert compression is not None and venv is not None
     return ImageSpec(
         files=files, workdir=workdir, user=user, env=tuple(sorted(env.items())),
-        layer_threshold=threshold, layer_cap=cap, compression=compression, exclude=exclude,
+        layer_threshold=threshold, layer_cap=cap, compression=compression, exclude=exclude, venv=venv,
     )  # fmt: skip
 
 

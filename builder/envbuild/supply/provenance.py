@@ -196,6 +196,7 @@ def provenance_predicate(record: BuildRecord, *, source_repository: str | None) 
                 "builder": record.builder.to_json(),
                 "envbuild": record.envbuild,
                 "compressor": record.compressor,
+                **({"venvPython": record.venv_python} if record.venv_python else {}),
             },
             "resolvedDependencies": dependencies,
         },

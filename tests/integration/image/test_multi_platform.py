@@ -164,3 +164,30 @@ def test_the_index_verifies_per_platform_and_names_a_tampered_one(
 def blob(registry: Registry, digest: str) -> Path:
     hex_ = digest.removeprefix("sha256:")
     return registry.storage / "docker" / "registry" / "v2" / "blobs" / "sha256" / hex_[:2] / hex_ / "data"
+
+
+def test_a_venv_built_on_the_host_gives_working_images_of_both_platforms(
+    builds: tuple[Path, dict[str, Any], dict[str, Any]], demo_cache: Path, tmp_path: Path
+) -> None:
+    """[image] venv = "host": uv installs the arm64 wheels and this machine's CPython compiles them, natively;
+    the builder stage only makes the venv. The images pass the checks (every module imports, under
+    emulation for arm64), the record names the compiler, and the arm64 image predicts."""
+    project, _first, _second = builds
+    clone = tmp_path / "host-venv" / "demo"
+    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+    spec = clone / "envbuild.toml"
+    spec.write_text(spec.read_text().replace("[image]\n", '[image]\nvenv = "host"\n', 1))
+    commit(clone, "the venv on the host")
+    result = cli_process(clone, demo_cache, "image", "--variant", "cpu-infer")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "building the venv on the host: done" in result.stderr
+    (image,) = json.loads(result.stdout)["images"]
+    assert list(image["platforms"]) == list(PLATFORMS)
+    dockerfile = (clone / "images" / "cpu-infer.Dockerfile").read_text()
+    assert "uv pip install" not in dockerfile and "COPY .envbuild/stage/cpu-infer/venv /opt/venv" in dockerfile
+    arm64 = clone / ".envbuild" / "images" / "cpu-infer-aarch64"
+    record = json.loads((arm64 / "build.json").read_text())
+    assert record["platform"] == "linux/arm64" and record["venv_python"].startswith("CPython 3.11.")
+    ran = run_entrypoint(arm64, "iris-demo-cpu-infer", tmp_path, args=SETOSA, label="host-venv", emulated=True)
+    assert ran.returncode == 0, ran.stderr
+    assert "setosa" in ran.stdout

@@ -242,6 +242,7 @@ CASES: list[Case] = [
     C("spec-image-threshold-words", ("lock",), 2, ("image.layer-threshold", "not a size"), spec('[image]\nlayer-threshold = "lots"\n')),
     C("spec-image-threshold-negative", ("lock",), 2, ("image.layer-threshold", "not a size"), spec("[image]\nlayer-threshold = -1\n")),
     C("spec-image-threshold-bool", ("lock",), 2, ("image.layer-threshold", "not a size"), spec("[image]\nlayer-threshold = true\n")),
+    C("spec-image-venv-unknown", ("lock",), 2, ("image.venv", "'docker'", '"host" (on this machine'), spec('[image]\nvenv = "docker"\n')),
     C("image-platform-not-in-spec", ("image", "--platform", "linux/arm64"), 2, ("does not build for linux/arm64", "platforms"), spec()),
     C("spec-image-cap-tiny", ("lock",), 2, ("image.layer-cap", "below 1 MiB"), spec('[image]\nlayer-cap = "10KiB"\n')),
     C("spec-image-cap-huge", ("lock",), 2, ("image.layer-cap", "larger than any layer"), spec('[image]\nlayer-cap = "99999999GiB"\n')),

@@ -492,3 +492,20 @@ def test_a_left_out_variant_has_no_dockerfile_and_an_old_one_goes(project: Path,
     assert cli("-C", project, "dockerfile").code == 0
     assert not leftover.exists()
     assert cli("-C", project, "dockerfile", "--check").code == 0
+
+
+def test_a_venv_built_on_the_host_is_copied_not_installed(project: Path) -> None:
+    """[image] venv = "host": the builder stage makes the venv with the image's Python and copies the packages in."""
+    spec = project / "envbuild.toml"
+    spec.write_text(spec.read_text().replace("[image]\n", '[image]\nvenv = "host"\n', 1))
+    rendered = render(load_spec(project), load(FIXTURE)[1])
+    text = dockerfile(rendered, "cpu-infer")
+    builder = text.split("\nFROM ")[1]
+    assert "uv venv --quiet --python /usr/bin/python3.11 /opt/venv" in builder
+    assert "uv pip install" not in text and "compileall" not in text
+    assert ".envbuild/stage/cpu-infer/venv /opt/venv" in builder
+    staged = [s for s in context_sources(text) if not s.startswith(".envbuild/stage/project/")]
+    assert sorted(staged) == [".envbuild/stage/cpu-infer/venv", ".envbuild/stage/tools/uv"]
+    ignore = rendered.text(".dockerignore").splitlines()
+    assert "!.envbuild/stage/cpu-infer/venv" in ignore
+    assert not [line for line in ignore if line.endswith("/wheels") or line.startswith("!lockfiles/")]
