@@ -5,7 +5,7 @@ Run from the repository root, as root, after registering qemu for arm64 binaries
     apt-get install qemu-user-static binfmt-support arch-test   # arch-test: mmdebstrap for a foreign arch
     mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc   # where it is not mounted
     update-binfmts --enable qemu-aarch64
-    .venv/bin/python bench/platforms.py [--runs 3] [--json]
+    .venv/bin/python bench/platforms.py [--runs 3] [--row amd64 --row arm64-emulated ...] [--json]
 
 Each row builds the same project, a ``git clone`` of this repository whose spec lists only
 that platform (``platforms = ["linux/arm64"]``) and has no ``[accelerators.gpu]`` (the demo's
@@ -17,6 +17,10 @@ built by ``envbuild image --variant cpu-infer`` as it is today:
   buildah runs the Dockerfile's RUN steps (uv installing the wheels, compiling bytecode)
   through qemu-user-static, which binfmt_misc hands every aarch64 executable to; the image
   checks run the image's own (arm64) Python the same way.
+- ``linux/arm64 (venv on the host)``: the spec also says ``[image] venv = "host"``
+  (envbuild.image.hostvenv): the host's uv installs the arm64 wheels and the host's CPython
+  of the same minor version compiles them, natively; only the base, ``uv venv`` in the
+  builder stage and the image checks run under emulation.
 
 Run 0 of each row is untimed and builds the base into envbuild's cache (its time is shown
 apart). The timed runs are clean builds: the previous image deleted, so the build-key cache
@@ -48,7 +52,12 @@ from envbuild.oci.layout import Layout
 from envbuild.oci.ref import Digest
 
 VARIANT = "cpu-infer"
-PLATFORMS = ("linux/amd64", "linux/arm64")
+# Each row: a platform, and where the venv is built ([image] venv).
+ROWS = {
+    "amd64": ("linux/amd64", "builder"),
+    "arm64-emulated": ("linux/arm64", "builder"),
+    "arm64-host-venv": ("linux/arm64", "host"),
+}
 BINFMT = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
 # The demo's predict takes an iris's four measurements (cm); these are a setosa's.
 MEASUREMENTS = ("5.1", "3.5", "1.4", "0.2")
@@ -62,6 +71,7 @@ class Row:
     """One platform: its first build (with the base), its timed clean builds, what the image is and prints."""
 
     platform: str
+    venv: str = "builder"  # [image] venv: where the venv's packages are installed and compiled
     first: float = 0.0
     times: list[float] = field(default_factory=list)
     digests: list[str] = field(default_factory=list)
@@ -70,6 +80,8 @@ class Row:
 
     @property
     def name(self) -> str:
+        if self.venv == "host":
+            return f"{self.platform} (venv on the host)"
         return self.platform if self.platform == "linux/amd64" else f"{self.platform} (emulated)"
 
     @property
@@ -78,22 +90,28 @@ class Row:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "name": self.name, "platform": self.platform, "first_build_with_base": self.first,
+            "name": self.name, "platform": self.platform, "venv": self.venv, "first_build_with_base": self.first,
             "median": statistics.median(self.times), "min": min(self.times), "max": max(self.times),
             "times": self.times, "digests": self.digests, "reproducible": self.reproducible,
             "architecture": self.architecture, "entrypoint_printed": self.printed,
         }  # fmt: skip
 
 
-def project_for(platform: str, work: Path) -> Path:
-    """A clone of this repository whose spec builds ``platform`` only, CPU variants only, locked and committed."""
-    root = copy_repo(work / platform.replace("/", "-"))
+def project_for(platform: str, venv: str, work: Path) -> Path:
+    """A clone of this repository whose spec builds ``platform`` only, CPU variants only, locked and committed.
+
+    ``venv`` is its ``[image] venv``: "host" appends it to the [image] table (the spec's last).
+    """
+    root = copy_repo(work / f"{platform.replace('/', '-')}-{venv}")
     spec = root / "envbuild.toml"
     text = spec.read_text(encoding="utf-8")
     text, count = re.subn(r"^platforms = .*$", f'platforms = ["{platform}"]', text, flags=re.M)
     text, gpu = GPU_TABLE.subn("", text)
-    if (count, gpu) != (1, 1):
-        sys.exit("bench: envbuild.toml has no platforms line or no [accelerators.gpu] to change")
+    if (count, gpu) != (1, 1) or not text.rstrip().split("\n[")[-1].startswith("image]"):
+        sys.exit("bench: envbuild.toml has no platforms line, no [accelerators.gpu] or no last [image] to change")
+    if venv == "host":
+        text = text.rstrip() + '\nvenv = "host"\n'
+
     spec.write_text(text, encoding="utf-8")
     env = envbuild_env(work / "pycache", keep_cache=True)
     run([BIN / "envbuild", "-q", "lock"], env=env, cwd=root)
@@ -133,9 +151,9 @@ def inspect(root: Path, work: Path) -> tuple[str, str]:
     return str(config.get("architecture")), printed[-1] if printed else f"(exit {done.returncode}, nothing printed)"
 
 
-def measure(platform: str, runs: int, work: Path) -> Row:
-    row = Row(platform=platform)
-    root = project_for(platform, work)
+def measure(platform: str, venv: str, runs: int, work: Path) -> Row:
+    row = Row(platform=platform, venv=venv)
+    root = project_for(platform, venv, work)
     env = envbuild_env(work / "pycache", keep_cache=True)
     env.pop("SOURCE_DATE_EPOCH", None)
     log(f"{row.name}: run 0 (untimed: the base into the cache)")
@@ -163,17 +181,18 @@ def table(rows: list[Row]) -> str:
         )
     lines.append("")
     lines += [f"{r.name}: {r.digests[0]}; the entrypoint printed: {r.printed}" for r in rows]
-    amd, arm = rows[0], rows[-1]
-    if amd is not arm:
-        ratio = statistics.median(arm.times) / statistics.median(amd.times)
-        lines.append(f"arm64 under emulation / amd64 native (medians): {ratio:.1f}x")
+    native = next((r for r in rows if r.platform == "linux/amd64" and r.venv == "builder"), None)
+    for row in rows:
+        if native is not None and row is not native:
+            ratio = statistics.median(row.times) / statistics.median(native.times)
+            lines.append(f"{row.name} / {native.name} (medians): {ratio:.2f}x")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=3, help="timed clean builds per platform (default 3)")
-    parser.add_argument("--platform", action="append", choices=PLATFORMS, help="one platform only (repeatable)")
+    parser.add_argument("--row", action="append", choices=ROWS, help="one row only (repeatable); default: all")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
     args = parser.parse_args(argv)
     if args.runs < 1:
@@ -181,11 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     for tool in ("buildah", "mmdebstrap", "umoci", "git", "chroot"):
         if shutil.which(tool) is None:
             sys.exit(f"bench: {tool} is not installed (.ci/run installs it)")
-    platforms = tuple(args.platform or PLATFORMS)
-    if "linux/arm64" in platforms and "enabled" not in (BINFMT.read_text() if BINFMT.exists() else ""):
+    chosen = [ROWS[name] for name in args.row or ROWS]
+    registered = "enabled" in (BINFMT.read_text() if BINFMT.exists() else "")
+    if any(platform == "linux/arm64" for platform, _venv in chosen) and not registered:
         sys.exit(f"bench: {BINFMT} is not registered and enabled: see this script's docstring")
     with tempfile.TemporaryDirectory(prefix="envbuild-bench-platforms-") as tmp:
-        rows = [measure(platform, args.runs, Path(tmp)) for platform in platforms]
+        rows = [measure(platform, venv, args.runs, Path(tmp)) for platform, venv in chosen]
     if args.json:
         print(json.dumps({"runs": args.runs, "rows": [r.summary() for r in rows]}, indent=2))
     else:
