@@ -277,6 +277,7 @@ def dockerfile_command(
     "(containers-storage, docker); see 'envbuild load'.",
 )  # fmt: skip
 @options.platforms
+@options.endpoints
 @options.registry_options
 @options.jobs
 @pass_ctx
@@ -294,6 +295,7 @@ def image_command(
     disk_check: bool,
     load: str | None,
     platforms: tuple[str, ...],
+    endpoints: tuple[tuple[str, str], ...],
     registry: RegistryOptions,
     jobs: int,
 ) -> None:
@@ -315,6 +317,7 @@ def image_command(
     settings = ImageOptions(
         variants=variants.select(spec), builder=builder, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty,
         registry=registry, compression=compression, disk_check=disk_check, platforms=platforms,
+        endpoints=endpoints,
     )  # fmt: skip
     results = []
     with progress(ctx) as report:

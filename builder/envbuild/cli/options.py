@@ -92,6 +92,35 @@ platforms = click.option(
     help="Build only this platform of the spec's (repeatable), each as its own image with no index; "
     "default: every one, and for several an image index per variant.",
 )
+
+
+def _endpoint(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``PLATFORM=URL`` pairs: each platform once, each URL a Docker daemon's (tcp://, unix:// or ssh://)."""
+    pairs: dict[str, str] = {}
+    for value in values:
+        platform, sep, url = value.partition("=")
+        if not sep or "://" not in url or url.split("://", 1)[0] not in ("tcp", "unix", "ssh") or not platform:
+            raise click.BadParameter(
+                f"{value!r} is not PLATFORM=URL; write e.g. linux/arm64=tcp://arm-builder:2375 "
+                "(a Docker daemon's tcp://, unix:// or ssh:// address)"
+            )
+        if platform in pairs:
+            raise click.BadParameter(f"{platform} is given two endpoints; give each platform one")
+        pairs[platform] = url
+    return tuple(pairs.items())
+
+
+endpoints = click.option(
+    "--endpoint",
+    "endpoints",
+    multiple=True,
+    metavar="PLATFORM=URL",
+    callback=_endpoint,
+    envvar="ENVBUILD_ENDPOINTS",
+    show_envvar=True,
+    help="Build PLATFORM on the Docker daemon at URL (with --builder docker; repeatable), e.g. "
+    "linux/arm64=tcp://arm-builder:2375 for a native arm64 machine. Default: DOCKER_HOST's daemon.",
+)
 jobs = click.option(
     "--jobs", "-j", type=click.IntRange(1, 32), default=4, show_default=True, envvar="ENVBUILD_JOBS", show_envvar=True,
     help="Blobs transferred in parallel.",

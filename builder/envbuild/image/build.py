@@ -71,6 +71,8 @@ class ImageOptions:
     # Of a spec's platforms, the ones to build (each its own image, no index); empty: every one, and
     # for several an index per variant.
     platforms: tuple[str, ...] = ()
+    # Per platform, the daemon that builds it (the docker builder only): (("linux/arm64", "tcp://arm:2375"),).
+    endpoints: tuple[tuple[str, str], ...] = ()
     builder: str = "buildah"
     source_date_epoch: int | None = None  # default: the commit time of the last change to the inputs
     registry: RegistryOptions | None = None  # to pull bases given as registry images
@@ -98,12 +100,14 @@ def build_images(spec: Spec, options: ImageOptions, *, progress: Progress = SILE
     A spec of one platform gives one image per variant; of several, each variant's image for each
     platform (``.envbuild/images/<variant>-<arch>``) and the variant's index over them.
     """
-    unknown = sorted(set(options.platforms) - set(spec.platforms))
+    unknown = sorted((set(options.platforms) | {p for p, _url in options.endpoints}) - set(spec.platforms))
     if unknown:
         raise UsageError(
             f"the spec does not build for {', '.join(unknown)}",
             hint=f"its platforms are {', '.join(spec.platforms)}: add it to 'platforms' in {spec.file.name} and lock",
         )
+    if options.endpoints:
+        get_builder(options.builder, endpoint=options.endpoints[0][1])  # buildah has none: said before any work
     options = dataclasses.replace(options, workspace=workspace_of(spec, options))  # one cache for every step
     imagestore.clean_leftovers(workspace_of(spec, options))  # what killed runs left behind; never a running build's
     # One walk: a missing file or a link out of the project is refused before anything, and what is
@@ -111,17 +115,19 @@ def build_images(spec: Spec, options: ImageOptions, *, progress: Progress = SILE
     entries = projectfiles.project_files(spec)
     lockset = current_lock(spec) if options.check_locks else _read_lock(spec)
     checks.check_opt_outs(spec, lockset)  # a typo in [checks] fails now, not after the first build
-    builder = get_builder(options.builder)
-    # Asked once: a builder that is not installed fails here, before any download.
-    builder_record = BuilderRecord(name=builder.name, version=builder.version())
+    # One per platform (its endpoint's daemon), each asked once: one that is not there fails here, before
+    # any download.
+    endpoints = dict(options.endpoints)
+    builders = {p: get_builder(options.builder, endpoint=endpoints.get(p)) for p in options.platforms or spec.platforms}
+    records = {p: BuilderRecord(name=b.name, version=b.version()) for p, b in builders.items()}
     rendered = render(spec, lockset)
     write_rendered(spec, rendered)
     built: list[BuiltImage | BuiltIndex] = []
     for variant in chosen_variants(spec, options):
         images = tuple(
             _build_one(
-                spec, lockset, target, rendered.text(dockerfile_path(variant)), builder, builder_record, entries,
-                options, progress,
+                spec, lockset, target, rendered.text(dockerfile_path(variant)), builders[target.platform],
+                records[target.platform], entries, options, progress,
             )
             for target in targets(spec, (variant,))
             if not options.platforms or target.platform in options.platforms

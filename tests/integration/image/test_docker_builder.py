@@ -24,11 +24,13 @@ from pathlib import Path
 import pytest
 
 from support.demo import built, cli_process, make_project
+from support.registry import free_port
 from support.tools import require_tool
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 DOCKER_CLI = "/usr/bin/docker"  # Debian's 20.10 CLI, which still builds with the embedded BuildKit
+TCP = "ENVBUILD_TEST_DOCKERD_TCP"  # in the dockerd fixture's environment: its loopback TCP address
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +43,15 @@ def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         pytest.fail(f"{DOCKER_CLI} is missing: .ci/run installs docker.io")
     root = tmp_path_factory.mktemp("dockerd")
     socket = root / "docker.sock"
+    port = free_port()  # also on loopback TCP: a build endpoint, as a remote builder machine's daemon
     log = (root / "dockerd.log").open("w")
     proc = subprocess.Popen(
         [binary, "--bridge=none", "--iptables=false", "--ip6tables=false", "--storage-driver=overlay2",
          f"--data-root={root / 'data'}", f"--exec-root={root / 'exec'}", f"--pidfile={root / 'pid'}",
-         f"--host=unix://{socket}"],
+         f"--host=unix://{socket}", f"--host=tcp://127.0.0.1:{port}"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    env = {"DOCKER_HOST": f"unix://{socket}", "ENVBUILD_DOCKER": DOCKER_CLI}
+    env = {"DOCKER_HOST": f"unix://{socket}", "ENVBUILD_DOCKER": DOCKER_CLI, TCP: f"tcp://127.0.0.1:{port}"}
     try:
         deadline = time.monotonic() + 60
         while subprocess.run([DOCKER_CLI, "version"], env={**os.environ, **env}, capture_output=True).returncode != 0:
@@ -266,3 +269,22 @@ def test_envbuild_load_puts_the_image_into_docker(
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.split() == ["/home/app", "10001"]
+
+
+def test_a_platform_builds_on_the_daemon_its_endpoint_names(
+    dockerd: dict[str, str], docker_built: DockerBuilt, tmp_path: Path
+) -> None:
+    """--endpoint linux/amd64=tcp://...: that daemon builds the platform, where DOCKER_HOST names none; the
+    same image as through the daemon's socket (a team's arm64 machine is this, with its address)."""
+    project = make_project(tmp_path / "demo")
+    nowhere = {**dockerd, "DOCKER_HOST": f"unix://{tmp_path / 'no-daemon.sock'}"}
+    command = ("-v", "image", "--variant", "cpu-infer", "--builder", "docker")
+    refused = cli_process(project, docker_built.cache, *command, env=nowhere)
+    assert refused.returncode != 0 and "no Docker daemon answers" in refused.stderr
+
+    endpoint = f"linux/amd64={dockerd[TCP]}"
+    result = cli_process(project, docker_built.cache, *command, "--endpoint", endpoint, env=nowhere)
+    image = built(result)["cpu-infer"]
+    assert image["digest"] == docker_built.image["digest"] and image["cached"] is False
+    bad = cli_process(project, docker_built.cache, *command, "--endpoint", "linux/arm64=tcp://127.0.0.1:1", env=nowhere)
+    assert bad.returncode == 2 and "does not build for linux/arm64" in bad.stderr

@@ -38,13 +38,25 @@ _EMBEDDED_BUILDKIT = ((20, "0.8"), (23, "0.10"), (24, "0.11"), (25, "0.12"), (26
 
 
 class Docker:
-    """Build with BuildKit through a Docker daemon."""
+    """Build with BuildKit through a Docker daemon: ``endpoint`` (``tcp://arm-builder:2375``), else ``DOCKER_HOST``'s.
+
+    An endpoint per platform is how a team builds each platform on a machine of that
+    architecture, the way buildx's remote driver does: the build context goes to that daemon,
+    the result comes back and envbuild writes the final image here.
+    """
 
     name = "docker"
 
+    def __init__(self, endpoint: str | None = None):
+        self.endpoint = endpoint
+
     @functools.cached_property
     def _client(self) -> Any:
-        return docker_client()
+        return docker_client(base_url=self.endpoint)
+
+    def _env(self) -> dict[str, str]:
+        """The docker CLI's environment: this adapter's daemon."""
+        return {**os.environ, **({"DOCKER_HOST": self.endpoint} if self.endpoint else {})}
 
     def version(self) -> str:
         """The daemon's version and the BuildKit it builds with, e.g. ``20.10.24 (BuildKit 0.8)``."""
@@ -53,7 +65,9 @@ class Docker:
     def buildkit_version(self) -> str:
         """BuildKit's version: from buildx when installed, else the one dockerd embeds."""
         if self._has_buildx():
-            out = run([_docker(), "buildx", "inspect", "--bootstrap"], tool="docker buildx", timeout=300).stdout
+            out = run(
+                [_docker(), "buildx", "inspect", "--bootstrap"], tool="docker buildx", timeout=300, env=self._env()
+            ).stdout
             found = re.search(r"Buildkit:\s*v?(\d+\.\d+)", out)
             if found:
                 return found.group(1)
@@ -75,7 +89,10 @@ class Docker:
 
     @functools.cache  # noqa: B019 — one adapter per process; the answer does not change
     def _has_buildx(self) -> bool:
-        return run([_docker(), "buildx", "version"], tool="docker", check=False, timeout=60).returncode == 0
+        return (
+            run([_docker(), "buildx", "version"], tool="docker", check=False, timeout=60, env=self._env()).returncode
+            == 0
+        )
 
     def build(self, request: BuildRequest, *, progress: Phase | None = None) -> Layout:
         """Load the base, build with no network, save the result and turn it into an OCI layout."""
@@ -89,7 +106,7 @@ class Docker:
             # Into the daemon's image store; BuildKit >= 0.13 also clamps file times in its layers.
             output = f"type=docker,name={BUILT}" + (",rewrite-timestamp=true" if reproducible else "")
         args = build_command(request, docker=_docker(), tag=BUILT, output=output)
-        env = {**os.environ, **build_env(request)}
+        env = {**self._env(), **build_env(request)}
         try:
             run(
                 args, tool="docker build", env=env, cwd=request.context, timeout=7200,
@@ -143,17 +160,23 @@ def _docker() -> str:
     return os.environ.get("ENVBUILD_DOCKER") or which("docker", hint=HINT)
 
 
-def docker_client(timeout: int = 600) -> Any:
-    """A docker SDK client of the daemon ``DOCKER_HOST`` (else the default socket) names, checked to answer."""
+def docker_client(timeout: int = 600, *, base_url: str | None = None) -> Any:
+    """A docker SDK client of the daemon at ``base_url``, else ``DOCKER_HOST``'s (else the default socket).
+
+    Checked to answer.
+    """
     try:
         import docker  # type: ignore[import-untyped]
     except ImportError as exc:
         raise ToolMissingError("the docker SDK is not installed", hint="pip install 'envbuild[docker]'") from exc
     try:
-        client = docker.from_env(timeout=timeout)
+        client = (
+            docker.DockerClient(base_url=base_url, timeout=timeout) if base_url else docker.from_env(timeout=timeout)
+        )
         client.ping()
     except docker.errors.DockerException as exc:
-        raise ToolMissingError(f"no Docker daemon answers ({exc})", hint=HINT) from None
+        where = f" at {base_url}" if base_url else ""
+        raise ToolMissingError(f"no Docker daemon answers{where} ({exc})", hint=HINT) from None
     return client
 
 
