@@ -40,16 +40,17 @@ from envbuild.image.record import BuiltImage
 from envbuild.lock.lockfile import DebianBase, read_lockset
 from envbuild.lock.spec import load_spec
 from envbuild.lock.variants import select
-from envbuild.oci.layout import Layout
+from envbuild.oci.layout import INDEX_TYPES, Layout, children
 from envbuild.oci.ref import Digest, ImageRef
 from envbuild.progress import SILENT, Progress
-from envbuild.registry.client import RegistryError
+from envbuild.registry.client import RegistryClient, RegistryError
 from envbuild.registry.options import ClientFor, RegistryOptions
 from envbuild.registry.transfer import pull_image
 from envbuild.scratch import scratch_dir
 from envbuild.supply.policy import Policy
 from envbuild.supply.provenance import InputChange, RecordedBuild, provenance_predicate, recorded_build
 from envbuild.supply.verify import attached_bundles, verified_provenance
+from envbuild.words import plural
 from envbuild.workspace import Workspace, default_cache
 
 
@@ -117,6 +118,7 @@ def rebuild(ref: ImageRef, policy: Policy, options: RebuildOptions, *, progress:
                 )
             bundles = vendored.bundles()
         else:
+            _one_image(ref, digest, client_for(ref), "an audit rebuild")
             bundles = attached_bundles(client_for(ref), ref.repository, digest)
         recorded = recorded_build(dict(verified_provenance(bundles, digest, policy).predicate))
         if recorded.dirty:
@@ -195,6 +197,7 @@ def vendor(ref: ImageRef, policy: Policy, source: Path, output: Path, registry: 
     client_for = registry.clients()
     digest = _digest_of(ref)
     client = client_for(ref)
+    _one_image(ref, digest, client, "vendor")
     bundles = attached_bundles(client, ref.repository, digest)
     recorded = recorded_build(dict(verified_provenance(bundles, digest, policy).predicate))
     cache = default_cache()
@@ -266,6 +269,23 @@ def _digest_of(ref: ImageRef) -> Digest:
             hint=f"envbuild registry resolve {ref}, then pass REF@sha256:...",
         )
     return ref.digest
+
+
+def _one_image(ref: ImageRef, digest: Digest, client: RegistryClient, what: str) -> None:
+    """Refuse an image index (a variant built for several platforms): an audit works on one platform's image.
+
+    Each platform's image has its own provenance; the index is the canonical one over them
+    (:func:`envbuild.oci.writer.write_index`), so rebuilding each platform's image audits it.
+    """
+    manifest = client.get_manifest(ref.repository, str(digest))
+    if manifest.media_type not in INDEX_TYPES:
+        return
+    _blobs, images = children(manifest.json())
+    each = "; ".join(f"{d.platform or 'unknown platform'}: {ref.with_digest(d.digest)}" for d in images)
+    raise UsageError(
+        f"{ref} is an image index of {plural(len(images), 'platform')}: {what} works on one platform's image",
+        hint=f"{what} each platform's image by its digest: {each}",
+    )
 
 
 def _recorded_commit(recorded: RecordedBuild, digest: Digest) -> str:
