@@ -399,3 +399,28 @@ def test_a_left_out_variant_is_never_locked_and_its_old_lockfile_goes(tmp_path: 
     assert "1 removed (gpu-train.txt)" in relocked.err
     assert sorted(p.name for p in lock_dir.glob("*-*.txt")) == ["cpu-infer.txt", "cpu-train.txt", "gpu-infer.txt"]
     assert cli("-C", root, "lock", "--check").code == 0
+
+
+def test_gpu_variants_lock_and_render_for_arm64(tmp_path: Path, cli) -> None:
+    """CUDA wheels for aarch64 where they exist (cupy, the nvidia-* libraries): the GPU variants lock per
+    platform, and the one Dockerfile installs each build's staged lockfile, CUDA's libraries on the path.
+    Building the arm64 GPU image is a benchmark's job (gigabytes of wheels), not this test's."""
+    root = small_spec(
+        tmp_path / "gpu-arm",
+        infer='"numpy>=2"',
+        gpu='cuda = "12"\ndependencies = ["cupy-cuda12x", "nvidia-cuda-runtime-cu12", "nvidia-cublas-cu12"]',
+        extra='platforms = ["linux/amd64", "linux/arm64"]',
+    )
+    locked = cli("-C", root, "--json", "lock")
+    assert locked.code == 0, locked.err
+    lock_dir = root / "lockfiles"
+    arm, amd = pins(lock_dir / "gpu-infer-aarch64.txt"), pins(lock_dir / "gpu-infer-x86_64.txt")
+    assert {"cupy-cuda12x", "nvidia-cuda-runtime-cu12", "nvidia-cublas-cu12"} <= set(arm)
+    assert set(arm) == set(amd)
+    assert "# envbuild lock: gpu-infer (linux/arm64)" in (lock_dir / "gpu-infer-aarch64.txt").read_text()
+    rendered = cli("-C", root, "dockerfile")
+    assert rendered.code == 0, rendered.err
+    dockerfile = (root / "images" / "gpu-infer.Dockerfile").read_text()
+    assert "source=.envbuild/stage/gpu-infer/lock.txt" in dockerfile
+    assert "lockfiles/gpu-infer-x86_64.txt, lockfiles/gpu-infer-aarch64.txt" in dockerfile.splitlines()[0]
+    assert "site-packages/nvidia/cublas/lib" in dockerfile
