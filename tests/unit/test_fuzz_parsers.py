@@ -37,7 +37,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from envbuild.errors import EnvbuildError
-from envbuild.image.elf import read_elf
+from envbuild.image.checks.elf import read_elf
 from envbuild.image.render import render
 from envbuild.lock.lockfile import read_lockset
 from envbuild.lock.resolvers.base import parse_requirements
@@ -536,7 +536,7 @@ def test_policy(scratch: Path, data: st.DataObject) -> None:
     only_envbuild_errors(lambda: load_policy(policy))
 
 
-# -- ELF files the image checks read (envbuild.image.elf) -------------------------------------
+# -- ELF files the image checks read (envbuild.image.checks.elf) -------------------------------------
 
 ELF_FILE = make_elf(needed=("libc.so.6", "libstdc++.so.6"), soname="libx.so.1", runpath="$ORIGIN/../lib",
                     interpreter="/lib64/ld-linux-x86-64.so.2")  # fmt: skip

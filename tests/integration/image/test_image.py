@@ -216,8 +216,8 @@ def test_bad_inputs_are_refused_clearly(cache: Path, tmp_path: Path) -> None:
 def test_gpu_inference_image_carries_its_cuda_libraries(cache: Path, tmp_path: Path) -> None:
     """The build's library check passes, and its resolver finds every library of onnxruntime's CUDA provider
     (and of what those need, and of cuDNN) inside the image but the driver's libcuda.so.1, where ldd finds them."""
-    from envbuild.image.ldso import Resolver, search_path
-    from envbuild.image.rootfs import RootFS
+    from envbuild.image.checks.ldso import Resolver, search_path
+    from envbuild.image.checks.rootfs import RootFS
 
     project = make_project(tmp_path / "demo")
     result = cli_process(project, cache, "image", "--gpu", "--role", "infer")

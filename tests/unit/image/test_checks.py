@@ -13,7 +13,7 @@ import pytest
 
 from envbuild.errors import UsageError
 from envbuild.image import checks
-from envbuild.image.rootfs import RootFS
+from envbuild.image.checks.rootfs import RootFS
 from envbuild.lock.lockfile import LockEntry, LockSet
 from envbuild.lock.spec import load_spec
 from envbuild.lock.variants import targets

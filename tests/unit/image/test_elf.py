@@ -1,4 +1,4 @@
-"""The ELF reader (envbuild.image.elf) on the host's real files and on cut, corrupt and hand-made ones."""
+"""The ELF reader (envbuild.image.checks.elf) on the host's real files and on cut, corrupt and hand-made ones."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.image.elf import ET_DYN, ET_EXEC, ElfError, is_elf, read_elf
+from envbuild.image.checks.elf import ET_DYN, ET_EXEC, ElfError, is_elf, read_elf
 from support.elf import AARCH64, I386, make_elf
 
 HOST_LIBS = Path("/usr/lib/x86_64-linux-gnu") if Path("/usr/lib/x86_64-linux-gnu").is_dir() else Path("/usr/lib")

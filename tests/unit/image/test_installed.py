@@ -1,11 +1,11 @@
-"""Top-level modules and owners of installed distributions, from their RECORDs (envbuild.image.installed)."""
+"""Top-level modules and owners of installed distributions, from their RECORDs (envbuild.image.checks.installed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from envbuild.image.installed import distributions, owners, site_packages, top_level_modules
-from envbuild.image.rootfs import RootFS
+from envbuild.image.checks.installed import distributions, owners, site_packages, top_level_modules
+from envbuild.image.checks.rootfs import RootFS
 
 SITE = "opt/venv/lib/python3.11/site-packages"
 

@@ -1,13 +1,13 @@
-"""Resolving needed libraries inside an image as ld.so would (envbuild.image.ldso), on hand-made roots."""
+"""Resolving needed libraries inside an image as ld.so would (envbuild.image.checks.ldso), on hand-made roots."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from envbuild.image.elf import Elf
-from envbuild.image.ldso import Resolver, debian_package, is_driver_library, search_path
-from envbuild.image.rootfs import RootFS
+from envbuild.image.checks.elf import Elf
+from envbuild.image.checks.ldso import Resolver, debian_package, is_driver_library, search_path
+from envbuild.image.checks.rootfs import RootFS
 from support.elf import AARCH64, I386, make_elf
 
 LIB = "/usr/lib/x86_64-linux-gnu"

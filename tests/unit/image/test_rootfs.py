@@ -1,4 +1,4 @@
-"""Unpacking an image's layers for the checks (envbuild.image.rootfs, envbuild.image.checkroot).
+"""Unpacking an image's layers for the checks (envbuild.image.checks.rootfs, envbuild.image.checks.checkroot).
 
 Layers are hand-made tars: whiteouts and opaque directories as OCI writes them, links that try
 to lead out of the root, hard links, set-id bits, and gzip'ed layers beside plain ones.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.image.checkroot import base_tree, image_root
-from envbuild.image.rootfs import RootFS, image_path_of, unpack
+from envbuild.image.checks.checkroot import base_tree, image_root
+from envbuild.image.checks.rootfs import RootFS, image_path_of, unpack
 from envbuild.oci.layout import Descriptor, Layout
 
 LAYER = "application/vnd.oci.image.layer.v1.tar"

@@ -20,8 +20,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from envbuild.image.elf import Elf, ElfError, is_elf, read_elf
-from envbuild.image.rootfs import RootFS
+from envbuild.image.checks.elf import Elf, ElfError, is_elf, read_elf
+from envbuild.image.checks.rootfs import RootFS
 
 # The NVIDIA container toolkit mounts the driver's user-space libraries into a GPU container at
 # run time (libnvidia-container's list of "utility" and "compute" libraries): an image has none.

@@ -3,13 +3,13 @@
 On the image's root file system, unpacked from the builder's raw output (see :func:`check_image`):
 
 1. **Shared libraries.** Every ELF file the image adds to its base has each library it needs
-   inside the image, found as ld.so would find it there (:mod:`envbuild.image.ldso`). The NVIDIA
+   inside the image, found as ld.so would find it there (:mod:`envbuild.image.checks.ldso`). The NVIDIA
    driver's libraries, which the container runtime injects, are allowed in GPU variants. A
    library nothing links to (a plugin loaded on demand, such as onnxruntime's TensorRT provider)
    only warns: it is loaded, if ever, when asked for, and the import check sees those loaded at import.
 2. **Imports.** With no network, as the image's user, with the image's environment, the venv's
    Python imports the top-level modules of every installed distribution
-   (:mod:`envbuild.image.imports`).
+   (:mod:`envbuild.image.checks.imports`).
 3. **The entrypoint.** Its command is on the image's PATH; for ``python -m M``, M is found
    (``importlib.util.find_spec``, not run).
 
@@ -31,15 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from envbuild.errors import EnvbuildError, UsageError
-from envbuild.image.checkroot import image_root
-from envbuild.image.elf import Elf
-from envbuild.image.imports import Attempt, Outcome, try_imports
-from envbuild.image.installed import Distribution, distributions, owners, site_packages
-from envbuild.image.ldso import Resolver, debian_package, is_driver_library, search_path
+from envbuild.image.checks.checkroot import image_root
+from envbuild.image.checks.elf import Elf
+from envbuild.image.checks.imports import Attempt, Outcome, try_imports
+from envbuild.image.checks.installed import Distribution, distributions, owners, site_packages
+from envbuild.image.checks.ldso import Resolver, debian_package, is_driver_library, search_path
+from envbuild.image.checks.rootfs import RootFS
+from envbuild.image.checks.sandbox import Sandbox
 from envbuild.image.record import ChecksRecord
 from envbuild.image.render import UID, VENV
-from envbuild.image.rootfs import RootFS
-from envbuild.image.sandbox import Sandbox
 from envbuild.lock.checkspec import unknown_distributions
 from envbuild.lock.lockfile import LockSet
 from envbuild.lock.spec import PLATFORMS, Spec
@@ -113,7 +113,7 @@ def check_image(
     """Check the image ``image`` (written from ``raw``, the builder's output over ``base``); raise what fails.
 
     The root file system is unpacked from ``raw`` into ``work`` and removed afterwards, the base's
-    part kept unpacked in ``cache`` (:mod:`envbuild.image.checkroot`). ``raw`` rather than the final
+    part kept unpacked in ``cache`` (:mod:`envbuild.image.checks.checkroot`). ``raw`` rather than the final
     image: its layers are plain tars, which unpack without decompressing, each file's bytes copied by
     the kernel (the demo's gpu-infer, 2.6 GB, all unpacked: 20 s from raw, 41 s from the final image's
     gzip layers, docs/checks.md); and its files are the final image's, which envbuild only regroups.

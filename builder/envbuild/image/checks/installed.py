@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from packaging.utils import canonicalize_name
 
-from envbuild.image.rootfs import RootFS
+from envbuild.image.checks.rootfs import RootFS
 
 # An extension module at the top of site-packages: name.cpython-311-x86_64-linux-gnu.so, name.abi3.so, name.so.
 _EXTENSION = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z0-9_-]+)?\.(so|pyd)")

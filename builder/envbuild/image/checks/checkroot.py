@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from envbuild.image.rootfs import RootFS, Unpacked, unpack
+from envbuild.image.checks.rootfs import RootFS, Unpacked, unpack
 from envbuild.oci.layout import Descriptor, Layout
 from envbuild.proc import run, which
 from envbuild.scratch import clean, remove, scratch_dir

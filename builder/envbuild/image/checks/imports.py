@@ -1,4 +1,4 @@
-"""Importing modules with the image's own Python, inside the image (:mod:`envbuild.image.sandbox`).
+"""Importing modules with the image's own Python, inside the image (:mod:`envbuild.image.checks.sandbox`).
 
 One interpreter imports the modules one after the other and says, on its own copy of stdout,
 when each starts and how it ended; what the modules print goes to stderr. An interpreter that
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from envbuild.errors import ToolError, ToolMissingError
-from envbuild.image.sandbox import Sandbox, run_in_image
+from envbuild.image.checks.sandbox import Sandbox, run_in_image
 
 _MARK = "envbuild-check: "
 # Run by the image's Python (any 3.x): keep it to what every version has.
