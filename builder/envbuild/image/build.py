@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import logging
 import os
-import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from envbuild.image import checks, disk, hostvenv, projectfiles, projectwheel
 from envbuild.image import store as imagestore
 from envbuild.image.builders import BuildRequest, get_builder
 from envbuild.image.debian import build_debian_base, epoch_of
+from envbuild.image.emulation import native, require_runnable
 from envbuild.image.fetch import Wheel, fetch_lockfile, stage, stage_uv
 from envbuild.image.hostvenv import host_python
 from envbuild.image.layerplan import LayerSettings, plan_layers
@@ -46,7 +46,7 @@ from envbuild.image.render import UID, VENV, base_reference, dockerfile_path, ho
 from envbuild.lock.assemble import tools_filename
 from envbuild.lock.lockfile import DebianBase, LayoutBase, LockSet, read_lockset
 from envbuild.lock.resolvers.uv import uv_binary, uv_version
-from envbuild.lock.spec import PLATFORMS, Spec
+from envbuild.lock.spec import Spec
 from envbuild.lock.staleness import check
 from envbuild.lock.variants import LockTarget, Variant, select, targets
 from envbuild.oci.compress import Compression, compression
@@ -232,6 +232,7 @@ def _build_one(
             variant=variant, layout=out, name=name, digest=cached, record=record.with_digest(cached), cached=True
         )
 
+    require_runnable(target.platform)  # another architecture's RUN steps and checks run under emulation
     stage_inputs(spec, target, wheels, tools, entries, workspace=workspace, package=package)
     if spec.image.venv == "host":
         with progress.phase(variant, "building the venv on the host"):
@@ -436,7 +437,7 @@ def build_project_wheel(
     if spec.package is None:
         return None
     workspace = workspace_of(spec, options)
-    if PLATFORMS[target.platform] == platform.machine():
+    if native(target.platform):
         uv, uv_id = str(stage_uv(workspace, tools[0])), tools[0].sha256
     else:
         uv = uv_binary()
@@ -460,7 +461,7 @@ def build_host_venv(spec: Spec, target: LockTarget, workspace: Workspace, *, pac
     With the uv of the tools lock when that one runs here, else envbuild's own (the same version).
     """
     staged = workspace.stage / target.variant.name
-    uv = str(workspace.stage / "tools" / "uv") if PLATFORMS[target.platform] == platform.machine() else uv_binary()
+    uv = str(workspace.stage / "tools" / "uv") if native(target.platform) else uv_binary()
     hostvenv.build_venv(
         staged / "venv", venv=VENV, uv=uv, python=host_python(minor_version(spec.python)), platform=target.platform,
         glibc=spec.glibc, lockfile=spec.root / LOCK_DIR / target.filename, wheels=staged / "wheels",

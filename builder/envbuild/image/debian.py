@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from envbuild.image.emulation import require_runnable
 from envbuild.oci.layout import Layout
 from envbuild.oci.tarnorm import COMPRESSOR
 from envbuild.oci.writer import write_single_layer_image
@@ -112,6 +113,7 @@ def build_debian_base(
     final = cache / "bases" / key
     if (final / "index.json").is_file():
         return Layout.open(final)
+    require_runnable(platform)  # mmdebstrap runs the base's maintainer scripts
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{key[:12]}-") as tmp:
         rootfs = Path(tmp) / "rootfs.tar"

@@ -200,3 +200,27 @@ def test_a_venv_built_on_the_host_gives_a_working_arm64_image(
     ran = run_entrypoint(arm64, "iris-demo-cpu-infer", tmp_path, args=SETOSA, label="host-venv", emulated=True)
     assert ran.returncode == 0, ran.stderr
     assert "setosa" in ran.stdout
+
+
+def test_without_emulation_arm64_is_refused_before_any_work(
+    builds: tuple[Path, dict[str, Any], dict[str, Any]], demo_cache: Path, tmp_path: Path
+) -> None:
+    """A machine that cannot run aarch64 programs (binfmt_misc hidden by an empty tmpfs, in a mount
+    namespace of the test's own) is told what to install before a build starts, not by mmdebstrap or
+    buildah later; an image already built needs no emulation to be found unchanged."""
+    project, first, _second = builds
+    no_binfmt = ("unshare", "--mount", "--", "sh", "-c", f'mount -t tmpfs none {BINFMT.parent} && exec "$@"', "sh")
+    unchanged = cli_process(project, demo_cache, "image", "--variant", "cpu-infer", prefix=no_binfmt)
+    assert unchanged.returncode == 0, unchanged.stderr[-3000:]
+    assert json.loads(unchanged.stdout)["images"][0]["digest"] == first["digest"]
+
+    clone = tmp_path / "demo"
+    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+    refused = cli_process(
+        clone, demo_cache, "image", "--variant", "cpu-infer", "--platform", "linux/arm64", prefix=no_binfmt
+    )
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert "linux/arm64 needs its programs run on this x86_64 machine" in refused.stderr
+    assert "qemu-user-static" in refused.stderr and "update-binfmts --enable qemu-aarch64" in refused.stderr
+    assert "Traceback" not in refused.stderr and "building with" not in refused.stderr
+    assert not (clone / ".envbuild" / "images" / "cpu-infer-aarch64").exists()

@@ -20,7 +20,6 @@ allows named libraries to be missing. Every problem is listed in one :class:`Ima
 from __future__ import annotations
 
 import logging
-import platform
 import posixpath
 import re
 import time
@@ -38,6 +37,7 @@ from envbuild.image.checks.installed import Distribution, distributions, owners,
 from envbuild.image.checks.ldso import Resolver, debian_package, is_driver_library, search_path
 from envbuild.image.checks.rootfs import RootFS
 from envbuild.image.checks.sandbox import Sandbox
+from envbuild.image.emulation import native
 from envbuild.image.record import ChecksRecord
 from envbuild.image.render import UID, VENV
 from envbuild.lock.checkspec import unknown_distributions
@@ -135,7 +135,7 @@ def check_image(
             progress.say(f"reading the {len(tree.new_files)} new files")
         elf_files, problems, hints = _check_libraries(spec, target, root, tree.new_files, env, owner)
         read_in = time.monotonic() - clock - unpacked_in
-        sandbox = _sandbox(root, config, env, native=PLATFORMS[target.platform] == platform.machine())
+        sandbox = _sandbox(root, config, env, native=native(target.platform))
         entry, entry_problem, entry_module = _entrypoint(root, config, env, target)
         attempts = [Attempt(kind="find", module=entry_module)] if entry_module else []
         skip = set(spec.checks.skip_import)
