@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from envbuild.errors import EnvbuildError, UsageError
 from envbuild.fsutil import atomic_write
+from envbuild.lock.spec import PLATFORMS
 
 if TYPE_CHECKING:
     import jinja2
@@ -117,6 +118,7 @@ class GithubOptions:
 
     variants: tuple[Variant, ...]  # chosen by envbuild.lock.variants.select
     spec_variants: tuple[Variant, ...] | None = None  # every variant of the spec (None: all four)
+    platforms: tuple[str, ...] = ("linux/amd64",)  # the spec's: those not the runner's are built under emulation
     repository: str = DEFAULT_REPOSITORY  # REGISTRY/REPO; each variant is pushed as REGISTRY/REPO:<variant>
     signing: Signing = field(default_factory=Keyless)
     install: Install = field(default_factory=FromRequirements)
@@ -152,6 +154,9 @@ class GithubOptions:
         for option, name in (("--release-file", self.release_file), ("--verify-file", self.verify_file)):
             if not _FILE_NAME.fullmatch(name):
                 raise UsageError(f"{option} {name!r} is not a workflow file name", hint="e.g. envbuild-release.yml")
+        unknown = [p for p in self.platforms if p not in PLATFORMS]
+        if not self.platforms or unknown:
+            raise UsageError(f"platforms {list(self.platforms)}: want some of {', '.join(PLATFORMS)}")
         if self.release_file == self.verify_file:
             raise UsageError("the release and verify workflows need two file names", hint="change --verify-file")
 
@@ -159,6 +164,16 @@ class GithubOptions:
     def keyless(self) -> bool:
         """Whether the images are signed keyless."""
         return isinstance(self.signing, Keyless)
+
+    @property
+    def emulated(self) -> tuple[str, ...]:
+        """The architectures (``aarch64``) of the platforms the runner builds under emulation: not its own.
+
+        A runner label with ``arm`` in it (``ubuntu-24.04-arm``) is an arm64 machine, any other an amd64 one.
+        """
+        parts = re.split(r"[-_.]", self.runs_on.lower())
+        runner = "linux/arm64" if "arm" in parts or "arm64" in parts or "aarch64" in parts else "linux/amd64"
+        return tuple(PLATFORMS[p] for p in self.platforms if p != runner)
 
     @property
     def ghcr(self) -> bool:
@@ -309,6 +324,8 @@ def _context(options: GithubOptions) -> dict[str, object]:
         envbuild, setup = '"$RUNNER_TEMP/envbuild/bin/envbuild"', ""
         packages = ["python3-venv"]
         build_packages = sorted({*packages, "buildah", "debian-archive-keyring", "mmdebstrap", "util-linux"})
+    if options.emulated:  # qemu-user runs the other architecture's programs; mmdebstrap asks arch-test first
+        build_packages = sorted({*build_packages, "arch-test", "binfmt-support", "qemu-user-static"})
     return {
         "options": options,
         "command": command_line(options),

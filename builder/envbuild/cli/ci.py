@@ -129,6 +129,7 @@ def github_command(
     options = GithubOptions(
         variants=select(spec, variants),
         spec_variants=select(spec),
+        platforms=spec.platforms,
         repository=repository,
         signing=signing,
         install=install,
