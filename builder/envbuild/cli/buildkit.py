@@ -42,14 +42,26 @@ variant = click.option(
     help="With --print-build-command: this variant (repeatable); default: the CPU variants, as 'envbuild image'.",
 )  # fmt: skip
 
+platform = click.option(
+    "--platform", metavar="OS/ARCH", default=None,
+    help="With --print-build-command: for this platform of the spec's (default: its first); with normalize, "
+    "the platform SOURCE was built for.",
+)  # fmt: skip
+
 
 def print_build_options(command: F) -> F:
-    """--print-build-command, --buildx, --variant, --source-date-epoch and --allow-dirty."""
-    return print_build_command(buildx(variant(source_date_epoch(options.allow_dirty(command)))))
+    """--print-build-command, --buildx, --variant, --platform, --source-date-epoch and --allow-dirty."""
+    return print_build_command(buildx(variant(platform(source_date_epoch(options.allow_dirty(command))))))
 
 
 def print_build_commands(
-    ctx: Context, *, variants: tuple[str, ...], buildx: bool, source_date_epoch: int | None, allow_dirty: bool
+    ctx: Context,
+    *,
+    variants: tuple[str, ...],
+    platform: str | None,
+    buildx: bool,
+    source_date_epoch: int | None,
+    allow_dirty: bool,
 ) -> None:
     """Stage the chosen variants' inputs; print their BuildKit commands as a shell script (or JSON)."""
     from envbuild.image.build import ImageOptions
@@ -60,7 +72,10 @@ def print_build_commands(
     spec = load_spec(ctx.directory)
     form = "buildx" if buildx else "docker"
     chosen = select(spec, variants) if variants else ()  # none named: the CPU variants, as 'envbuild image'
-    settings = ImageOptions(variants=chosen, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty)
+    settings = ImageOptions(
+        variants=chosen, platforms=(platform,) if platform else (), source_date_epoch=source_date_epoch,
+        allow_dirty=allow_dirty,
+    )  # fmt: skip
     with progress(ctx) as report:
         recipes = build_recipes(spec, settings, form=form, progress=report)
     text = script(spec, recipes, form=form)
@@ -77,11 +92,18 @@ def print_build_commands(
     "-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
     help="The OCI layout to write (replaced if it is one).",
 )  # fmt: skip
+@platform
 @source_date_epoch
 @options.allow_dirty
 @click.pass_obj
 def normalize_command(
-    ctx: Context, source: Path, variant_name: str, output: Path, source_date_epoch: int | None, allow_dirty: bool
+    ctx: Context,
+    source: Path,
+    variant_name: str,
+    output: Path,
+    platform: str | None,
+    source_date_epoch: int | None,
+    allow_dirty: bool,
 ) -> None:
     """Write envbuild's canonical image of a variant BuildKit built; print its digest.
 
@@ -94,7 +116,9 @@ def normalize_command(
     from envbuild.lock.spec import load_spec
 
     spec = load_spec(ctx.directory)
-    settings = ImageOptions(source_date_epoch=source_date_epoch, allow_dirty=allow_dirty)  # normalize selects it
+    settings = ImageOptions(  # normalize selects the variant
+        platforms=(platform,) if platform else (), source_date_epoch=source_date_epoch, allow_dirty=allow_dirty
+    )
     descriptor = normalize(spec, variant_name, source, output, settings)
     if ctx.json:
         ctx.emit({"variant": variant_name, "digest": str(descriptor.digest), "layout": str(output)})

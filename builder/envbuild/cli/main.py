@@ -188,6 +188,7 @@ def dockerfile_command(
     print_build: bool,
     buildx: bool,
     variants: tuple[str, ...],
+    platform: str | None,
     source_date_epoch: int | None,
     allow_dirty: bool,
 ) -> None:
@@ -199,11 +200,14 @@ def dockerfile_command(
         raise UsageError("--print-build-command and --check do different things", hint="run them one at a time")
     if print_build:
         print_build_commands(
-            ctx, variants=variants, buildx=buildx, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty
-        )
+            ctx, variants=variants, platform=platform, buildx=buildx, source_date_epoch=source_date_epoch,
+            allow_dirty=allow_dirty,
+        )  # fmt: skip
         return
-    if variants or buildx:
-        raise UsageError("--variant and --buildx go with --print-build-command", hint="add --print-build-command")
+    if variants or buildx or platform:
+        raise UsageError(
+            "--variant, --platform and --buildx go with --print-build-command", hint="add --print-build-command"
+        )
     from envbuild.image.build import current_lock
     from envbuild.image.projectfiles import project_files
     from envbuild.image.render import render, stale_rendered, write_rendered

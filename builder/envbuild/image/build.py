@@ -348,9 +348,14 @@ def chosen_variants(spec: Spec, options: ImageOptions) -> tuple[Variant, ...]:
     return options.variants or select(spec, accelerator="cpu")
 
 
-def build_targets(spec: Spec, chosen: tuple[Variant, ...]) -> tuple[LockTarget, ...]:
-    """The lock targets that build the ``chosen`` variants: one each, on the spec's first platform."""
-    return tuple(t for t in targets(spec, chosen) if t.platform == spec.platforms[0])
+def build_targets(spec: Spec, chosen: tuple[Variant, ...], platform: str | None = None) -> tuple[LockTarget, ...]:
+    """The lock targets that build the ``chosen`` variants: one each, on ``platform`` (default: the spec's first)."""
+    if platform is not None and platform not in spec.platforms:
+        raise UsageError(
+            f"the spec does not build for {platform}",
+            hint=f"its platforms are {', '.join(spec.platforms)}: add it to 'platforms' in {spec.file.name} and lock",
+        )
+    return tuple(t for t in targets(spec, chosen) if t.platform == (platform or spec.platforms[0]))
 
 
 def build_date(spec: Spec, target: LockTarget, options: ImageOptions) -> tuple[int, str]:

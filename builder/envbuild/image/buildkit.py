@@ -44,7 +44,7 @@ from envbuild.image.builders.base import BuildRequest
 from envbuild.image.builders.docker import build_command, build_env, docker_archive, from_docker_archive
 from envbuild.image.projectfiles import project_files
 from envbuild.image.render import dockerfile_path, render, write_rendered
-from envbuild.lock.spec import Spec
+from envbuild.lock.spec import PLATFORMS, Spec
 from envbuild.lock.variants import select
 from envbuild.oci.layout import INDEX_TYPES, Descriptor, Layout
 from envbuild.oci.ref import Digest
@@ -85,6 +85,7 @@ class Recipe:
     """How to build one variant with BuildKit and get envbuild's image of it."""
 
     variant: str
+    platform: str
     epoch: int  # SOURCE_DATE_EPOCH
     revision: str  # the REVISION build argument
     output: str  # the normalised OCI layout, relative to the project root
@@ -94,6 +95,7 @@ class Recipe:
         """The recipe as JSON (``envbuild --json dockerfile --print-build-command``)."""
         return {
             "variant": self.variant,
+            "platform": self.platform,
             "source_date_epoch": self.epoch,
             "revision": self.revision,
             "output": self.output,
@@ -107,7 +109,7 @@ def build_recipes(
     """Render and stage every input of the chosen variants; return the commands that build them with BuildKit."""
     if form not in FORMS:
         raise UsageError(f"unknown BuildKit command form {form!r}", hint=f"use one of: {', '.join(FORMS)}")
-    chosen = build_targets(spec, chosen_variants(spec, options))
+    chosen = build_targets(spec, chosen_variants(spec, options), _one_platform(spec, options))
     lockset = current_lock(spec)
     write_rendered(spec, render(spec, lockset))
     workspace = workspace_of(spec, options)
@@ -117,6 +119,7 @@ def build_recipes(
     recipes = []
     for target in chosen:
         variant = target.variant.name
+        name = target.name  # for a spec of several platforms, the variant and architecture: cpu-infer-aarch64
         source = build_source(spec, target, options)
         epoch, revision = source.epoch, source.revision_label
         with progress.phase(variant, "preparing the base") as phase:
@@ -129,12 +132,13 @@ def build_recipes(
             context=Path("."), dockerfile=Path(dockerfile_path(target.variant)), base_name=base_name,
             base_layout=base.path, epoch=epoch, platform=target.platform, build_args=build_args(revision, package),
         )  # fmt: skip
-        tag = f"envbuild.local/{spec.name}/{variant}:buildkit"
+        tag = f"envbuild.local/{spec.name}/{name}:buildkit"
         env = tuple(sorted(build_env(request).items()))
-        archive = f"{BUILDKIT_DIR}/{variant}.{form}.tar"
+        archive = f"{BUILDKIT_DIR}/{name}.{form}.tar"
         if form == "docker":
             # dockerd's BuildKit takes the base from the daemon's images, as envbuild's docker builder loads it.
-            loadable = f"{STAGE_DIR}/bases/{target.variant.accelerator}.docker.tar"
+            arch = f"-{PLATFORMS[target.platform]}" if len(spec.platforms) > 1 else ""
+            loadable = f"{STAGE_DIR}/bases/{target.variant.accelerator}{arch}.docker.tar"
             atomic_write(workspace.root / loadable, docker_archive(base, base_name))
             build = [
                 Command(argv=("docker", "load", "--input", loadable)),
@@ -146,12 +150,13 @@ def build_recipes(
             output = f"type=oci,dest={archive}"
             argv = build_command(request, docker="docker", tag=tag, output=output, contexts=(context,))
             build = [Command(argv=tuple(argv), env=env)]
-        out = f"{BUILDKIT_DIR}/{variant}"
+        out = f"{BUILDKIT_DIR}/{name}"
         normalize_argv = ["envbuild", "normalize", archive, "--variant", variant, "--source-date-epoch", str(epoch)]
+        normalize_argv += ["--platform", target.platform] if len(spec.platforms) > 1 else []
         normalize_argv += [*(["--allow-dirty"] if options.allow_dirty else []), "--output", out]
         recipes.append(
             Recipe(
-                variant=variant, epoch=epoch, revision=revision, output=out,
+                variant=variant, platform=target.platform, epoch=epoch, revision=revision, output=out,
                 commands=(*build, Command(argv=tuple(normalize_argv))),
             )
         )  # fmt: skip
@@ -167,6 +172,9 @@ def script(spec: Spec, recipes: list[Recipe], *, form: str) -> str:
         f"# Printed by 'envbuild dockerfile --print-build-command', which staged the inputs in {STAGE_DIR}/.",
         f"cd {shlex.quote(str(spec.root.resolve()))}",
     ]
+    if len(spec.platforms) > 1:
+        others = [p for p in spec.platforms if p not in {r.platform for r in recipes}]
+        lines.append(f"# For {recipes[0].platform} only (--platform {others[0]} stages and prints another).")
     for recipe in recipes:
         lines += ["", f"# {recipe.variant}: SOURCE_DATE_EPOCH={recipe.epoch} REVISION={recipe.revision}"]
         lines += [c.shell() for c in recipe.commands]
@@ -179,7 +187,7 @@ def normalize(spec: Spec, variant: str, source: Path, out: Path, options: ImageO
         raise UsageError(f"{source} does not exist", hint="run the BuildKit commands first; they write it")
     if out.exists() and not (out / "index.json").is_file():
         raise UsageError(f"{out} exists and is not an OCI layout", hint="choose another --output, or remove it")
-    (target,) = build_targets(spec, select(spec, (variant,)))
+    (target,) = build_targets(spec, select(spec, (variant,)), _one_platform(spec, options))
     workspace = workspace_of(spec, options)
     options = dataclasses.replace(options, workspace=workspace)  # one cache for every step
     work_root = workspace.work
@@ -202,6 +210,17 @@ def normalize(spec: Spec, variant: str, source: Path, out: Path, options: ImageO
         )
         imagestore.replace(staged, out)  # at every instant, the old image or the new one, whole
     return descriptor
+
+
+def _one_platform(spec: Spec, options: ImageOptions) -> str:
+    """The platform of ``options.platforms`` (default: the spec's first): one, as a variant's inputs are staged
+    for one platform at a time."""
+    if len(options.platforms) > 1:
+        raise UsageError(
+            f"--platform {' and '.join(options.platforms)}: BuildKit's commands are for one platform at a time",
+            hint="run once per platform: each stages its own inputs and writes its own image",
+        )
+    return options.platforms[0] if options.platforms else spec.platforms[0]
 
 
 def _read_built(source: Path, dest: Path, *, platform: str) -> Layout:

@@ -224,3 +224,41 @@ def test_without_emulation_arm64_is_refused_before_any_work(
     assert "qemu-user-static" in refused.stderr and "update-binfmts --enable qemu-aarch64" in refused.stderr
     assert "Traceback" not in refused.stderr and "building with" not in refused.stderr
     assert not (clone / ".envbuild" / "images" / "cpu-infer-aarch64").exists()
+
+
+def test_buildkit_commands_for_the_arm64_image(
+    builds: tuple[Path, dict[str, Any], dict[str, Any]], demo_cache: Path, tmp_path: Path
+) -> None:
+    """'dockerfile --print-build-command --platform linux/arm64' stages arm64's inputs (its lockfile where
+    the one Dockerfile reads it) and prints a build for that platform, named apart from amd64's, and a
+    normalize that names the platform; two platforms at once are refused (their inputs share the stage)."""
+    project, _first, _second = builds
+    clone = tmp_path / "demo"
+    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+    printed = cli_process(
+        clone, demo_cache, "dockerfile", "--print-build-command", "--variant", "cpu-infer", "--platform", "linux/arm64"
+    )
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    (recipe,) = json.loads(printed.stdout)["recipes"]
+    assert recipe["platform"] == "linux/arm64" and recipe["output"] == ".envbuild/buildkit/cpu-infer-aarch64"
+    build = next(c["argv"] for c in recipe["commands"] if "build" in c["argv"])
+    assert "linux/arm64" in " ".join(build)
+    normalize = recipe["commands"][-1]["argv"]
+    assert normalize[:2] == ["envbuild", "normalize"] and normalize[normalize.index("--platform") + 1] == "linux/arm64"
+    assert ".envbuild/buildkit/cpu-infer-aarch64.docker.tar" in normalize
+    script = json.loads(printed.stdout)["script"]
+    assert "# For linux/arm64 only (--platform linux/amd64 stages and prints another)." in script
+    staged = (clone / ".envbuild" / "stage" / "cpu-infer" / "lock.txt").read_text()
+    assert staged == (clone / "lockfiles" / "cpu-infer-aarch64.txt").read_text()
+
+    both = cli_process(
+        clone,
+        demo_cache,
+        "dockerfile",
+        "--print-build-command",
+        "--platform",
+        "linux/arm64",
+        "--platform",
+        "linux/amd64",
+    )
+    assert both.returncode == 2

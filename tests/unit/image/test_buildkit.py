@@ -76,13 +76,23 @@ def test_normalize_names_an_unknown_variant(project: Path, capsys: pytest.Captur
     assert "unknown variant 'cpu-infre'" in capsys.readouterr().err
 
 
+def test_normalize_names_a_platform_the_spec_does_not_build(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "built.tar").write_bytes(b"")
+    assert main(["-C", str(project), "normalize", str(project / "built.tar"), "--variant", "cpu-infer",
+                 "--platform", "linux/arm64", "-o", str(project / "out")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "the spec does not build for linux/arm64" in err and "its platforms are linux/amd64" in err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--variant", "cpu-infer"], "--variant and --buildx go with --print-build-command"),
-        (["--buildx"], "--variant and --buildx go with --print-build-command"),
+        (["--variant", "cpu-infer"], "--variant, --platform and --buildx go with --print-build-command"),
+        (["--buildx"], "--variant, --platform and --buildx go with --print-build-command"),
         (["--print-build-command", "--check"], "--print-build-command and --check do different things"),
         (["--print-build-command", "--variant", "gpu-infer"], "unknown variant 'gpu-infer'"),
+        (["--platform", "linux/arm64"], "--variant, --platform and --buildx go with --print-build-command"),
+        (["--print-build-command", "--platform", "linux/arm64"], "the spec does not build for linux/arm64"),
     ],
 )
 def test_print_build_command_options_misused(
