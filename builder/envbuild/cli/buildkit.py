@@ -43,9 +43,9 @@ variant = click.option(
 )  # fmt: skip
 
 platform = click.option(
-    "--platform", metavar="OS/ARCH", default=None,
+    "--platform", "platforms", multiple=True, metavar="OS/ARCH",
     help="With --print-build-command: for this platform of the spec's (default: its first); with normalize, "
-    "the platform SOURCE was built for.",
+    "the platform SOURCE was built for. One: a variant's inputs are staged for one platform at a time.",
 )  # fmt: skip
 
 
@@ -58,7 +58,7 @@ def print_build_commands(
     ctx: Context,
     *,
     variants: tuple[str, ...],
-    platform: str | None,
+    platforms: tuple[str, ...],
     buildx: bool,
     source_date_epoch: int | None,
     allow_dirty: bool,
@@ -73,7 +73,7 @@ def print_build_commands(
     form = "buildx" if buildx else "docker"
     chosen = select(spec, variants) if variants else ()  # none named: the CPU variants, as 'envbuild image'
     settings = ImageOptions(
-        variants=chosen, platforms=(platform,) if platform else (), source_date_epoch=source_date_epoch,
+        variants=chosen, platforms=platforms, source_date_epoch=source_date_epoch,
         allow_dirty=allow_dirty,
     )  # fmt: skip
     with progress(ctx) as report:
@@ -101,7 +101,7 @@ def normalize_command(
     source: Path,
     variant_name: str,
     output: Path,
-    platform: str | None,
+    platforms: tuple[str, ...],
     source_date_epoch: int | None,
     allow_dirty: bool,
 ) -> None:
@@ -117,7 +117,7 @@ def normalize_command(
 
     spec = load_spec(ctx.directory)
     settings = ImageOptions(  # normalize selects the variant
-        platforms=(platform,) if platform else (), source_date_epoch=source_date_epoch, allow_dirty=allow_dirty
+        platforms=platforms, source_date_epoch=source_date_epoch, allow_dirty=allow_dirty
     )
     descriptor = normalize(spec, variant_name, source, output, settings)
     if ctx.json:

@@ -188,7 +188,7 @@ def dockerfile_command(
     print_build: bool,
     buildx: bool,
     variants: tuple[str, ...],
-    platform: str | None,
+    platforms: tuple[str, ...],
     source_date_epoch: int | None,
     allow_dirty: bool,
 ) -> None:
@@ -200,11 +200,11 @@ def dockerfile_command(
         raise UsageError("--print-build-command and --check do different things", hint="run them one at a time")
     if print_build:
         print_build_commands(
-            ctx, variants=variants, platform=platform, buildx=buildx, source_date_epoch=source_date_epoch,
+            ctx, variants=variants, platforms=platforms, buildx=buildx, source_date_epoch=source_date_epoch,
             allow_dirty=allow_dirty,
         )  # fmt: skip
         return
-    if variants or buildx or platform:
+    if variants or buildx or platforms:
         raise UsageError(
             "--variant, --platform and --buildx go with --print-build-command", hint="add --print-build-command"
         )

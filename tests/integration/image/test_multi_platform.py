@@ -261,4 +261,5 @@ def test_buildkit_commands_for_the_arm64_image(
         "--platform",
         "linux/amd64",
     )
-    assert both.returncode == 2
+    assert both.returncode == 2, both.stderr[-3000:]
+    assert "--platform linux/arm64 and linux/amd64: BuildKit's commands are for one platform at a time" in both.stderr

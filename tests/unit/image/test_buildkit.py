@@ -84,6 +84,15 @@ def test_normalize_names_a_platform_the_spec_does_not_build(project: Path, capsy
     assert "the spec does not build for linux/arm64" in err and "its platforms are linux/amd64" in err
 
 
+def test_normalize_takes_one_platform(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "built.tar").write_bytes(b"")
+    twice = ["--platform", "linux/amd64", "--platform", "linux/amd64"]
+    assert main(["-C", str(project), "normalize", str(project / "built.tar"), "--variant", "cpu-infer",
+                 *twice, "-o", str(project / "out")]) == 2  # fmt: skip
+    assert "one platform at a time" in capsys.readouterr().err
+    assert not (project / "out").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -93,6 +102,10 @@ def test_normalize_names_a_platform_the_spec_does_not_build(project: Path, capsy
         (["--print-build-command", "--variant", "gpu-infer"], "unknown variant 'gpu-infer'"),
         (["--platform", "linux/arm64"], "--variant, --platform and --buildx go with --print-build-command"),
         (["--print-build-command", "--platform", "linux/arm64"], "the spec does not build for linux/arm64"),
+        (
+            ["--print-build-command", "--platform", "linux/amd64", "--platform", "linux/arm64"],
+            "--platform linux/amd64 and linux/arm64: BuildKit's commands are for one platform at a time",
+        ),
     ],
 )
 def test_print_build_command_options_misused(

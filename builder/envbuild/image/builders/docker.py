@@ -136,12 +136,14 @@ def build_command(
 
     With ``output`` it is ``docker buildx build --output OUTPUT`` (``contexts``: its
     ``--build-context NAME=SOURCE`` values), else ``docker build``, which builds with the
-    BuildKit inside dockerd when DOCKER_BUILDKIT=1. ``envbuild dockerfile --print-build-command``
-    prints this same command, so what it prints is what envbuild runs.
+    BuildKit inside dockerd when DOCKER_BUILDKIT=1. The platform is always named: a daemon of
+    another architecture (an endpoint, or emulation) builds the request's, not its own.
+    ``envbuild dockerfile --print-build-command`` prints this same command, so what it prints
+    is what envbuild runs.
     """
     args = [docker, "buildx", "build", "--output", output] if output is not None else [docker, "build"]
     args += [
-        "--network=none", "--pull=false",
+        "--network=none", "--pull=false", f"--platform={request.platform}",
         *(f"--build-context={c}" for c in contexts),
         "--build-arg", f"SOURCE_DATE_EPOCH={request.epoch}",
         *(a for k, v in sorted(request.build_args.items()) for a in ("--build-arg", f"{k}={v}")),
