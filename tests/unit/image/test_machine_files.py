@@ -3,7 +3,7 @@
 mmdebstrap copies the host's /etc/resolv.conf and /etc/hostname into a root file system, and
 buildah's RUN steps leave empty /etc/hosts, /etc/resolv.conf and /etc/hostname files (the mount
 points of the runtime's own) in the layers they write. The integration tests prove the whole on
-two "machines" (tests/integration/image/test_debian_base.py, audit/test_rebuild.py); these check each part
+two "machines" (tests/integration/image/test_image.py, audit/test_rebuild.py); these check each part
 on small real inputs.
 """
 
