@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,9 @@ from envbuild.cli.main import main
 from support.paths import ASSETS, REPO
 
 pytest_plugins = ["support.registry_fixtures", "support.demo_fixtures"]
+
+# The session's demo builds (support.demo_fixtures): made once on each worker that uses them, minutes each.
+DEMO_BUILDS = ("demo_image", "demo_train_image")
 
 
 @dataclass
@@ -85,3 +90,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if online:
         config.hook.pytest_deselected(items=online)
         items[:] = [item for item in items if not item.get_closest_marker("sigstore_online")]
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` (scripts/test.sh), but every test file that uses the session's demo builds is one unit.
+
+    A worker takes a whole file at a time, so a module's fixtures are made once; the files
+    using the demo builds go to one worker together, so those builds are made once, not once
+    on each worker. (xdist's own ``loadgroup`` cannot do it: its group marks are lost on
+    pytest 9.2, pytest-dev/pytest-xdist#1386.) A file counts as using them when its text
+    names one; a miss costs a build's time, never a result.
+    """
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    @functools.cache
+    def unit(path: str) -> str:
+        file = REPO / path
+        uses = file.is_file() and any(name in file.read_text(errors="replace") for name in DEMO_BUILDS)
+        return "demo-builds" if uses else path
+
+    class DemoBuildsTogether(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return unit(nodeid.split("::", 1)[0])
+
+    return DemoBuildsTogether(config, log)
