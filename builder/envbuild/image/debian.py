@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -130,7 +129,11 @@ def build_debian_base(
             architecture=_ARCH[platform],
             keep_owners=True,
         )
-        shutil.move(str(layout_dir), final)
+        try:
+            os.rename(layout_dir, final)
+        except OSError:
+            if not (final / "index.json").is_file():  # not another process's, made meanwhile: a real failure
+                raise
     return Layout.open(final)
 
 
