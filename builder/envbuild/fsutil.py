@@ -37,6 +37,19 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         raise
 
 
+def rename_into_place(directory: Path, target: Path) -> None:
+    """Rename the finished ``directory`` to the cache entry ``target``, or keep the one already there.
+
+    Another process on the same cache may have made ``target`` from the same inputs meanwhile:
+    its copy is kept whole (this one is left for the caller's temporary directory to remove).
+    """
+    try:
+        os.rename(directory, target)
+    except OSError:
+        if not target.is_dir():  # not another process's entry: a real failure
+            raise
+
+
 # Errors that say the path is wrong (the user can pick another); any other (a full disk) is a failure.
 _PATH_ERRORS = {errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT}
 

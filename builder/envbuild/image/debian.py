@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from envbuild.fsutil import rename_into_place
 from envbuild.image.emulation import require_runnable
 from envbuild.oci.layout import Layout
 from envbuild.oci.tarnorm import COMPRESSOR
@@ -129,11 +130,7 @@ def build_debian_base(
             architecture=_ARCH[platform],
             keep_owners=True,
         )
-        try:
-            os.rename(layout_dir, final)
-        except OSError:
-            if not (final / "index.json").is_file():  # not another process's, made meanwhile: a real failure
-                raise
+        rename_into_place(layout_dir, final)
     return Layout.open(final)
 
 

@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from envbuild.fsutil import rename_into_place
 from envbuild.image.checks.rootfs import RootFS, Unpacked, unpack
 from envbuild.oci.layout import Descriptor, Layout
 from envbuild.proc import run, which
@@ -57,11 +58,7 @@ def base_tree(layout: Layout, layers: list[Descriptor], cache: Path) -> Path:
     clean(trees, ".unpacking-")  # what killed runs left
     with scratch_dir(trees, ".unpacking-") as scratch:
         unpack(layout, layers, scratch / "tree", first_new=len(layers))
-        try:
-            os.rename(scratch / "tree", tree)
-        except OSError:
-            if not tree.is_dir():  # not another build's, made at the same time: a real failure
-                raise
+        rename_into_place(scratch / "tree", tree)
     log.info("unpacked the base into %s, for the checks of every image on it", tree)
     return tree
 
